@@ -1,0 +1,5 @@
+"""Registry for datasets."""
+
+from ..utils.registry import Registry
+
+DATASETS = Registry("dataset")

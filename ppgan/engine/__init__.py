@@ -1,0 +1,1 @@
+"""The training engine: iteration loop, hooks and checkpoints."""

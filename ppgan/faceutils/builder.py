@@ -1,0 +1,5 @@
+"""Registry for face detectors."""
+
+from ..utils.registry import Registry
+
+DETECTORS = Registry("face detector")

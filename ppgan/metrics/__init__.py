@@ -1,0 +1,1 @@
+"""Evaluation metrics: lip-sync (LSE-D / LSE-C) and image quality."""

@@ -1,0 +1,1 @@
+"""Discriminators: the SyncNet lip-sync expert and the visual-quality discriminator."""

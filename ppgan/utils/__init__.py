@@ -1,0 +1,1 @@
+"""Shared utilities: configs, registries, logging, ranks, audio and video I/O."""

@@ -1,0 +1,136 @@
+"""Audio decoding (PyAV) and THE mel spectrogram used everywhere in the project.
+
+The mel follows the reference Wav2Lip features exactly: pre-emphasis 0.97; STFT with n_fft 800,
+hop 200, window 800, Hann, centred with *reflect* padding; magnitude; Slaney mel with 80 bands
+from 55 to 7600 Hz; 20*log10(max(1e-5, x)) - 20 dB; symmetric normalisation clipped to [-4, 4].
+At 16 kHz that is 80 mel frames per second, and video frame i at ``fps`` starts at mel index
+``int(80 * i / fps)``; the networks see 16-step windows (0.2 s, 5 frames at 25 fps).
+"""
+
+import functools
+import os
+import wave
+
+import numpy as np
+
+from .errors import MediaError
+
+SAMPLE_RATE = 16000
+N_FFT = 800
+HOP_SIZE = 200
+WIN_SIZE = 800
+NUM_MELS = 80
+FMIN = 55
+FMAX = 7600
+PREEMPHASIS = 0.97
+REF_LEVEL_DB = 20
+MIN_LEVEL_DB = -100
+MAX_ABS_VALUE = 4.0
+MEL_FPS = SAMPLE_RATE / HOP_SIZE  # 80 mel frames per second
+MEL_STEP_SIZE = 16  # mel frames in one network window
+
+
+def load_audio(path, sample_rate=SAMPLE_RATE):
+    """Decode any audio file, or the audio track of a video, to mono float32 at ``sample_rate``.
+
+    Args:
+        path: wav, mp3, m4a/aac, flac, mp4, ... (anything FFmpeg inside PyAV decodes).
+    Returns:
+        (N,) float32 array in [-1, 1].
+    Raises:
+        MediaError: missing or unreadable file, no audio stream, or no samples.
+    """
+    import av
+
+    if not os.path.isfile(path):
+        raise MediaError(f"audio file not found: {path}")
+    chunks = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise MediaError(f"no audio stream in {path}: give a file that carries sound")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(stream):
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"cannot read audio from {path}: {exc}") from None
+    wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if wav.size == 0:
+        raise MediaError(f"audio file {path} holds no samples: give a non-empty recording")
+    return wav
+
+
+def save_wav(path, wav, sample_rate=SAMPLE_RATE):
+    """Write mono float audio in [-1, 1] as 16-bit PCM wav (atomically: temp file + rename)."""
+    pcm = (np.clip(np.asarray(wav, np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with wave.open(tmp, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.tobytes())
+    os.replace(tmp, path)
+
+
+def preemphasis(wav, coef=PREEMPHASIS):
+    """y[n] = x[n] - coef * x[n-1] with y[0] = x[0] (a first-order FIR, zero initial state)."""
+    wav = np.asarray(wav, dtype=np.float64)
+    out = wav.copy()
+    out[1:] -= coef * wav[:-1]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def mel_basis():
+    """(80, 401) Slaney mel filter bank (area-normalised), computed once."""
+    import librosa
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=NUM_MELS, fmin=FMIN, fmax=FMAX)
+
+
+def melspectrogram(wav):
+    """Mel spectrogram of 16 kHz mono audio, exactly as the reference Wav2Lip computes it.
+
+    Args:
+        wav: (N,) float array at 16 kHz.
+    Returns:
+        (80, 1 + N // 200) float32 array with values in [-4, 4] (silence gives -4).
+    """
+    import librosa
+
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1 or wav.size == 0:
+        raise MediaError(f"melspectrogram needs a non-empty 1-D waveform, got shape {wav.shape}")
+    spec = np.abs(librosa.stft(preemphasis(wav), n_fft=N_FFT, hop_length=HOP_SIZE,
+                               win_length=WIN_SIZE, window="hann", center=True, pad_mode="reflect"))
+    mel = np.dot(mel_basis(), spec)
+    db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
+    normalised = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
+    return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+
+
+def mel_index(frame_index, fps):
+    """First mel frame belonging to video frame ``frame_index`` at ``fps``: int(80 * i / fps)."""
+    return int(MEL_FPS * frame_index / fps)
+
+
+def mel_window(mel, frame_index, fps, steps=MEL_STEP_SIZE):
+    """The ``steps``-long mel window starting at video frame ``frame_index``.
+
+    Args:
+        mel: (80, T) spectrogram.
+    Returns:
+        (80, steps) view, or None when the window would run past the end (or start before 0).
+    """
+    start = mel_index(frame_index, fps)
+    if start < 0 or start + steps > mel.shape[1]:
+        return None
+    return mel[:, start:start + steps]
+
+
+def num_video_frames(num_samples, fps, sample_rate=SAMPLE_RATE):
+    """How many video frames at ``fps`` the given number of audio samples covers (rounded)."""
+    return int(round(num_samples * fps / sample_rate))

@@ -1,0 +1,49 @@
+"""The ``ppgan`` logger: console on rank 0 only, one log file per rank.
+
+Rank 0 writes ``<output_dir>/log.txt``; rank N writes ``<output_dir>/log.txt.rankN``.
+"""
+
+import logging
+import os
+import sys
+
+from .comm import get_rank
+
+LOGGER_NAME = "ppgan"
+_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
+_DATEFMT = "%m/%d %H:%M:%S"
+
+
+def setup_logger(output_dir=None, name=LOGGER_NAME, level=logging.INFO):
+    """Configure and return the logger (safe to call again: old handlers are replaced).
+
+    Args:
+        output_dir: folder for the per-rank log file; None logs to the console only.
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(_FORMAT, datefmt=_DATEFMT)
+    rank = get_rank()
+    if rank == 0:
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(formatter)
+        logger.addHandler(console)
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        filename = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
+        file_handler = logging.FileHandler(os.path.join(output_dir, filename), mode="a")
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    return logger
+
+
+def get_logger(name=LOGGER_NAME):
+    """The project logger; configured with a console handler on first use if nobody set it up."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        setup_logger(name=name)
+    return logger
