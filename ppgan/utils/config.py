@@ -11,6 +11,7 @@ Overrides are ``a.b.c=value`` with ``value`` parsed as YAML, and may only set ke
 
 import copy
 import os
+import re
 
 import yaml
 from easydict import EasyDict
@@ -25,12 +26,28 @@ class AttrDict(EasyDict):
     """A dict whose keys are also attributes (nested dicts and lists of dicts are converted)."""
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``), because
+    learning rates are written that way and a string there fails far from the config."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text):
+    """Parse YAML text with the project's loader."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, "r", encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = parse_yaml(f)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -78,7 +95,7 @@ def parse_override(text):
     if not key:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
