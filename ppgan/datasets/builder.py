@@ -1,5 +1,142 @@
-"""Registry for datasets."""
+"""Dataset registry and the builders that turn a ``dataset.train`` / ``dataset.test`` block into a loader.
 
-from ..utils.registry import Registry
+A block holds the dataset's own keys plus two loader keys::
+
+    dataset:
+      train:
+        name: Wav2LipDataset            # any name registered in DATASETS
+        dataroot: data/lrs2_preprocessed
+        filelist: train.txt
+        batch_size: 8                   # PER RANK (the global batch is batch_size * ranks)
+        num_workers: 4                  # loader processes per rank; 0 reads in the training process
+
+    loader = build_dataloader(cfg.dataset.train, is_train=True, seed=cfg.get("seed", 0),
+                              config_dir=os.path.dirname(config_path))
+
+Each epoch, call ``set_loader_epoch(loader, epoch)`` before iterating: it reshuffles the shards and
+changes the per-sample draws, reproducibly from (seed, epoch).
+"""
+
+import math
+
+import numpy as np
+import paddle
+from paddle.io import DistributedBatchSampler
+
+from ..utils import comm
+from ..utils.errors import ConfigError, DataError
+from ..utils.registry import Registry, build_from_config
 
 DATASETS = Registry("dataset")
+LOADER_KEYS = ("batch_size", "num_workers")
+
+
+def _positive_int(cfg, key, default, where, minimum=1):
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def build_dataset(cfg, is_train=True, seed=0, config_dir=None, where=None):
+    """Build the dataset a config block describes (loader keys are ignored).
+
+    Args:
+        cfg: mapping with ``name`` and the dataset's keyword arguments.
+        is_train: passed to the dataset unless the block sets it.
+        seed: default seed of the per-sample draws.
+        config_dir: folder of the config file, for resolving relative paths.
+        where: dotted config path used in error messages. Default: dataset.train / dataset.test.
+    Returns:
+        The dataset instance.
+    """
+    where = where or ("dataset.train" if is_train else "dataset.test")
+    block = {k: v for k, v in dict(cfg).items() if k not in LOADER_KEYS}
+    return build_from_config(block, DATASETS, where=where, is_train=is_train, seed=seed,
+                             config_dir=config_dir)
+
+
+class SeededDistributedBatchSampler(DistributedBatchSampler):
+    """``DistributedBatchSampler`` whose order depends on (seed, epoch), with disjoint shards.
+
+    Training (``drop_last``): a permutation of all indices is cut into ``world`` equal contiguous
+    shards and the < world leftovers are dropped, so no index is on two ranks. Evaluation: the
+    order is fixed and the tail is padded by wrapping around, so every rank runs the same number of
+    batches (collective calls need that); at most world - 1 samples are seen twice.
+    """
+
+    def __init__(self, dataset, batch_size, num_replicas=1, rank=0, shuffle=False, drop_last=False, seed=0):
+        super().__init__(dataset, batch_size, num_replicas=num_replicas, rank=rank,
+                         shuffle=shuffle, drop_last=drop_last)
+        self.seed = int(seed)
+        if drop_last:
+            self.num_samples = len(dataset) // self.nranks
+        else:
+            self.num_samples = int(math.ceil(len(dataset) / self.nranks))
+        self.total_size = self.num_samples * self.nranks
+
+    def __iter__(self):
+        count = len(self.dataset)
+        order = np.arange(count)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(count)
+            self.epoch += 1  # as Paddle does: a new order next pass even without set_epoch
+        if self.total_size > count:
+            order = np.concatenate([order, np.resize(order, self.total_size - count)])
+        mine = order[self.local_rank * self.num_samples:(self.local_rank + 1) * self.num_samples]
+        for begin in range(0, len(mine), self.batch_size):
+            batch = mine[begin:begin + self.batch_size].tolist()
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch
+
+
+def _worker_init(worker_id):
+    import cv2
+
+    # The loader already runs one process per core; OpenCV's own threads would only contend.
+    cv2.setNumThreads(1)
+
+
+def build_dataloader(cfg, is_train=True, seed=0, config_dir=None, where=None):
+    """Build a ``paddle.io.DataLoader`` for one rank from a dataset config block.
+
+    Args:
+        cfg: dataset block with ``name``, the dataset's keys, ``batch_size`` (per rank, default 1)
+            and ``num_workers`` (default 0).
+        is_train: shuffled, drop_last batches and epoch-dependent draws; else a fixed order.
+        seed: seed of the shuffle and of the per-sample draws.
+        config_dir: folder of the config file, for resolving relative paths.
+        where: dotted config path used in error messages.
+    Returns:
+        DataLoader yielding dicts of float32 Tensors (batch dimension first); rank and world size
+        come from ``ppgan.utils.comm``, so the same call works in 1 or N processes.
+    Raises:
+        DataError: in training, fewer clips than ``batch_size`` or fewer windows than one batch
+            on every rank.
+    """
+    where = where or ("dataset.train" if is_train else "dataset.test")
+    batch_size = _positive_int(cfg, "batch_size", 1, where)
+    num_workers = _positive_int(cfg, "num_workers", 0, where, minimum=0)
+    dataset = build_dataset(cfg, is_train=is_train, seed=seed, config_dir=config_dir, where=where)
+    world, rank = comm.get_world_size(), comm.get_rank()
+    if is_train:
+        clips = getattr(dataset, "num_clips", len(dataset))
+        source = getattr(dataset, "filelist", where)
+        if clips < batch_size:
+            raise DataError(f"{source} has {clips} usable clip(s), fewer than {where}.batch_size "
+                            f"{batch_size}: list more clips or lower the batch size")
+        if len(dataset) < batch_size * world:
+            raise DataError(f"{source} yields {len(dataset)} samples, fewer than one batch of "
+                            f"{batch_size} on each of {world} rank(s): add clips or lower the batch size")
+    sampler = SeededDistributedBatchSampler(dataset, batch_size, num_replicas=world, rank=rank,
+                                            shuffle=is_train, drop_last=is_train, seed=seed)
+    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                worker_init_fn=_worker_init if num_workers else None)
+
+
+def set_loader_epoch(loader, epoch):
+    """Start epoch ``epoch``: new shard order and new per-sample draws, reproducibly."""
+    loader.batch_sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)

@@ -30,18 +30,27 @@ MEL_FPS = SAMPLE_RATE / HOP_SIZE  # 80 mel frames per second
 MEL_STEP_SIZE = 16  # mel frames in one network window
 
 
+_DECODE_BLOCK = 32768  # samples per resampling call in load_audio
+
+
+def _mono(frame):
+    """(N,) float32 average of a planar float frame's channels."""
+    return frame.to_ndarray().mean(axis=0, dtype=np.float32)
+
+
 def load_audio(path, sample_rate=SAMPLE_RATE):
     """Decode any audio file, or the audio track of a video, to mono float32 at ``sample_rate``.
 
     Args:
         path: wav, mp3, m4a/aac, flac, mp4, ... (anything FFmpeg inside PyAV decodes).
     Returns:
-        (N,) float32 array in [-1, 1].
+        (N,) float32 array in [-1, 1]; several channels are averaged (as librosa's to_mono does).
     Raises:
         MediaError: missing or unreadable file, no audio stream, or no samples.
     """
     import av
 
+    path = str(path)
     if not os.path.isfile(path):
         raise MediaError(f"audio file not found: {path}")
     chunks = []
@@ -50,10 +59,22 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
             if not container.streams.audio:
                 raise MediaError(f"no audio stream in {path}: give a file that carries sound")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            # Resample with the channels kept, then average them: FFmpeg's own stereo->mono
+            # downmix scales by 1/sqrt(2) per channel, which makes a stereo recording 3 dB louder
+            # than its mono twin and pushes full-scale stereo past [-1, 1].
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=sample_rate)
+            # Decoded frames are small (~1k samples) and each resample call has a fixed cost, so
+            # gather them into large blocks first (2-3x faster; the resampler's output is the same).
+            fifo = av.AudioFifo()
             for frame in container.decode(stream):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+                frame.pts = None  # the fifo only concatenates; it must not police timestamps
+                fifo.write(frame)
+                while fifo.samples >= _DECODE_BLOCK:
+                    chunks.extend(_mono(out) for out in resampler.resample(fifo.read(_DECODE_BLOCK)))
+            tail = fifo.read()
+            if tail is not None:
+                chunks.extend(_mono(out) for out in resampler.resample(tail))
+            chunks.extend(_mono(out) for out in resampler.resample(None))
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -64,16 +85,38 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
     return wav
 
 
+def to_pcm16(wav):
+    """Quantise float audio in [-1, 1] to 16-bit PCM, the inverse of how decoding scales it.
+
+    Decoders (PyAV/FFmpeg) map an int16 sample k to k / 32768, so scaling by 32768 here (and
+    clipping to the int16 range) makes ``load_audio`` -> ``to_pcm16`` -> decode bit-exact;
+    scaling by 32767 would shift every sample above half scale by one step per round trip.
+
+    Args:
+        wav: (N,) float array.
+    Returns:
+        (N,) int16 array.
+    """
+    scaled = np.round(np.asarray(wav, np.float64) * 32768.0)
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
 def save_wav(path, wav, sample_rate=SAMPLE_RATE):
     """Write mono float audio in [-1, 1] as 16-bit PCM wav (atomically: temp file + rename)."""
-    pcm = (np.clip(np.asarray(wav, np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    pcm = to_pcm16(wav).astype("<i2")
     tmp = f"{path}.tmp{os.getpid()}"
-    with wave.open(tmp, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sample_rate)
-        f.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
+    try:
+        with wave.open(tmp, "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(sample_rate)
+            f.writeframes(pcm.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        # A failed write (full disk, bad folder) must not leave a half file behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def preemphasis(wav, coef=PREEMPHASIS):

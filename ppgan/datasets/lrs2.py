@@ -1,0 +1,477 @@
+"""Datasets over the preprocessed LRS2 layout: the lip-sync expert's and the generator's.
+
+Corpus layout (written by ``tools/preprocess.py`` or the synthetic corpus writer)::
+
+    <dataroot>/<speaker>/<clip>/0.jpg 1.jpg ...   face crops (BGR), one per video frame at ``fps``
+    <dataroot>/<speaker>/<clip>/mel.npy           (80, T) mel of the clip's audio, 80 steps/s
+    <dataroot>/<speaker>/<clip>/audio.wav         16 kHz mono (only read when mel.npy is missing)
+    <dataroot>/train.txt val.txt test.txt         one "<speaker>/<clip>" per line
+
+Unlike the reference loaders (which ignore the index and loop until a random draw works), every
+index names one window: a clip and the frame its ``syncnet_T`` frames start at. Windows are
+enumerated once at construction (frames present, audio long enough), ordered round-robin over
+clips (window 0 of every clip, then window 1, ...) so a truncated validation pass still sees every
+clip. Whatever else a sample needs (the off-sync or reference window, augmentation) is drawn
+from a generator seeded by (seed, epoch, index), so samples are reproducible and a distributed
+sampler's shards are disjoint. Mels are read from each clip's cache, never recomputed per sample.
+
+Paths: ``dataroot`` absolute as given; a relative one is looked up in the working directory,
+then in ``config_dir`` (the folder of the config file) and its two parents. ``filelist``
+absolute as given, else relative to ``dataroot``, else a split name (``train`` ->
+``<dataroot>/train.txt``), else relative to ``config_dir`` and its two parents (so
+``filelists/train.txt`` from ``configs/x.yaml`` finds the project's ``filelists/``); never the
+working directory.
+"""
+
+import collections
+import os
+
+import numpy as np
+from paddle.io import Dataset
+from tqdm import tqdm
+
+from ..utils.audio import MEL_FPS, MEL_STEP_SIZE, NUM_MELS, load_audio, mel_index, melspectrogram
+from ..utils.comm import is_main_process
+from ..utils.errors import ConfigError, DataError, MediaError
+from ..utils.logger import get_logger
+from .augment import build_augment
+from .builder import DATASETS
+
+MAX_ATTEMPTS = 16  # samples tried in a row before unreadable data is reported instead of skipped
+_MEL_CACHE_BYTES = 64 << 20  # per process: a few hundred LRS2 clips' mels
+
+
+def _config_folders(config_dir):
+    """The config file's folder and up to two parents (configs/demo/x.yaml reaches the project root)."""
+    if not config_dir:
+        return []
+    folders = [os.path.abspath(config_dir)]
+    for _ in range(2):
+        parent = os.path.dirname(folders[-1])
+        if parent == folders[-1]:
+            break
+        folders.append(parent)
+    return folders
+
+
+def resolve_dataroot(dataroot, config_dir=None):
+    """The corpus folder: absolute as given; relative ones in the CWD, then beside the config."""
+    if not dataroot:
+        raise ConfigError("dataset 'dataroot' is empty: set it to the preprocessed corpus folder")
+    if os.path.isabs(dataroot):
+        candidates = [dataroot]
+    else:
+        candidates = [os.path.abspath(dataroot)] + [os.path.join(f, dataroot) for f in _config_folders(config_dir)]
+    for path in candidates:
+        if os.path.isdir(path):
+            return os.path.abspath(path)
+    raise DataError(f"corpus folder {dataroot!r} not found (looked in {', '.join(candidates)}): "
+                    f"run tools/preprocess.py or fix dataset.dataroot")
+
+
+def resolve_filelist(filelist, dataroot, config_dir=None):
+    """The split list: absolute; in ``dataroot``; a split name in ``dataroot``; beside the config."""
+    if not filelist:
+        raise ConfigError("dataset 'filelist' is empty: name a split list such as train.txt")
+    if os.path.isabs(filelist):
+        candidates = [filelist]
+    else:
+        candidates = [os.path.join(dataroot, filelist), os.path.join(dataroot, filelist + ".txt")]
+        candidates += [os.path.join(f, filelist) for f in _config_folders(config_dir)]
+    for path in candidates:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise DataError(f"filelist {filelist!r} not found (looked in {', '.join(candidates)}): "
+                    f"fix dataset.filelist")
+
+
+def read_filelist(path):
+    """Clip paths listed in ``path``: the first token of each non-blank, non-``#`` line.
+
+    Later tokens are ignored (LRS2's test list tags lines with NF / MV).
+    """
+    with open(path, "r", encoding="utf-8") as f:
+        keys = [line.split()[0] for line in f if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        raise DataError(f"filelist {path} lists no clips: an empty split cannot be used")
+    return keys
+
+
+def frame_ids(clip_dir):
+    """Sorted integer ids of the ``<id>.jpg`` frames in a clip folder, as an int64 array."""
+    ids = [int(name[:-4]) for name in os.listdir(clip_dir)
+           if name.endswith(".jpg") and name[:-4].isdigit()]
+    return np.array(sorted(ids), dtype=np.int64)
+
+
+def window_starts(ids, length):
+    """Frame ids s such that s, s+1, ..., s+length-1 are all in the sorted ``ids``."""
+    if len(ids) < length:
+        return ids[:0]
+    return ids[:len(ids) - length + 1][ids[length - 1:] - ids[:len(ids) - length + 1] == length - 1]
+
+
+def npy_shape(path):
+    """Shape stored in a .npy header, read without loading the array (None if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            return reader(f)[0]
+    except (OSError, ValueError):
+        return None
+
+
+class UnreadableFrame(Exception):
+    """A frame (or mel) of a window could not be read; the sample is skipped."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+class LipSyncWindows(Dataset):
+    """Shared machinery of the two datasets: clip scan, window index, frame and mel reading.
+
+    Subclasses define ``_usable_starts`` (which windows they can build a sample at) and
+    ``_make_sample`` (the sample itself).
+    """
+
+    def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE,
+                 fps=25, seed=0, augment=None, is_train=True, config_dir=None):
+        for key, value in dict(img_size=img_size, syncnet_T=syncnet_T, mel_step_size=mel_step_size).items():
+            if not isinstance(value, int) or value <= 0 or (key == "img_size" and value % 2):
+                raise ConfigError(f"dataset.{key} must be a positive{' even' if key == 'img_size' else ''} "
+                                  f"integer, got {value!r}")
+        if not fps > 0:
+            raise ConfigError(f"dataset.fps must be positive, got {fps!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"the dataset seed must be a non-negative integer, got {seed!r}")
+        self.img_size, self.syncnet_T, self.mel_step_size, self.fps = img_size, syncnet_T, mel_step_size, fps
+        self.seed, self.is_train, self.epoch = int(seed), bool(is_train), 0
+        self.augment = build_augment(augment) if is_train else None
+        self.dataroot = resolve_dataroot(dataroot, config_dir)
+        self.filelist = resolve_filelist(filelist, self.dataroot, config_dir)
+        self.skipped_samples = 0
+        self._bad_files = set()
+        self._mels = collections.OrderedDict()  # clip -> (80, T) mel, least recently used first
+        self._mel_bytes = 0
+        self._pinned_mels = {}  # mels that could not be written back to the corpus
+        self._scan(read_filelist(self.filelist))
+
+    # ---------------------------------------------------------------- construction
+    def _scan(self, keys):
+        """Find every clip's frames and mel length, then enumerate the usable windows."""
+        self.clip_keys, self.clip_dirs, self.clip_starts = [], [], []
+        missing = [k for k in keys if not os.path.isdir(os.path.join(self.dataroot, k))]
+        if missing:
+            raise DataError(f"{len(missing)} clip folder(s) listed in {self.filelist} do not exist under "
+                            f"{self.dataroot} (first: {missing[0]}): fix the list or re-run preprocessing")
+        self.clip_video_starts = []  # every complete T-frame run, audio or not (negatives, references)
+        too_short = []
+        # Scanning LRS2 (45k clip folders) takes a while: show progress, once, for big lists only.
+        for key in tqdm(keys, desc=f"scan {os.path.basename(self.filelist)}", unit="clip",
+                        disable=len(keys) < 2000 or not is_main_process()):
+            clip_dir = os.path.join(self.dataroot, key)
+            video_starts = window_starts(frame_ids(clip_dir), self.syncnet_T)
+            starts = self._usable_starts(video_starts, self._mel_length(len(self.clip_dirs), clip_dir))
+            if len(starts) == 0:
+                too_short.append(key)
+                self._pinned_mels.pop(len(self.clip_dirs), None)
+                continue
+            self.clip_keys.append(key)
+            self.clip_dirs.append(clip_dir)
+            self.clip_starts.append(starts)
+            self.clip_video_starts.append(video_starts)
+        if not self.clip_dirs:
+            raise DataError(f"no clip in {self.filelist} has a usable {self.syncnet_T}-frame window with "
+                            f"audio ({len(keys)} listed): the clips are too short or hold no frames")
+        if too_short:
+            get_logger().warning("%s: %d of %d clips have no usable window and are left out (first: %s)",
+                                 self.filelist, len(too_short), len(keys), too_short[0])
+        counts = np.array([len(s) for s in self.clip_starts])
+        clip_of = np.repeat(np.arange(len(counts)), counts)
+        rank_in_clip = np.concatenate([np.arange(n) for n in counts])
+        order = np.lexsort((clip_of, rank_in_clip))  # round-robin: sort by rank, then by clip
+        self._window_clip = clip_of[order].astype(np.int32)
+        self._window_start = np.concatenate(self.clip_starts)[order].astype(np.int32)
+
+    def _mel_length(self, clip, clip_dir):
+        """Mel length of a clip from its cache header; a missing or broken cache is rebuilt once."""
+        path = os.path.join(clip_dir, "mel.npy")
+        shape = npy_shape(path)
+        if shape is not None and len(shape) == 2 and shape[0] == NUM_MELS:
+            return shape[1]
+        wav_path = os.path.join(clip_dir, "audio.wav")
+        if not os.path.isfile(wav_path):
+            raise DataError(f"clip {clip_dir} has neither a valid mel.npy nor audio.wav: re-run preprocessing")
+        try:
+            mel = melspectrogram(load_audio(wav_path))
+        except MediaError as exc:
+            raise DataError(f"clip {clip_dir}: {exc}") from None
+        try:
+            tmp = f"{path}.tmp{os.getpid()}.npy"
+            np.save(tmp, mel)
+            os.replace(tmp, path)
+            get_logger().info("computed the missing mel cache %s", path)
+        except OSError:
+            self._pinned_mels[clip] = mel  # read-only corpus: keep it in memory instead
+        return mel.shape[1]
+
+    def _mel_starts_ok(self, frames, mel_len):
+        """Boolean mask: the ``mel_step_size`` window starting at each frame lies inside the mel."""
+        # Same arithmetic as audio.mel_index (int(80 * f / fps)), so the index and the reads agree.
+        starts = np.trunc(MEL_FPS * frames.astype(np.float64) / self.fps).astype(np.int64)
+        return (frames >= 0) & (starts + self.mel_step_size <= mel_len)
+
+    def _usable_starts(self, video_starts, mel_len):
+        """Which of a clip's complete video windows a sample can be built at.
+
+        Args:
+            video_starts: (W,) first frame ids of every run of ``syncnet_T`` present frames.
+            mel_len: the clip's mel length in steps.
+        Returns:
+            The subset whose in-sync mel window lies inside the audio.
+        """
+        return video_starts[self._mel_starts_ok(video_starts, mel_len)]
+
+    # ---------------------------------------------------------------- sampling
+    def __len__(self):
+        return len(self._window_clip)
+
+    @property
+    def num_clips(self):
+        return len(self.clip_dirs)
+
+    def set_epoch(self, epoch):
+        """Choose which draws training samples make (negatives, references, augmentation)."""
+        self.epoch = int(epoch)
+
+    def window(self, index):
+        """(clip number, first frame id) of window ``index``."""
+        return int(self._window_clip[index]), int(self._window_start[index])
+
+    def __getitem__(self, index):
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} windows")
+        epoch = self.epoch if self.is_train else 0  # validation samples never change
+        target, last_error = index, None
+        for attempt in range(MAX_ATTEMPTS):
+            rng = np.random.default_rng([self.seed, epoch, index, attempt])
+            try:
+                return self._make_sample(target, index, epoch, rng)
+            except UnreadableFrame as bad:
+                self._skip(bad)
+                last_error = bad
+                # Move on to another window, drawn reproducibly; bounded, never an endless retry.
+                target = int(rng.integers(len(self)))
+        raise DataError(f"{MAX_ATTEMPTS} samples in a row had unreadable frames (last: {last_error}): "
+                        f"the corpus under {self.dataroot} looks damaged, re-run preprocessing")
+
+    def _skip(self, bad):
+        self.skipped_samples += 1
+        if bad.path not in self._bad_files:
+            self._bad_files.add(bad.path)
+            get_logger().warning("skipping samples that need %s (%s); %d sample(s) skipped so far "
+                                 "in this process", bad.path, bad.reason, self.skipped_samples)
+
+    def _make_sample(self, window_index, requested_index, epoch, rng):
+        raise NotImplementedError  # abstract
+
+    # ---------------------------------------------------------------- reading
+    def read_frames(self, clip, starts):
+        """Read the ``syncnet_T``-frame windows starting at each of ``starts``.
+
+        Returns:
+            (len(starts) * T, S, S, 3) uint8 BGR, S = img_size (crops of another size are resized).
+        Raises:
+            UnreadableFrame: a frame is missing or does not decode.
+        """
+        import cv2
+
+        size = self.img_size
+        out = np.empty((len(starts) * self.syncnet_T, size, size, 3), dtype=np.uint8)
+        paths = [os.path.join(self.clip_dirs[clip], f"{start + k}.jpg")
+                 for start in starts for k in range(self.syncnet_T)]
+        for slot, path in enumerate(paths):
+            if path in self._bad_files:
+                raise UnreadableFrame(path, "unreadable earlier")
+            try:
+                image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+            except OSError:
+                raise UnreadableFrame(path, "missing") from None
+            if image is None:
+                raise UnreadableFrame(path, "corrupt jpg")
+            if image.shape[:2] != (size, size):
+                image = cv2.resize(image, (size, size))
+            out[slot] = image
+        return out
+
+    def to_channels_first(self, frames, rng, rows=slice(None)):
+        """Frames as network input, augmented with one draw for all of them when configured.
+
+        Args:
+            frames: (N, S, S, 3) uint8 BGR.
+            rows: image rows to keep (after augmentation, which needs the whole crop).
+        Returns:
+            (3, N, len(rows), S) float32 BGR in [0, 1].
+        """
+        scale = np.float32(1.0 / 255.0)
+        if self.augment is not None:
+            floats = self.augment.apply(frames.astype(np.float32) * scale, self.augment.sample(rng))
+            return np.ascontiguousarray(floats[:, rows].transpose(3, 0, 1, 2))
+        picked = frames[:, rows]
+        out = np.empty((3,) + picked.shape[:3], dtype=np.float32)
+        # Transpose and scale in one pass over uint8: this copy is most of a sample's cost.
+        np.multiply(picked.transpose(3, 0, 1, 2), scale, out=out)
+        return out
+
+    def mel(self, clip):
+        """(80, T) float32 mel of a clip, from a small per-process LRU cache over mel.npy."""
+        if clip in self._pinned_mels:
+            return self._pinned_mels[clip]
+        cached = self._mels.get(clip)
+        if cached is not None:
+            self._mels.move_to_end(clip)
+            return cached
+        path = os.path.join(self.clip_dirs[clip], "mel.npy")
+        try:
+            mel = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise UnreadableFrame(path, f"unreadable mel cache ({exc})") from None
+        self._mels[clip] = mel
+        self._mel_bytes += mel.nbytes
+        while self._mel_bytes > _MEL_CACHE_BYTES and len(self._mels) > 1:
+            self._mel_bytes -= self._mels.popitem(last=False)[1].nbytes
+        return mel
+
+    def mel_window(self, clip, frame):
+        """(80, mel_step_size) float32 mel window starting at video frame ``frame``."""
+        start = mel_index(frame, self.fps)
+        window = self.mel(clip)[:, start:start + self.mel_step_size]
+        if start < 0 or window.shape[1] != self.mel_step_size:
+            raise UnreadableFrame(os.path.join(self.clip_dirs[clip], "mel.npy"),
+                                  f"shorter than its header said (window at frame {frame})")
+        return np.ascontiguousarray(window, dtype=np.float32)
+
+
+@DATASETS.register()
+class SyncNetDataset(LipSyncWindows):
+    """Samples for the lip-sync expert: in-sync and off-sync (lower-face window, mel) pairs.
+
+    Window ``i`` fixes the audio: the mel window at its first frame. Positives show the frames of
+    that window; negatives show a window of the same clip starting at least ``min_offset`` frames
+    away (as the reference does, the video is shifted, not the audio). Labels alternate with
+    ``(index + epoch) % 2`` so every epoch is exactly balanced and each window serves as both.
+
+    Args:
+        dataroot, filelist, config_dir: see the module docstring.
+        img_size: side S of the face crops fed to the expert. Default: 96.
+        syncnet_T: frames per window. Default: 5.
+        mel_step_size: mel steps per window (16 = 0.2 s). Default: 16.
+        fps: video frame rate of the corpus. Default: 25.
+        min_offset: smallest distance, in frames, between a negative's video and its audio. Default: 5.
+        seed: seeds every per-sample draw. Default: 0.
+        augment: ``WindowAugment`` config (training only). Default: None (off).
+        is_train: training (draws change with ``set_epoch``) or validation (fixed). Default: True.
+
+    Item (dict of float32 arrays): ``face`` (3T, S/2, S) lower halves of the T frames stacked on
+    channels, BGR in [0, 1]; ``mel`` (1, 80, mel_step_size); ``label`` (1,) 1 = in sync, 0 = off.
+    """
+
+    def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE, fps=25,
+                 min_offset=5, seed=0, augment=None, is_train=True, config_dir=None):
+        if not isinstance(min_offset, int) or min_offset < 1:
+            raise ConfigError(f"dataset.min_offset must be a positive integer (frames), got {min_offset!r}")
+        self.min_offset = min_offset
+        super().__init__(dataroot, filelist, img_size=img_size, syncnet_T=syncnet_T,
+                         mel_step_size=mel_step_size, fps=fps, seed=seed, augment=augment,
+                         is_train=is_train, config_dir=config_dir)
+
+    def _usable_starts(self, video_starts, mel_len):
+        starts = super()._usable_starts(video_starts, mel_len)
+        if len(starts) == 0:
+            return starts
+        # A negative needs some video window of the clip at least min_offset frames away.
+        has_negative = (starts - video_starts[0] >= self.min_offset) | \
+                       (video_starts[-1] - starts >= self.min_offset)
+        return starts[has_negative]
+
+    def _make_sample(self, window_index, requested_index, epoch, rng):
+        clip, start = self.window(window_index)
+        positive = (requested_index + epoch) % 2 == 0
+        video_start = start
+        if not positive:
+            # Any video window of the clip will do: only the audio has to lie inside the clip's mel.
+            video_windows = self.clip_video_starts[clip]
+            video_start = int(rng.choice(video_windows[np.abs(video_windows - start) >= self.min_offset]))
+        half = self.img_size // 2
+        # (3, T, S/2, S) lower halves -> (T, 3, S/2, S) -> the T frames stacked on channels.
+        lower = self.to_channels_first(self.read_frames(clip, [video_start]), rng, rows=slice(half, None))
+        face = lower.transpose(1, 0, 2, 3).reshape(-1, half, self.img_size)
+        return {"face": face,
+                "mel": self.mel_window(clip, start)[None],
+                "label": np.array([1.0 if positive else 0.0], dtype=np.float32)}
+
+
+@DATASETS.register()
+class Wav2LipDataset(LipSyncWindows):
+    """Samples for the generator: masked target window + reference window, with their audio.
+
+    Window ``i`` is the target: ``y`` its T frames; ``x`` the same frames with the lower half
+    zeroed, stacked on channels with a reference window drawn from the same clip (any other
+    complete window, as the reference implementation does). ``mel`` is the in-sync window for the
+    expert; ``indiv_mels`` holds one window per frame f starting at frame f + ``mel_frame_offset``.
+    The reference trains with -1 (one frame before the frame) while its inference uses 0, a 40 ms
+    mismatch; -1 stays the default for weight compatibility, 0 matches our inference.
+
+    Args:
+        dataroot, filelist, config_dir: see the module docstring.
+        img_size: side S of the face crops. Default: 96.
+        syncnet_T: frames per window. Default: 5.
+        mel_step_size: mel steps per window. Default: 16.
+        fps: video frame rate of the corpus. Default: 25.
+        mel_frame_offset: frame offset of the per-frame mel windows (-1 reference, 0 inference). Default: -1.
+        seed: seeds every per-sample draw. Default: 0.
+        augment: ``WindowAugment`` config, one draw for target and reference (training only). Default: None.
+        is_train: training (draws change with ``set_epoch``) or validation (fixed). Default: True.
+
+    Item (dict of float32 arrays): ``x`` (6, T, S, S) masked target + reference, BGR in [0, 1];
+    ``indiv_mels`` (T, 1, 80, mel_step_size); ``mel`` (1, 80, mel_step_size); ``y`` (3, T, S, S).
+    """
+
+    def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE, fps=25,
+                 mel_frame_offset=-1, seed=0, augment=None, is_train=True, config_dir=None):
+        if not isinstance(mel_frame_offset, int):
+            raise ConfigError(f"dataset.mel_frame_offset must be an integer (frames), got {mel_frame_offset!r}")
+        self.mel_frame_offset = mel_frame_offset
+        super().__init__(dataroot, filelist, img_size=img_size, syncnet_T=syncnet_T,
+                         mel_step_size=mel_step_size, fps=fps, seed=seed, augment=augment,
+                         is_train=is_train, config_dir=config_dir)
+
+    def _usable_starts(self, video_starts, mel_len):
+        starts = super()._usable_starts(video_starts, mel_len)
+        first = starts + self.mel_frame_offset
+        last = starts + self.syncnet_T - 1 + self.mel_frame_offset
+        starts = starts[self._mel_starts_ok(first, mel_len) & self._mel_starts_ok(last, mel_len)]
+        # A reference needs a second window in the clip.
+        return starts if len(video_starts) >= 2 else starts[:0]
+
+    def _make_sample(self, window_index, requested_index, epoch, rng):
+        clip, start = self.window(window_index)
+        video_windows = self.clip_video_starts[clip]
+        reference = int(rng.choice(video_windows[video_windows != start]))
+        frames = self.to_channels_first(self.read_frames(clip, [start, reference]), rng)  # (3, 2T, S, S)
+        steps, size = self.syncnet_T, self.img_size
+        x = np.empty((6, steps, size, size), dtype=np.float32)
+        x[:3] = frames[:, :steps]
+        x[:3, :, size // 2:] = 0.0  # the mouth the generator has to draw
+        x[3:] = frames[:, steps:]
+        indiv_mels = np.stack([self.mel_window(clip, start + k + self.mel_frame_offset)
+                               for k in range(self.syncnet_T)])
+        return {"x": x,
+                "indiv_mels": indiv_mels[:, None],
+                "mel": self.mel_window(clip, start)[None],
+                "y": np.ascontiguousarray(frames[:, :steps])}

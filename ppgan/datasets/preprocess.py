@@ -1,0 +1,444 @@
+"""Turn a tree of talking-face videos (LRS2's ``main/<spk>/<clip>.mp4`` or any folder of videos)
+into the corpus layout the datasets read.
+
+Per video: decode with PyAV at ``fps`` (frames are dropped or repeated when the source rate
+differs), detect faces in batches, keep one face per frame (following the previous one), fill
+short detection gaps by interpolating the box, smooth the boxes over time, crop with padding,
+resize, and write ``<out>/<key>/{i}.jpg`` with the clip's ``audio.wav`` (16 kHz mono) and its mel
+cache ``mel.npy``. ``key`` is the video's path under the input root without extension. A gap
+longer than ``max_gap`` frames splits the clip into ``<key>_part<k>`` pieces (or drops the video
+with ``long_gaps="drop"``); pieces shorter than ``min_frames`` are dropped. Everything is counted.
+
+Resumable: each finished video leaves ``<out>/.preprocess/<key>.json``; later runs skip it. A
+video's output is written to ``<out>/.partial/`` and moved into place only when complete.
+The split lists ``<out>/{train,val,test}.txt`` are rewritten at the end of every run.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import traceback
+import zlib
+
+import numpy as np
+
+from ..faceutils.boxes import fill_missing, pad_box, pick_face, smooth_boxes
+from ..faceutils.detector import build_detector
+from ..utils.audio import SAMPLE_RATE, load_audio, melspectrogram, save_wav
+from ..utils.errors import ConfigError, DataError, MediaError, PPGanError
+from ..utils.logger import get_logger
+from ..utils.video import iter_frames, probe_video
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg")
+STATUS_DIR = ".preprocess"
+STAGING_DIR = ".partial"
+SPLITS = ("train", "val", "test")
+_IN_MEMORY_BYTES = 512 << 20  # videos decoding to more than this are decoded twice instead
+
+
+@dataclasses.dataclass
+class PreprocessOptions:
+    """How videos become crops.
+
+    Attributes:
+        fps: output frame rate. Default: 25.
+        img_size: side of the saved square crops; 0 keeps each crop's own size. Default: 96.
+        pads: (top, bottom, left, right) pixels added around each detected box. Default: 0s.
+        smooth_window: frames averaged when smoothing boxes (1 = off). Default: 5.
+        max_gap: longest run of frames without a face that is filled by interpolation. Default: 5.
+        min_frames: shortest piece of a clip that is kept. Default: 15.
+        long_gaps: "split" the clip at a longer gap, or "drop" the whole video. Default: split.
+        detect_batch: frames per detector call. Default: 32.
+        jpeg_quality: quality of the saved crops. Default: 95.
+    """
+
+    fps: float = 25.0
+    img_size: int = 96
+    pads: tuple = (0, 0, 0, 0)
+    smooth_window: int = 5
+    max_gap: int = 5
+    min_frames: int = 15
+    long_gaps: str = "split"
+    detect_batch: int = 32
+    jpeg_quality: int = 95
+
+    def check(self):
+        if not self.fps > 0 or self.img_size < 0 or self.img_size % 2:
+            raise ConfigError(f"need fps > 0 and an even img_size >= 0, got fps={self.fps} img_size={self.img_size}")
+        if len(self.pads) != 4:
+            raise ConfigError(f"pads must be four integers (top bottom left right), got {self.pads}")
+        if self.smooth_window < 1 or self.max_gap < 0 or self.min_frames < 1 or self.detect_batch < 1:
+            raise ConfigError("need smooth_window >= 1, max_gap >= 0, min_frames >= 1 and detect_batch >= 1")
+        if self.long_gaps not in ("split", "drop"):
+            raise ConfigError(f"long_gaps must be 'split' or 'drop', got {self.long_gaps!r}")
+
+
+@dataclasses.dataclass
+class VideoResult:
+    """Outcome of one video: status is done, resumed (done earlier), skipped or failed."""
+
+    key: str
+    status: str
+    reason: str = ""
+    clips: list = dataclasses.field(default_factory=list)
+    frames: int = 0  # crops written
+    interpolated: int = 0  # frames whose box was interpolated from neighbours
+    dropped: int = 0  # decoded frames not written (long gaps, short pieces)
+
+
+@dataclasses.dataclass
+class DetectorSpec:
+    """Which detector to use: a registered one by name, or one fixed box per clip."""
+
+    name: str = "haar"
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    boxes: dict = None  # key -> [top, bottom, left, right]
+    boxes_path: str = ""
+
+    def build(self, key, cache):
+        if self.boxes is not None:
+            if key not in self.boxes:
+                raise DataError(f"no box for {key} in {self.boxes_path}: add it or use --detector")
+            return build_detector("box", box=self.boxes[key])
+        if "detector" not in cache:
+            cache["detector"] = build_detector(self.name, **self.kwargs)
+        return cache["detector"]
+
+
+def load_boxes_json(path):
+    """``{"<key>": [top, bottom, left, right], ...}`` as written beside the synthetic raw videos."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            boxes = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read boxes file {path}: {exc}") from None
+    if not isinstance(boxes, dict) or not all(isinstance(b, list) and len(b) == 4 for b in boxes.values()):
+        raise ConfigError(f"{path} must map each clip key to [top, bottom, left, right]")
+    return boxes
+
+
+def find_videos(data_root):
+    """All videos under ``data_root`` as sorted (key, path); LRS2's ``main/`` is entered if present."""
+    if not os.path.isdir(data_root):
+        raise DataError(f"input folder {data_root} does not exist: pass the folder holding the videos")
+    root = os.path.join(data_root, "main") if os.path.isdir(os.path.join(data_root, "main")) else data_root
+    found = {}
+    for folder, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in VIDEO_EXTENSIONS:
+                continue
+            key = os.path.relpath(os.path.join(folder, stem), root).replace(os.sep, "/")
+            if key in found:
+                raise DataError(f"two videos map to the clip {key} ({found[key]} and {name}): rename one")
+            found[key] = os.path.join(folder, name)
+    return sorted(found.items())
+
+
+def _status_path(out_root, key):
+    return os.path.join(out_root, STATUS_DIR, key + ".json")
+
+
+def _write_json(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _detect_boxes(path, detector, options, keep_frames):
+    """Decode once, detecting in batches. Returns (boxes per frame or None, frames or None, count)."""
+    boxes, kept, batch, previous = [], [], [], None
+
+    def flush():
+        nonlocal previous
+        for detections in detector.detect_batch(batch):
+            box = pick_face(detections, previous)
+            previous = box if box is not None else previous
+            boxes.append(box)
+        batch.clear()
+
+    for frame in iter_frames(path, fps=options.fps):
+        batch.append(frame)
+        if keep_frames:
+            kept.append(frame)
+        if len(batch) == options.detect_batch:
+            flush()
+    if batch:
+        flush()
+    return boxes, (kept if keep_frames else None), len(boxes)
+
+
+def _pieces(boxes, min_frames):
+    """Maximal runs [start, end) of frames that have a box, split into (kept, dropped_frames)."""
+    runs, start = [], None
+    for i, box in enumerate(boxes + [None]):
+        if box is not None and start is None:
+            start = i
+        elif box is None and start is not None:
+            runs.append((start, i))
+            start = None
+    kept = [(a, b) for a, b in runs if b - a >= min_frames]
+    return kept, len(boxes) - sum(b - a for a, b in kept)
+
+
+def _crop(frame, box, options):
+    import cv2
+
+    x1, y1, x2, y2 = pad_box(box, options.pads, frame.shape)
+    crop = frame[y1:y2, x1:x2]
+    if options.img_size and crop.shape[:2] != (options.img_size, options.img_size):
+        crop = cv2.resize(crop, (options.img_size, options.img_size), interpolation=cv2.INTER_AREA)
+    return crop
+
+
+def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
+    """Write every kept piece's crops, audio and mel into ``staging/<name>``."""
+    import cv2
+
+    piece_of = np.full(len(boxes), -1)
+    smoothed = [None] * len(boxes)
+    for k, (a, b) in enumerate(pieces):
+        piece_of[a:b] = k
+        smoothed[a:b] = list(smooth_boxes(np.stack(boxes[a:b]), options.smooth_window))
+        os.makedirs(os.path.join(staging, names[k]))
+    source = frames if frames is not None else iter_frames(path, fps=options.fps)
+    quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
+    for i, frame in enumerate(source):
+        if i >= len(boxes):
+            break
+        k = piece_of[i]
+        if k >= 0:
+            target = os.path.join(staging, names[k], f"{i - pieces[k][0]}.jpg")
+            if not cv2.imwrite(target, _crop(frame, smoothed[i], options), quality):
+                raise MediaError(f"cannot write {target}: is the output disk full?")
+    per_frame = SAMPLE_RATE / options.fps
+    for k, (a, b) in enumerate(pieces):
+        # A piece reaching the clip's first or last frame keeps the audio up to that edge.
+        begin = 0 if a == 0 else int(round(a * per_frame))
+        end = len(wav) if b == len(boxes) else int(round(b * per_frame))
+        if end - begin < per_frame:
+            raise MediaError(f"the audio of {path} ends before its frame {a}: audio and video lengths differ")
+        save_wav(os.path.join(staging, names[k], "audio.wav"), wav[begin:end])
+        np.save(os.path.join(staging, names[k], "mel.npy"), melspectrogram(wav[begin:end]))
+
+
+def process_video(key, path, out_root, detector, options):
+    """Preprocess one video into ``out_root`` (see the module docstring).
+
+    Returns:
+        VideoResult with status "done" or "skipped" (and why).
+    Raises:
+        MediaError: unreadable video, no audio stream, no decodable frame.
+    """
+    info = probe_video(path)
+    if not info.has_audio:
+        raise MediaError(f"no audio stream in {path}")
+    wav = load_audio(path)
+    expected_frames = max(info.duration * options.fps, info.num_frames * options.fps / info.fps)
+    # Short videos are decoded once and kept; long or unknown-length ones are decoded again to crop.
+    keep = 0 < info.width * info.height * 3 * expected_frames <= _IN_MEMORY_BYTES
+    boxes, frames, count = _detect_boxes(path, detector, options, keep)
+    if count == 0:
+        raise MediaError(f"no frame could be decoded from {path}")
+    boxes, interpolated, long_gaps = fill_missing(boxes, options.max_gap)
+    if all(box is None for box in boxes):
+        return VideoResult(key, "skipped", "no face found in any frame", dropped=count)
+    if long_gaps and options.long_gaps == "drop":
+        longest = max(b - a for a, b in long_gaps)
+        return VideoResult(key, "skipped", f"no face for {longest} frames in a row (more than "
+                           f"max_gap {options.max_gap})", dropped=count)
+    pieces, dropped = _pieces(boxes, options.min_frames)
+    if not pieces:
+        return VideoResult(key, "skipped", f"no piece with a face is {options.min_frames} frames long",
+                           dropped=count)
+    names = [key] if len(pieces) == 1 else [f"{key}_part{k}" for k in range(len(pieces))]
+    staging = os.path.join(out_root, STAGING_DIR, f"{key.replace('/', '__')}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write_pieces(path, frames, pieces, boxes, wav, staging, names, options)
+        for name in names:
+            target = os.path.join(out_root, name)
+            shutil.rmtree(target, ignore_errors=True)  # left by a run that died before its status file
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(os.path.join(staging, name), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result = VideoResult(key, "done", clips=names, frames=sum(b - a for a, b in pieces),
+                         interpolated=interpolated, dropped=dropped)
+    _write_json(_status_path(out_root, key), dataclasses.asdict(result))
+    return result
+
+
+_WORKER = {}  # per process: detector spec, output root, options, built detector
+
+
+def _init_worker(spec, out_root, options, quiet_cv2):
+    if quiet_cv2:
+        import cv2
+
+        cv2.setNumThreads(1)  # one worker per core already
+    _WORKER.clear()
+    _WORKER.update(spec=spec, out_root=out_root, options=options, cache={})
+
+
+def _run_job(job):
+    """Process one (key, path); every failure becomes a 'failed' result carrying its reason."""
+    key, path = job
+    try:
+        detector = _WORKER["spec"].build(key, _WORKER["cache"])
+        return process_video(key, path, _WORKER["out_root"], detector, _WORKER["options"])
+    except PPGanError as exc:
+        return VideoResult(key, "failed", str(exc))
+    except Exception as exc:  # noqa: BLE001 - one odd video must not stop a 45k-video run; reported
+        detail = traceback.format_exc(limit=4).strip().splitlines()
+        return VideoResult(key, "failed", f"{type(exc).__name__}: {exc} [{' | '.join(detail[-3:])}]")
+
+
+def _finished_videos(out_root):
+    """{video key: its clip names} for every video a run has finished in ``out_root``."""
+    status_root = os.path.join(out_root, STATUS_DIR)
+    finished = {}
+    for folder, _, files in os.walk(status_root):
+        for name in files:
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name), "r", encoding="utf-8") as f:
+                    record = json.load(f)
+                finished[record["key"]] = record["clips"]
+    return finished
+
+
+def assign_splits(video_keys, splits_dir=None, val_fraction=0.05, test_fraction=0.05):
+    """Put each video in train, val or test (all pieces of a video go together).
+
+    With ``splits_dir`` (a folder with train.txt / val.txt / test.txt listing video keys, e.g.
+    LRS2's own lists), those decide and unlisted videos are left out. Otherwise videos are ranked
+    by a hash of their key, so the assignment does not depend on the order or on other videos
+    much: the lowest ranks go to test, the next to val (at least one each once there are 3 videos).
+
+    Returns:
+        {"train": [...], "val": [...], "test": [...]} of video keys.
+    """
+    if splits_dir:
+        owner = {}
+        for split in SPLITS:
+            listed = os.path.join(splits_dir, f"{split}.txt")
+            if os.path.isfile(listed):
+                with open(listed, "r", encoding="utf-8") as f:
+                    owner.update({line.split()[0]: split for line in f if line.strip()})
+        return {split: sorted(k for k in video_keys if owner.get(k) == split) for split in SPLITS}
+    ranked = sorted(video_keys, key=lambda k: (zlib.crc32(k.encode("utf-8")), k))
+    minimum = 1 if len(ranked) >= 3 else 0
+    n_test = max(minimum, int(round(len(ranked) * test_fraction))) if test_fraction > 0 else 0
+    n_val = max(minimum, int(round(len(ranked) * val_fraction))) if val_fraction > 0 else 0
+    return {"test": sorted(ranked[:n_test]), "val": sorted(ranked[n_test:n_test + n_val]),
+            "train": sorted(ranked[n_test + n_val:])}
+
+
+def write_split_lists(out_root, splits_dir=None, val_fraction=0.05, test_fraction=0.05):
+    """Rewrite ``<out_root>/{train,val,test}.txt`` from every finished video; returns clip counts."""
+    finished = _finished_videos(out_root)
+    by_split = assign_splits(list(finished), splits_dir, val_fraction, test_fraction)
+    counts = {}
+    for split, keys in by_split.items():
+        clips = [clip for key in keys for clip in finished[key]]
+        path = os.path.join(out_root, f"{split}.txt")
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(f"{clip}\n" for clip in clips))
+        os.replace(tmp, path)
+        counts[split] = len(clips)
+    counts["unlisted"] = len(finished) - sum(len(keys) for keys in by_split.values())
+    return counts
+
+
+@dataclasses.dataclass
+class PreprocessSummary:
+    """What a run did; ``str()`` gives the report the tool prints."""
+
+    results: list
+    splits: dict
+    seconds: float
+
+    def count(self, status):
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def frames(self):
+        return sum(r.frames for r in self.results)
+
+    def __str__(self):
+        lines = [f"videos: {self.count('done')} done, {self.count('resumed')} already done, "
+                 f"{self.count('skipped')} skipped, {self.count('failed')} failed "
+                 f"({self.seconds:.1f} s, {self.frames / max(self.seconds, 1e-9):.1f} frames/s)",
+                 f"clips written: {sum(len(r.clips) for r in self.results if r.status == 'done')}; frames: "
+                 f"{self.frames} written, {sum(r.interpolated for r in self.results)} with an interpolated "
+                 f"box, {sum(r.dropped for r in self.results)} dropped"]
+        for status in ("skipped", "failed"):
+            lines += [f"{status}: {r.key}: {r.reason}" for r in self.results if r.status == status]
+        lines.append("split lists (clips): " + ", ".join(f"{k} {v}" for k, v in self.splits.items()))
+        return "\n".join(lines)
+
+
+def preprocess_corpus(data_root, out_root, detector=None, workers=1, options=None, splits_dir=None,
+                      val_fraction=0.05, test_fraction=0.05, progress=True):
+    """Preprocess every video under ``data_root`` into ``out_root``; resumes an interrupted run.
+
+    Args:
+        data_root: folder tree of videos (LRS2 ``mvlrs_v1`` or ``mvlrs_v1/main``, or any tree).
+        out_root: corpus folder to write.
+        detector: ``DetectorSpec``. Default: the ``haar`` detector.
+        workers: processes working on different videos at once. Default: 1 (this process).
+        options: ``PreprocessOptions``. Default: PreprocessOptions().
+        splits_dir, val_fraction, test_fraction: see ``assign_splits``.
+    Returns:
+        PreprocessSummary (failures are in it, one reason per video, never raised).
+    Raises:
+        DataError: no video under ``data_root``. ConfigError: bad options.
+    """
+    from tqdm import tqdm
+
+    options = options or PreprocessOptions()
+    options.check()
+    detector = detector or DetectorSpec()
+    started = time.perf_counter()
+    videos = find_videos(data_root)
+    if not videos:
+        raise DataError(f"no video ({', '.join(VIDEO_EXTENSIONS)}) found under {data_root}")
+    out_root = os.path.abspath(out_root)
+    os.makedirs(out_root, exist_ok=True)
+    shutil.rmtree(os.path.join(out_root, STAGING_DIR), ignore_errors=True)  # leftovers of a killed run
+    results = [VideoResult(key, "resumed") for key, _ in videos if os.path.isfile(_status_path(out_root, key))]
+    todo = [(key, path) for key, path in videos if not os.path.isfile(_status_path(out_root, key))]
+    bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not progress)
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker(detector, out_root, options, quiet_cv2=False)
+        outcomes = map(_run_job, todo)
+        pool = None
+    else:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(todo)), initializer=_init_worker,
+                                                        initargs=(detector, out_root, options, True))
+        outcomes = pool.imap_unordered(_run_job, todo)
+    try:
+        for result in outcomes:
+            results.append(result)
+            if result.status == "failed":
+                get_logger().warning("failed: %s: %s", result.key, result.reason)
+            bar.update(1)
+            bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
+        if pool is not None:
+            pool.close()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()  # after close() this only reaps idle workers; on an error it stops them
+            pool.join()
+        shutil.rmtree(os.path.join(out_root, STAGING_DIR), ignore_errors=True)
+    splits = write_split_lists(out_root, splits_dir, val_fraction, test_fraction)
+    return PreprocessSummary(results, splits, time.perf_counter() - started)

@@ -1,0 +1,81 @@
+"""Preprocess talking-face videos (LRS2 or any folder tree) into face crops, 16 kHz audio and mels.
+
+    python tools/preprocess.py --data-root mvlrs_v1/main --out data/lrs2_preprocessed --workers 2
+    python tools/preprocess.py --data-root RAW --out ROOT --detector s3fd --weights s3fd.pdparams
+    python tools/preprocess.py --data-root data/synthetic/raw --out ROOT --boxes-json data/synthetic/raw/boxes.json
+
+Writes ROOT/<speaker>/<clip>/{i}.jpg, audio.wav, mel.npy and ROOT/{train,val,test}.txt. Re-running
+skips the videos already finished. Exit code 0 when every video was done or skipped, 1 when some
+failed (each reason is printed), 2 on bad arguments.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, load_boxes_json,  # noqa: E402
+                                       preprocess_corpus)
+from ppgan.utils.cli import run_main  # noqa: E402
+from ppgan.utils.errors import ConfigError  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--data-root", required=True, help="folder tree of videos (LRS2: mvlrs_v1 or mvlrs_v1/main)")
+    parser.add_argument("--out", required=True, help="corpus folder to write (resumed if it exists)")
+    face = parser.add_argument_group("face detection")
+    face.add_argument("--detector", default="haar", help="registered face detector name (default: haar)")
+    face.add_argument("--weights", help="weights file for detectors that need one (s3fd)")
+    face.add_argument("--box", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                      help="one fixed face box for every video instead of detection")
+    face.add_argument("--boxes-json", help='per-clip fixed boxes: {"<spk>/<clip>": [top, bottom, left, right]}')
+    face.add_argument("--batch-size", type=int, default=32, help="frames per detector call")
+    crop = parser.add_argument_group("crops")
+    crop.add_argument("--fps", type=float, default=25.0, help="output frame rate (videos are resampled to it)")
+    crop.add_argument("--img-size", type=int, default=96, help="side of the saved crops; 0 keeps their size")
+    crop.add_argument("--pads", type=int, nargs=4, default=(0, 0, 0, 0), metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                      help="pixels added around each face box")
+    crop.add_argument("--smooth-window", type=int, default=5, help="frames averaged per box (1 = no smoothing)")
+    crop.add_argument("--max-gap", type=int, default=5, help="longest face-less run filled by interpolation")
+    crop.add_argument("--long-gaps", choices=("split", "drop"), default="split",
+                      help="a longer gap splits the clip into parts, or drops the video")
+    crop.add_argument("--min-frames", type=int, default=15, help="shortest clip part kept")
+    split = parser.add_argument_group("split lists")
+    split.add_argument("--splits", help="folder with train.txt/val.txt/test.txt of video keys (LRS2's lists)")
+    split.add_argument("--val-fraction", type=float, default=0.05)
+    split.add_argument("--test-fraction", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def detector_spec(args):
+    """The detector the flags ask for: --boxes-json, --box, or --detector [--weights]."""
+    if args.box and args.boxes_json:
+        raise ConfigError("give either --box or --boxes-json, not both")
+    if args.weights and (args.box or args.boxes_json):
+        raise ConfigError("--weights is for --detector; fixed boxes (--box, --boxes-json) need none")
+    if args.boxes_json:
+        return DetectorSpec(boxes=load_boxes_json(args.boxes_json), boxes_path=args.boxes_json)
+    if args.box:
+        return DetectorSpec(name="box", kwargs={"box": list(args.box)})
+    return DetectorSpec(name=args.detector, kwargs={"weights": args.weights} if args.weights else {})
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    options = PreprocessOptions(fps=args.fps, img_size=args.img_size, pads=tuple(args.pads),
+                                smooth_window=args.smooth_window, max_gap=args.max_gap,
+                                min_frames=args.min_frames, long_gaps=args.long_gaps,
+                                detect_batch=args.batch_size)
+    summary = preprocess_corpus(args.data_root, args.out, detector=detector_spec(args), workers=args.workers,
+                                options=options, splits_dir=args.splits, val_fraction=args.val_fraction,
+                                test_fraction=args.test_fraction, progress=not args.quiet)
+    print(summary)
+    return 1 if summary.count("failed") else 0
+
+
+if __name__ == "__main__":
+    run_main(main)
