@@ -1,0 +1,200 @@
+"""Benchmark: Wav2Lip network sizes, FLOPs, and generator eval throughput on CPU.
+
+    .venv/bin/python benchmarks/networks.py > networks.json   # 11 min on a busy 2-core machine
+    .venv/bin/python benchmarks/networks.py --batches 1 16 --threads 1 --min-seconds 1
+
+Prints JSON: parameters, state-dict entries and multiply-accumulates per sample of the three
+networks at the published size, then generator frames/s at each batch size and thread count for
+three engines side by side in the same run:
+
+- ``dynamic``: Paddle dynamic graph (what training uses);
+- ``inference``: the exported program through Paddle Inference with oneDNN (what the predictor
+  uses, ``ppgan.utils.export.StaticGenerator``);
+- ``torch``: the same-topology PyTorch model (benchmarks/torch_reference.py), eager,
+  ``inference_mode``.
+
+Each (engine, threads) pair runs in its own process, so thread settings cannot leak between
+engines. Weights are random: speed does not depend on them.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+ENGINES = ("dynamic", "inference", "torch")
+
+
+def random_inputs(batch):
+    import numpy as np
+    rng = np.random.RandomState(batch)
+    return rng.randn(batch, 1, 80, 16).astype("float32"), rng.rand(batch, 6, 96, 96).astype("float32")
+
+
+def make_runner(engine, threads, export_prefix):
+    """A function ``run(mels, faces)`` executing one generator forward with ``engine``."""
+    if engine == "torch":
+        import torch
+        from torch_reference import build_torch_network
+        torch.set_num_threads(threads)
+        net = build_torch_network("wav2lip").eval()
+
+        def run(mels, faces):
+            with torch.inference_mode():  # torch's fastest eager mode
+                return net(torch.from_numpy(mels), torch.from_numpy(faces))
+        return run
+    import paddle
+    paddle.set_device("cpu")
+    paddle.base.core.set_num_threads(threads)
+    if engine == "inference":
+        from ppgan.utils.export import StaticGenerator
+        return StaticGenerator(export_prefix, threads=threads, use_onednn=True)
+    from ppgan.models.generators.wav2lip import Wav2Lip
+    net = Wav2Lip()
+    net.eval()
+
+    def run(mels, faces):
+        with paddle.no_grad():
+            return net(paddle.to_tensor(mels), paddle.to_tensor(faces))
+    return run
+
+
+def time_engine(engine, threads, batches, min_seconds, export_prefix):
+    """Frames/s of one engine at each batch size (runs in a worker process)."""
+    run = make_runner(engine, threads, export_prefix)
+    rows = []
+    for batch in batches:
+        mels, faces = random_inputs(batch)
+        # Warm up at the measured shape (oneDNN builds primitives per shape); dynamic mode has
+        # no per-shape setup worth a whole extra batch-128 pass, so it warms up on <= 16.
+        warm = min(batch, 16) if engine == "dynamic" else batch
+        run(mels[:warm], faces[:warm])
+        times, cpu_times = [], []
+        while not times or (sum(times) < min_seconds and len(times) < 5):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            run(mels, faces)
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+        seconds, cpu_seconds = sorted(times)[len(times) // 2], sorted(cpu_times)[len(times) // 2]
+        # CPU seconds (all threads of the process) are less sensitive than wall time to other
+        # jobs sharing the machine; at one thread they are the better speed estimate.
+        rows.append({"engine": engine, "threads": threads, "batch": batch, "repeats": len(times),
+                     "seconds_per_batch": round(seconds, 4),
+                     "frames_per_s": round(batch / seconds, 2),
+                     "frames_per_cpu_s": round(batch / cpu_seconds, 2)})
+    return rows
+
+
+def network_sizes():
+    """Parameters, state-dict entries and multiply-accumulates per sample at published size."""
+    import numpy as np
+    import paddle
+    from ppgan.models.discriminators.syncnet import SyncNetColor
+    from ppgan.models.discriminators.wav2lip_disc_qual import Wav2LipDiscQual
+    from ppgan.models.generators.wav2lip import Wav2Lip
+    samples = {
+        "Wav2Lip (per frame)": (Wav2Lip, [(1, 1, 80, 16), (1, 6, 96, 96)]),
+        "SyncNetColor (per 5-frame sample)": (SyncNetColor, [(1, 1, 80, 16), (1, 15, 48, 96)]),
+        "Wav2LipDiscQual (per frame)": (Wav2LipDiscQual, [(1, 3, 96, 96)]),
+    }
+    out = {}
+    for label, (cls, shapes) in samples.items():
+        net = cls()
+        net.eval()
+        macs = []
+
+        def count(layer, inputs, output):
+            weight = layer.weight.shape  # conv [out, in, kh, kw]; transposed [in, out, kh, kw]
+            if isinstance(layer, paddle.nn.Conv2DTranspose):
+                pixels = int(np.prod(inputs[0].shape[2:]))  # every input pixel meets every weight
+            else:
+                pixels = int(np.prod(output.shape[2:]))
+            macs.append(pixels * int(np.prod(weight)))
+        hooks = [layer.register_forward_post_hook(count) for layer in net.sublayers()
+                 if isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Conv2DTranspose))]
+        with paddle.no_grad():
+            net(*[paddle.rand(s) for s in shapes])
+        for hook in hooks:
+            hook.remove()
+        out[label] = {
+            "state_dict_entries": len(net.state_dict()),
+            "trainable_parameters": sum(int(np.prod(p.shape)) for p in net.parameters()
+                                        if not p.stop_gradient),
+            "gmacs": round(sum(macs) / 1e9, 3),
+            "gflops": round(2 * sum(macs) / 1e9, 3),
+        }
+    return out
+
+
+def export_random_generator(prefix):
+    import paddle
+    from ppgan.models.generators.wav2lip import Wav2Lip
+    from ppgan.utils.export import export_generator
+    paddle.seed(0)
+    export_generator(Wav2Lip(), prefix)
+
+
+def run_worker(engine, threads, args, prefix):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    command = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--threads", str(threads),
+               "--batches", *map(str, args.batches), "--min-seconds", str(args.min_seconds),
+               "--export-prefix", prefix]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise RuntimeError(f"{engine} worker failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def ratios(rows):
+    """Inference-engine and dynamic-mode speed relative to torch, per threads and batch
+    (``x_torch`` from wall time, ``x_torch_cpu`` from process CPU time)."""
+    by_key = {(r["engine"], r["threads"], r["batch"]): r for r in rows}
+    out = []
+    for (engine, threads, batch), row in sorted(by_key.items()):
+        torch_row = by_key.get(("torch", threads, batch))
+        if engine != "torch" and torch_row:
+            out.append({"engine": engine, "threads": threads, "batch": batch,
+                        "x_torch": round(row["frames_per_s"] / torch_row["frames_per_s"], 2),
+                        "x_torch_cpu": round(row["frames_per_cpu_s"] / torch_row["frames_per_cpu_s"], 2)})
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Wav2Lip network sizes and generator throughput")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 128])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--min-seconds", type=float, default=3.0,
+                        help="time each setting for at least this long (at most 5 repeats)")
+    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--export-prefix", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(time_engine(args.worker, args.threads[0], args.batches, args.min_seconds,
+                                     args.export_prefix)))
+        return
+    report = {"benchmark": "networks", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "networks": network_sizes(), "throughput": []}
+    with tempfile.TemporaryDirectory() as folder:
+        prefix = os.path.join(folder, "wav2lip")
+        if "inference" in args.engines:
+            export_random_generator(prefix)
+        for threads in args.threads:
+            for engine in args.engines:
+                report["throughput"] += run_worker(engine, threads, args, prefix)
+                print(f"done: {engine} x{threads}", file=sys.stderr)
+    report["ratios"] = ratios(report["throughput"])
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

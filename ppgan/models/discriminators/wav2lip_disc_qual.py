@@ -1,0 +1,52 @@
+"""The visual-quality discriminator of Wav2Lip's GAN variant (``wav2lip_hq``).
+
+It judges only the lower half of each generated face, where the generator redraws the mouth.
+Default arguments build the published topology with PaddleGAN's parameter names: 28 state-dict
+entries, 14,113,793 trainable parameters (the original ``visual_quality_disc.pth`` converts).
+"""
+
+import paddle
+import paddle.nn as nn
+
+from ...modules.conv import ConvLeakyRelu, channel_scaler
+from ..builder import DISCRIMINATORS
+
+
+@DISCRIMINATORS.register()
+class Wav2LipDiscQual(nn.Layer):
+    """Real/fake classifier for 96x96 faces (lower halves only).
+
+    Args:
+        width_mult: scales every internal channel count (1.0 = the published network).
+    """
+
+    def __init__(self, width_mult=1.0):
+        super().__init__()
+        c = channel_scaler(width_mult)
+        c32, c64, c128, c256, c512 = (c(n) for n in (32, 64, 128, 256, 512))
+        self.face_encoder_blocks = nn.LayerList([
+            nn.Sequential(ConvLeakyRelu(3, c32, 7, 1, 3)),                                 # 48x96
+            nn.Sequential(ConvLeakyRelu(c32, c64, 5, (1, 2), 2), ConvLeakyRelu(c64, c64, 5, 1, 2)),
+            nn.Sequential(ConvLeakyRelu(c64, c128, 5, 2, 2), ConvLeakyRelu(c128, c128, 5, 1, 2)),
+            nn.Sequential(ConvLeakyRelu(c128, c256, 5, 2, 2), ConvLeakyRelu(c256, c256, 5, 1, 2)),
+            nn.Sequential(ConvLeakyRelu(c256, c512, 3, 2, 1), ConvLeakyRelu(c512, c512, 3, 1, 1)),
+            nn.Sequential(ConvLeakyRelu(c512, c512, 3, 2, 1), ConvLeakyRelu(c512, c512, 3, 1, 1)),
+            nn.Sequential(ConvLeakyRelu(c512, c512, 3, 1, 0), ConvLeakyRelu(c512, c512, 1, 1, 0)),
+        ])                                                         # 48x48, 24, 12, 6, 3, 1
+        self.binary_pred = nn.Sequential(nn.Conv2D(c512, 1, 1, 1, 0), nn.Sigmoid())
+
+    def forward(self, faces):
+        """Probability that each face is real.
+
+        Args:
+            faces: (B, 3, T, 96, 96) clips or (N, 3, 96, 96) frames, BGR in [0, 1].
+        Returns:
+            (N, 1) probabilities, N = B * T for clips, unrolled time-major like the generator
+            (frame t of every clip, then frame t + 1, ...).
+        """
+        if len(faces.shape) == 5:
+            faces = paddle.flatten(faces.transpose([2, 0, 1, 3, 4]), 0, 1)
+        x = faces[:, :, faces.shape[2] // 2:]
+        for block in self.face_encoder_blocks:
+            x = block(x)
+        return paddle.flatten(self.binary_pred(x), 1)

@@ -1,0 +1,95 @@
+"""The Wav2Lip generator (Prajwal et al., ACM MM 2020): a U-Net that redraws the lower half of
+a face so that the mouth matches a 0.2 s mel window.
+
+Default arguments build the published topology with PaddleGAN's parameter names: 302
+state-dict entries, 36,298,035 trainable parameters, so PaddleGAN's ``wav2lip_hq.pdparams``
+and converted original ``wav2lip.pth`` / ``wav2lip_gan.pth`` files load into it unchanged.
+"""
+
+import paddle
+import paddle.nn as nn
+
+from ...modules.conv import (ConvBNRelu, ConvTransposeBNRelu, audio_encoder, channel_scaler,
+                             residual_units)
+from ..builder import GENERATORS
+
+
+def _up(in_channels, out_channels, residuals):
+    """Decoder block: 2x transposed-conv upsampling followed by residual units."""
+    return nn.Sequential(ConvTransposeBNRelu(in_channels, out_channels, 3, 2, 1, output_padding=1),
+                         *residual_units(out_channels, residuals))
+
+
+@GENERATORS.register()
+class Wav2Lip(nn.Layer):
+    """Lip-sync generator for 96x96 faces.
+
+    Face input: 6 channels = the target frame with its lower half zeroed (3, BGR in [0, 1])
+    followed by a reference frame of the same person (3). Audio input: one 16-step mel window
+    per frame. Every face-encoder block output is a skip connection: after each decoder block
+    the deepest remaining one is concatenated (decoder channels first).
+
+    Args:
+        width_mult: scales every internal channel count (1.0 = the published network).
+    """
+
+    def __init__(self, width_mult=1.0):
+        super().__init__()
+        c = channel_scaler(width_mult)
+        enc = [c(n) for n in (16, 32, 64, 128, 256, 512, 512)]   # skip channels, shallow first
+        self.face_encoder_blocks = nn.LayerList([
+            nn.Sequential(ConvBNRelu(6, enc[0], 7, 1, 3)),                                   # 96
+            nn.Sequential(ConvBNRelu(enc[0], enc[1], 3, 2, 1), *residual_units(enc[1], 2)),  # 48
+            nn.Sequential(ConvBNRelu(enc[1], enc[2], 3, 2, 1), *residual_units(enc[2], 3)),  # 24
+            nn.Sequential(ConvBNRelu(enc[2], enc[3], 3, 2, 1), *residual_units(enc[3], 2)),  # 12
+            nn.Sequential(ConvBNRelu(enc[3], enc[4], 3, 2, 1), *residual_units(enc[4], 2)),  # 6
+            nn.Sequential(ConvBNRelu(enc[4], enc[5], 3, 2, 1), *residual_units(enc[5], 1)),  # 3
+            nn.Sequential(ConvBNRelu(enc[5], enc[6], 3, 1, 0), ConvBNRelu(enc[6], enc[6], 1, 1, 0)),
+        ])
+        self.audio_encoder = audio_encoder(c, residuals_at_256=1)
+        dec = [c(n) for n in (512, 512, 512, 384, 256, 128, 64)]  # decoder block outputs
+        self.face_decoder_blocks = nn.LayerList([
+            nn.Sequential(ConvBNRelu(c(512), dec[0], 1, 1, 0)),                              # 1
+            nn.Sequential(ConvTransposeBNRelu(dec[0] + enc[6], dec[1], 3, 1, 0),
+                          *residual_units(dec[1], 1)),                                       # 3
+            _up(dec[1] + enc[5], dec[2], 2),                                                 # 6
+            _up(dec[2] + enc[4], dec[3], 2),                                                 # 12
+            _up(dec[3] + enc[3], dec[4], 2),                                                 # 24
+            _up(dec[4] + enc[2], dec[5], 2),                                                 # 48
+            _up(dec[5] + enc[1], dec[6], 2),                                                 # 96
+        ])
+        self.output_block = nn.Sequential(
+            ConvBNRelu(dec[6] + enc[0], c(32), 3, 1, 1),
+            nn.Conv2D(c(32), 3, 1, 1, 0),
+            nn.Sigmoid())
+
+    def forward(self, audio_sequences, face_sequences):
+        """Generate faces.
+
+        Args:
+            audio_sequences: (B, T, 1, 80, 16) mel windows, or (N, 1, 80, 16).
+            face_sequences: (B, 6, T, H, W) masked target + reference, or (N, 6, H, W);
+                H = W = 96 for the published network.
+        Returns:
+            (B, 3, T, H, W), or (N, 3, H, W): BGR faces in [0, 1].
+        """
+        if len(face_sequences.shape) == 5:
+            batch, _, steps, height, width = face_sequences.shape
+            # Time-major unroll (frame t of every clip, then t+1, ...), as in the reference.
+            audio = paddle.flatten(audio_sequences.transpose([1, 0, 2, 3, 4]), 0, 1)
+            faces = paddle.flatten(face_sequences.transpose([2, 0, 1, 3, 4]), 0, 1)
+            out = self._forward_frames(audio, faces)
+            return out.reshape([steps, batch, 3, height, width]).transpose([1, 2, 0, 3, 4])
+        return self._forward_frames(audio_sequences, face_sequences)
+
+    def _forward_frames(self, audio, faces):
+        """(N, 1, 80, 16) + (N, 6, H, W) -> (N, 3, H, W)."""
+        skips = []
+        x = faces
+        for block in self.face_encoder_blocks:
+            x = block(x)
+            skips.append(x)
+        x = self.audio_encoder(audio)
+        for block in self.face_decoder_blocks:
+            x = paddle.concat([block(x), skips.pop()], axis=1)
+        return self.output_block(x)

@@ -1,0 +1,48 @@
+"""Export the Wav2Lip generator as a Paddle Inference program (``<output>.json`` + ``.pdiparams``).
+
+    python tools/export_model.py --checkpoint wav2lip_hq.pdparams --output inference/wav2lip
+    python tools/export_model.py --checkpoint demo_ckpt.pdparams --width-mult 0.25 --output inference/demo
+    python tools/export_model.py -c configs/demo/wav2lip.yaml --load demo_ckpt.pdparams --output inference/demo
+
+Accepts any weights file ``load_weights`` reads (PaddleGAN flat dicts, converted .pth, training
+checkpoints: ``--net-name`` picks the net, default netG). The predictor loads the result with
+``ppgan.utils.export.StaticGenerator``.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppgan.utils.cli import run_main  # noqa: E402
+from ppgan.utils.errors import ConfigError  # noqa: E402
+from ppgan.utils.export import export_from_weights  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", "--load", dest="checkpoint", required=True,
+                        help="weights file or training checkpoint")
+    parser.add_argument("--net-name", default=None, help="net inside a multi-net checkpoint (default netG)")
+    parser.add_argument("--width-mult", type=float, default=1.0,
+                        help="generator width multiplier when no config is given (default 1.0)")
+    parser.add_argument("-c", "--config", default=None, help="config whose model.generator block to build")
+    parser.add_argument("-o", "--opt", nargs="*", default=[], help="config overrides a.b.c=value")
+    parser.add_argument("--output", required=True, help="output path prefix")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.config and args.width_mult != 1.0:
+        raise ConfigError("give either -c/--config or --width-mult, not both")
+    program, params = export_from_weights(args.checkpoint, args.output, net_name=args.net_name,
+                                          width_mult=args.width_mult, config=args.config,
+                                          overrides=args.opt)
+    print(f"wrote {program} and {params}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
