@@ -1,0 +1,232 @@
+"""Training step time: this framework next to the same-topology PyTorch model, and data parallelism.
+
+    python benchmarks/train_step.py [--steps 2] [--skip-generator] > train_step.json
+
+Measured (published widths, random weights and batches, Adam, median of ``--steps`` after one
+warm-up step):
+
+- expert: ``SyncNetModel.train_iter`` on 16 samples (15x48x96 faces, 80x16 mels) vs the torch
+  SyncNetColor with the same cosine-BCE loss;
+- generator: ``Wav2LipModel.train_iter`` on 4 clips x 5 frames with the sync loss switched on
+  (gradients through the frozen expert) vs the torch Wav2Lip + frozen expert, same loss;
+- Paddle dynamic graph and ``to_static`` at 1 thread, torch at 1 and 2 threads;
+- the expert with 2 data-parallel processes (8 samples each, one thread each) under
+  ``paddle.distributed.launch`` vs one process on 16 samples.
+
+Prints one JSON object. torch comes from benchmarks/torch_reference.py (never a ppgan dependency).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+EXPERT_BATCH, CLIPS, FRAMES = 16, 4, 5
+WIDTH = {"value": 1.0}  # --width-mult, for a quick smoke run; 1.0 is the published size
+SYNC_WEIGHT = 0.03  # > 0 so the generator step backpropagates through the frozen expert
+
+
+def timed(step, steps):
+    """Median seconds of ``steps`` calls after one warm-up call."""
+    step()
+    times = []
+    for _ in range(steps):
+        begin = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def random_batches(seed=0):
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    expert = {"face": rng.rand(EXPERT_BATCH, 15, 48, 96).astype("float32"),
+              "mel": rng.uniform(-4, 4, (EXPERT_BATCH, 1, 80, 16)).astype("float32"),
+              "label": (rng.rand(EXPERT_BATCH, 1) > 0.5).astype("float32")}
+    generator = {"x": rng.rand(CLIPS, 6, FRAMES, 96, 96).astype("float32"),
+                 "indiv_mels": rng.uniform(-4, 4, (CLIPS, FRAMES, 1, 80, 16)).astype("float32"),
+                 "mel": rng.uniform(-4, 4, (CLIPS, 1, 80, 16)).astype("float32"),
+                 "y": rng.rand(CLIPS, 3, FRAMES, 96, 96).astype("float32")}
+    return expert, generator
+
+
+# ------------------------------------------------------------------------------ Paddle
+def paddle_expert_step(batch, static=False, data_parallel=False):
+    import paddle
+    from ppgan.models.syncnet_model import SyncNetModel
+    from ppgan.solver import build_optimizers
+    paddle.seed(0)
+    model = SyncNetModel(syncnet={"name": "SyncNetColor", "width_mult": WIDTH["value"]})
+    if static:
+        model.to_static()
+    optimizers = build_optimizers({"optimizer_S": {"name": "Adam", "net_names": ["netS"]}},
+                                  model.trained_nets(), 1e-4, model.optimizer_keys)
+    if data_parallel:
+        model.wrap_data_parallel()
+    model.train()
+
+    def step():
+        model.setup_input(batch)
+        model.train_iter(optimizers)
+    return step
+
+
+def paddle_generator_step(batch, expert_path, static=False):
+    import paddle
+    from ppgan.models.wav2lip_model import Wav2LipModel
+    from ppgan.solver import build_optimizers
+    paddle.seed(0)
+    width = WIDTH["value"]
+    model = Wav2LipModel(generator={"name": "Wav2Lip", "width_mult": width},
+                         discriminator={"name": "SyncNetColor", "width_mult": width},
+                         syncnet_weights=expert_path, syncnet_wt=SYNC_WEIGHT)
+    if static:
+        model.to_static()
+    optimizers = build_optimizers({"optimizer_G": {"name": "Adam", "net_names": ["netG"]}},
+                                  model.trained_nets(), 1e-4, model.optimizer_keys)
+    model.train()
+
+    def step():
+        model.setup_input(batch)
+        model.train_iter(optimizers)
+    return step
+
+
+# ------------------------------------------------------------------------------ torch
+def torch_expert_step(batch):
+    import torch
+    import torch.nn.functional as F
+    from torch_reference import build_torch_network
+    torch.manual_seed(0)
+    net = build_torch_network("syncnet", WIDTH["value"]).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    face, mel, label = (torch.from_numpy(batch[k]) for k in ("face", "mel", "label"))
+
+    def step():
+        audio_emb, face_emb = net(mel, face)
+        prob = F.cosine_similarity(audio_emb, face_emb).clamp(0, 1).unsqueeze(1)
+        loss = F.binary_cross_entropy(prob, label)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def torch_generator_step(batch):
+    import torch
+    import torch.nn.functional as F
+    from torch_reference import build_torch_network
+    torch.manual_seed(0)
+    generator = build_torch_network("wav2lip", WIDTH["value"]).train()
+    expert = build_torch_network("syncnet", WIDTH["value"]).eval()
+    for param in expert.parameters():
+        param.requires_grad_(False)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-4)
+    x, indiv_mels, mel, y = (torch.from_numpy(batch[k]) for k in ("x", "indiv_mels", "mel", "y"))
+
+    def step():
+        g = generator(indiv_mels, x)
+        lower = g[:, :, :, g.size(3) // 2:]
+        faces = torch.cat([lower[:, :, t] for t in range(lower.size(2))], dim=1)
+        audio_emb, face_emb = expert(mel, faces)
+        prob = F.cosine_similarity(audio_emb, face_emb).clamp(0, 1).unsqueeze(1)
+        sync = F.binary_cross_entropy(prob, torch.ones_like(prob))
+        loss = SYNC_WEIGHT * sync + (1 - SYNC_WEIGHT) * F.l1_loss(g, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+# ------------------------------------------------------------------------------ runs
+def set_threads(n):
+    import paddle
+    import torch
+    paddle.base.core.set_num_threads(n)
+    torch.set_num_threads(n)
+
+
+def run_data_parallel(steps):
+    """Expert step time with 2 launched processes x 8 samples (one thread each)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "dp.json")
+        command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                   "--log_dir", os.path.join(tmp, "log"), os.path.abspath(__file__),
+                   "--dp-worker", result, "--steps", str(steps),
+                   "--width-mult", str(WIDTH["value"])]
+        subprocess.run(command, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(result) as f:
+            return json.load(f)["seconds"]
+
+
+def dp_worker(result, steps):
+    import paddle
+    from ppgan.utils import comm
+    comm.init_distributed()
+    paddle.base.core.set_num_threads(1)
+    expert, _ = random_batches(seed=comm.get_rank())
+    half = {k: v[:EXPERT_BATCH // 2] for k, v in expert.items()}
+    seconds = timed(paddle_expert_step(half, data_parallel=True), steps)
+    if comm.is_main_process():
+        with open(result, "w") as f:
+            json.dump({"seconds": seconds}, f)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
+    parser.add_argument("--skip-generator", action="store_true")
+    parser.add_argument("--width-mult", type=float, default=1.0,
+                        help="shrink the networks for a quick check (1.0 = published size)")
+    parser.add_argument("--dp-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    WIDTH["value"] = args.width_mult
+    if args.dp_worker:
+        return dp_worker(args.dp_worker, args.steps)
+
+    from ppgan.models.discriminators.syncnet import SyncNetColor
+    from ppgan.utils.weights import save_weights_file
+    expert_batch, generator_batch = random_batches()
+    report = {"machine": "2-core AMD EPYC, no GPU", "date": "2026-11-21", "steps": args.steps,
+              "width_mult": args.width_mult,
+              "expert": {"batch": EXPERT_BATCH}, "generator": {"clips": CLIPS, "frames": FRAMES}}
+    set_threads(1)
+    expert = report["expert"]
+    expert["paddle_dygraph_1t"] = timed(paddle_expert_step(expert_batch), args.steps)
+    expert["paddle_to_static_1t"] = timed(paddle_expert_step(expert_batch, static=True), args.steps)
+    expert["torch_1t"] = timed(torch_expert_step(expert_batch), args.steps)
+    set_threads(2)
+    expert["torch_2t"] = timed(torch_expert_step(expert_batch), args.steps)
+    set_threads(1)
+    expert["paddle_dp_2proc_x1t"] = run_data_parallel(args.steps)
+    expert["ratio_dygraph_vs_torch_1t"] = expert["paddle_dygraph_1t"] / expert["torch_1t"]
+    expert["ratio_dp_vs_torch_2t"] = expert["paddle_dp_2proc_x1t"] / expert["torch_2t"]
+    expert["dp_speedup"] = expert["paddle_dygraph_1t"] / expert["paddle_dp_2proc_x1t"]
+
+    if not args.skip_generator:
+        generator = report["generator"]
+        with tempfile.TemporaryDirectory() as tmp:
+            expert_path = os.path.join(tmp, "expert.pdparams")
+            save_weights_file(SyncNetColor(args.width_mult).state_dict(), expert_path)
+            generator["paddle_dygraph_1t"] = timed(
+                paddle_generator_step(generator_batch, expert_path), args.steps)
+        generator["torch_1t"] = timed(torch_generator_step(generator_batch), args.steps)
+        set_threads(2)
+        generator["torch_2t"] = timed(torch_generator_step(generator_batch), args.steps)
+        generator["ratio_dygraph_vs_torch_1t"] = (generator["paddle_dygraph_1t"]
+                                                  / generator["torch_1t"])
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Side concerns of training, each a hook the trainer calls in list order.
+
+A hook sees the trainer (``trainer.iteration`` = iterations finished, ``trainer.last_losses``,
+``trainer.eval_result``, ...) at four points: ``before_train``, ``after_iter``, ``after_train``
+(and ``state_dict`` / ``load_state_dict`` for what must survive a resume). Collective work
+(evaluation, batch-norm averaging) runs on every rank; files and VisualDL only on rank 0.
+"""
+
+import datetime
+import json
+import os
+import shutil
+
+import numpy as np
+
+from ..utils import comm
+from ..utils.errors import ConfigError
+from ..utils.logger import get_logger
+from .checkpoint import checkpoint_name, list_checkpoints
+
+
+def every(iteration, interval, total):
+    """True at multiples of ``interval`` (when > 0) and at the last iteration."""
+    return iteration == total or (interval > 0 and iteration % interval == 0)
+
+
+class Hook:
+    """No-op base; subclasses override what they need."""
+
+    def before_train(self, trainer):
+        pass
+
+    def after_iter(self, trainer):
+        pass
+
+    def after_train(self, trainer):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class LoggerHook(Hook):
+    """Every ``interval`` iterations: losses, lr, batch/reader cost, samples/s and ETA.
+
+    Goes to the console and log file, to ``train_log.jsonl`` (one JSON object per logged
+    iteration, rank 0) and to VisualDL at the real global step.
+    """
+
+    def __init__(self, interval=10):
+        self.interval = max(1, int(interval))
+        self.batch_costs, self.reader_costs = [], []
+
+    def before_train(self, trainer):
+        """On a resume, forget records past the checkpoint: those iterations run again."""
+        path = os.path.join(trainer.output_dir, "train_log.jsonl")
+        if not comm.is_main_process() or not os.path.isfile(path):
+            return
+        with open(path) as f:
+            kept = [line for line in f
+                    if line.strip() and json.loads(line)["iter"] <= trainer.iteration]
+        with open(path, "w") as f:
+            f.writelines(kept)
+
+    def after_iter(self, trainer):
+        self.batch_costs.append(trainer.batch_cost)
+        self.reader_costs.append(trainer.reader_cost)
+        it = trainer.iteration
+        if not every(it, self.interval, trainer.total_iters):
+            return
+        batch_cost = float(np.mean(self.batch_costs))
+        reader_cost = float(np.mean(self.reader_costs))
+        self.batch_costs, self.reader_costs = [], []
+        record = {"iter": it, "lr": trainer.current_lr(), **trainer.last_losses,
+                  "batch_cost": batch_cost, "reader_cost": reader_cost,
+                  "ips": trainer.global_batch_size / max(batch_cost, 1e-9)}
+        eta = datetime.timedelta(seconds=int(batch_cost * (trainer.total_iters - it)))
+        losses = " ".join(f"{k}: {v:.5f}" for k, v in trainer.last_losses.items())
+        get_logger().info(f"iter {it}/{trainer.total_iters} lr: {record['lr']:.3e} {losses} "
+                          f"batch_cost: {batch_cost:.4f}s reader_cost: {reader_cost:.4f}s "
+                          f"ips: {record['ips']:.2f} samples/s eta: {eta}")
+        if comm.is_main_process():
+            with open(os.path.join(trainer.output_dir, "train_log.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+            trainer.add_scalars("train", record, it, skip=("iter",))
+
+
+class LRSchedulerHook(Hook):
+    """Step the shared learning-rate scheduler once per iteration (after the logger read it)."""
+
+    def after_iter(self, trainer):
+        trainer.lr_scheduler.step()
+
+
+class EvalHook(Hook):
+    """Evaluate every ``interval`` iterations and at the end; metrics are averaged over ranks."""
+
+    def __init__(self, interval=0):
+        self.interval = int(interval)
+
+    def after_iter(self, trainer):
+        if self.interval > 0 and every(trainer.iteration, self.interval, trainer.total_iters):
+            metrics = trainer.evaluate()
+            trainer.add_scalars("eval", metrics, trainer.iteration)
+
+
+class CheckpointHook(Hook):
+    """Save every ``interval`` iterations and at the end; keep the newest ``keep_last``.
+
+    With ``best_metric`` set, every evaluation that improves it (``best_mode`` 'min' or 'max')
+    also writes ``best.pdparams``. The best value is hook state, so a resume keeps it.
+    """
+
+    def __init__(self, interval=1000, keep_last=3, best_metric=None, best_mode="min"):
+        self.interval = int(interval)
+        self.keep_last = int(keep_last)
+        self.best_metric = best_metric
+        self.sign = 1.0 if best_mode == "min" else -1.0
+        self.best = None
+
+    def after_iter(self, trainer):
+        it = trainer.iteration
+        improved = self._improved(trainer)
+        periodic = every(it, self.interval, trainer.total_iters)
+        if not (improved or periodic):
+            return
+        # Every rank averages batch-norm statistics (a collective), then rank 0 writes.
+        trainer.model.sync_batch_norm_stats()
+        periodic_path = os.path.join(trainer.output_dir, checkpoint_name(it))
+        best_path = os.path.join(trainer.output_dir, "best.pdparams")
+        if periodic:
+            trainer.save_checkpoint(periodic_path)
+        if improved:
+            if periodic:
+                copy_file(periodic_path, best_path)
+            else:
+                trainer.save_checkpoint(best_path)
+            get_logger().info(f"new best {self.best_metric}: {self.best['value']:.5f} at iter {it}")
+        if periodic:
+            self._prune(trainer.output_dir)
+
+    def _improved(self, trainer):
+        result = trainer.eval_result
+        if not self.best_metric or not result or result["iter"] != trainer.iteration:
+            return False
+        if self.best_metric not in result["metrics"]:
+            raise ConfigError(f"snapshot_config.best_metric {self.best_metric!r} is not an eval "
+                              f"metric of this model ({', '.join(result['metrics'])})")
+        value = result["metrics"][self.best_metric]
+        if not np.isfinite(value):
+            return False
+        if self.best is None or self.sign * value < self.sign * self.best["value"]:
+            self.best = {"value": float(value), "iter": trainer.iteration}
+            return True
+        return False
+
+    def _prune(self, folder):
+        if self.keep_last <= 0 or not comm.is_main_process():
+            return
+        for _, path in list_checkpoints(folder)[:-self.keep_last]:
+            os.remove(path)
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = state.get("best")
+
+
+class VisualHook(Hook):
+    """Every ``interval`` iterations (rank 0): a grid of the model's visual items as PNG + VisualDL.
+
+    Rows are clips; each kind of item (reference, masked input, generated, target) is a band
+    of its frames side by side.
+    """
+
+    def __init__(self, interval=0):
+        self.interval = int(interval)
+
+    def after_iter(self, trainer):
+        it = trainer.iteration
+        if self.interval <= 0 or it % self.interval or not comm.is_main_process():
+            return
+        items = trainer.model.visual_items()
+        if not items:
+            return
+        grid = make_grid(items)
+        folder = os.path.join(trainer.output_dir, "visual")
+        os.makedirs(folder, exist_ok=True)
+        write_png(os.path.join(folder, f"iter_{it}.png"), grid)
+        if trainer.vdl is not None:
+            trainer.vdl.add_image(tag="train/samples", img=grid[:, :, ::-1], step=it)
+
+
+def copy_file(source, destination):
+    """Copy atomically (temp file + rename); rank 0 only."""
+    if not comm.is_main_process():
+        return
+    tmp = f"{destination}.tmp{os.getpid()}"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)
+
+
+def make_grid(items):
+    """{name: (B, 3, T, H, W) or (B, 3, H, W) BGR [0, 1] tensor} -> (rows, cols, 3) BGR uint8.
+
+    Each clip is one row block; inside it the items are stacked vertically in the dict's order
+    and each item's T frames are laid out left to right.
+    """
+    bands = []
+    for tensor in items.values():
+        array = np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor, np.float32)
+        if array.ndim == 4:
+            array = array[:, :, None]
+        batch, _, steps, height, width = array.shape
+        # (B, 3, T, H, W) -> (B, H, T*W, 3): frames side by side.
+        bands.append(array.transpose(0, 3, 2, 4, 1).reshape(batch, height, steps * width, 3))
+    rows = np.concatenate([np.concatenate([band[b] for band in bands], axis=0)
+                           for b in range(bands[0].shape[0])], axis=0)
+    return (np.clip(rows, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_png(path, image):
+    """Write a BGR uint8 image as PNG atomically (temp file + rename)."""
+    import cv2
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(encoded.tobytes())
+    os.replace(tmp, path)

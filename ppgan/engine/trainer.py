@@ -1,0 +1,453 @@
+"""The iteration-based trainer: builds everything from a config and runs the loop with hooks.
+
+Per iteration the trainer only calls ``model.setup_input(batch)`` and
+``model.train_iter(optimizers)``; logging, LR stepping, visual samples, evaluation and
+checkpoints are hooks. The same code runs in one process and under
+``python -m paddle.distributed.launch`` (DataParallel around trained nets only, per-rank data
+shards, rank-0 files, per-rank logs).
+
+    trainer = Trainer(cfg, config_path="configs/demo/syncnet.yaml")
+    trainer.resume("output/syncnet/iter_200_checkpoint.pdparams")   # optional
+    trainer.train()
+"""
+
+import hashlib
+import json
+import os
+import random
+import time
+
+import numpy as np
+import paddle
+
+from ..models.base_model import unwrap
+from ..models.builder import MODELS, build_model
+from ..solver import build_lr_scheduler, build_optimizers
+from ..utils import comm
+from ..utils.config import dump_config, to_plain
+from ..utils.errors import ConfigError, TrainingError, WeightsError
+from ..utils.logger import get_logger, setup_logger
+from ..utils.registry import accepted_keys, closest
+from . import checkpoint as ckpt_io
+from .hooks import CheckpointHook, EvalHook, LoggerHook, LRSchedulerHook, VisualHook
+
+# Every key a training config may hold, with the sub-keys of the blocks the trainer reads.
+CONFIG_KEYS = {
+    "total_iters": None, "output_dir": None, "seed": None, "model": None, "dataset": None,
+    "optimizer": None, "lr_scheduler": None, "enable_visualdl": None, "to_static": None,
+    "threads": None, "find_unused_parameters": None,
+    "validate": ("interval", "max_eval_steps"),
+    "log_config": ("interval", "visual_interval"),
+    "snapshot_config": ("interval", "keep_last", "best_metric", "best_mode"),
+}
+
+
+def check_config(cfg, where="the config"):
+    """Fail on unknown or misspelt keys of the trainer's part of the config."""
+    def unknown(key, options, block):
+        hint = closest(key, options)
+        hint = f"; did you mean {hint!r}?" if hint else f"; allowed: {', '.join(options)}"
+        return ConfigError(f"unknown key {block + key!r} in {where}{hint}")
+
+    for key, value in cfg.items():
+        if key not in CONFIG_KEYS:
+            raise unknown(key, list(CONFIG_KEYS), "")
+        subkeys = CONFIG_KEYS[key]
+        if subkeys and value is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} in {where} must be a mapping with keys {subkeys}")
+            for sub in value:
+                if sub not in subkeys:
+                    raise unknown(sub, list(subkeys), f"{key}.")
+    for key in ("total_iters", "model", "dataset", "optimizer", "lr_scheduler"):
+        if key not in cfg:
+            raise ConfigError(f"{where} lacks the required key {key!r}")
+    if not isinstance(cfg.total_iters, int) or cfg.total_iters <= 0:
+        raise ConfigError(f"total_iters in {where} must be a positive integer, "
+                          f"got {cfg.total_iters!r}")
+    if "train" not in (cfg.dataset or {}):
+        raise ConfigError(f"dataset in {where} needs a 'train' block")
+    if (cfg.get("validate") or {}).get("interval") and "test" not in cfg.dataset:
+        raise ConfigError(f"validate.interval is set in {where} but dataset has no 'test' block "
+                          f"to evaluate on; add one or set validate.interval: 0")
+
+
+def resolve_device(device):
+    """'auto' | 'cpu' | 'gpu' -> the Paddle device actually used ('cpu' or 'gpu')."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"--device must be auto, cpu or gpu, got {device!r}")
+    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device == "gpu" and not has_gpu:
+        raise ConfigError("--device gpu: this Paddle build has no CUDA support or no GPU is "
+                          "visible; use --device cpu (or auto)")
+    return "gpu" if device == "gpu" or (device == "auto" and has_gpu) else "cpu"
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def weights_digest(state_dicts):
+    """Short SHA-1 over every tensor of {net: state dict} (same weights <=> same digest)."""
+    digest = hashlib.sha1()
+    for net_name in sorted(state_dicts):
+        for key, value in sorted(state_dicts[net_name].items()):
+            digest.update(f"{net_name}.{key}".encode())
+            digest.update(np.ascontiguousarray(value.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class EpochBatches:
+    """Endless batches from a DataLoader whose sampler/dataset reshuffle by epoch.
+
+    Epoch ``e`` always sees the same order (``set_epoch(e)`` on the sampler and the dataset),
+    and starting at iteration ``k`` skips the first ``k mod len`` index batches of its epoch
+    without loading them, so a resumed run reads exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, loader, start_iter=0):
+        self.loader = loader
+        self.sampler = loader.batch_sampler
+        self.per_epoch = len(loader)
+        if self.per_epoch == 0:
+            raise ConfigError("the training DataLoader yields no batch: use a smaller "
+                              "dataset.train.batch_size or a bigger filelist")
+        self.epoch, skip = divmod(start_iter, self.per_epoch)
+        self._start(skip)
+
+    def _start(self, skip):
+        from ..datasets.builder import set_loader_epoch
+        self.loader.batch_sampler = self.sampler
+        set_loader_epoch(self.loader, self.epoch)
+        self.loader.batch_sampler = _SkipFirst(self.sampler, skip) if skip else self.sampler
+        self._iter = iter(self.loader)
+
+    def __next__(self):
+        try:
+            return next(self._iter)
+        except StopIteration:
+            self.epoch += 1
+            self._start(0)
+            return next(self._iter)
+
+
+class _SkipFirst:
+    """A batch sampler that drops the first ``skip`` index batches of ``inner``."""
+
+    def __init__(self, inner, skip):
+        self.inner, self.skip = inner, skip
+
+    def __iter__(self):
+        for i, indices in enumerate(self.inner):
+            if i >= self.skip:
+                yield indices
+
+    def __len__(self):
+        return max(0, len(self.inner) - self.skip)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class Trainer:
+    """Build model, optimizers, scheduler, data and hooks from ``cfg``; train or evaluate.
+
+    Args:
+        cfg: resolved config (AttrDict), see ``configs/*.yaml``.
+        config_path: the YAML file it came from (for error messages and relative paths).
+        device: 'auto', 'cpu' or 'gpu'. Default: 'auto'.
+        amp: float16 mixed precision (GPU only). Default: False.
+    """
+
+    def __init__(self, cfg, config_path=None, device="auto", amp=False):
+        where = config_path or "the config"
+        check_config(cfg, where)
+        self.cfg = cfg
+        self.config_dir = os.path.dirname(os.path.abspath(config_path)) if config_path else None
+        self.output_dir = cfg.get("output_dir") or "output"
+        self.total_iters = int(cfg.total_iters)
+        self.seed = int(cfg.get("seed") or 0)
+        self.device = resolve_device(device)
+        if amp and self.device != "gpu":
+            raise ConfigError("--amp needs a GPU: on CPU Paddle's autocast keeps conv2d in "
+                              "float32, so it would do nothing; drop --amp or use --device gpu")
+        self._setup_process()
+        self.model = self._build_model(cfg.model)
+        if cfg.get("to_static"):
+            self.model.to_static()
+        self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler)
+        self.optimizers = build_optimizers(cfg.optimizer, self.model.trained_nets(),
+                                           self.lr_scheduler, self.model.optimizer_keys)
+        if amp:
+            self.model.enable_amp(self.optimizers)
+        self.model.wrap_data_parallel(bool(cfg.get("find_unused_parameters", False)))
+        self.vdl = self._visualdl() if cfg.get("enable_visualdl") else None
+        self.hooks = self._build_hooks()
+        self.iteration = 0
+        self.last_losses, self.eval_result = {}, None
+        self.batch_cost = self.reader_cost = 0.0
+        self._test_loader = None
+        self.global_batch_size = int(cfg.dataset.train.get("batch_size", 1)) * comm.get_world_size()
+
+    # ------------------------------------------------------------------ construction
+    def _setup_process(self):
+        paddle.set_device(self.device)
+        comm.init_distributed()
+        # One thread per process: more threads slow Paddle's CPU backward down (platform notes);
+        # use data-parallel processes to fill the cores instead.
+        paddle.base.core.set_num_threads(int(self.cfg.get("threads") or 1))
+        os.makedirs(self.output_dir, exist_ok=True)
+        setup_logger(self.output_dir)
+        if comm.is_main_process():
+            dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))
+        seed_everything(self.seed)
+        get_logger().info(f"rank {comm.get_rank()}/{comm.get_world_size()} on {self.device}, "
+                          f"output in {self.output_dir}")
+
+    def _build_model(self, model_cfg):
+        defaults = {}
+        accepted = accepted_keys(MODELS.get(model_cfg.get("name"))) if "name" in model_cfg else None
+        if accepted is None or "config_dir" in accepted:
+            defaults["config_dir"] = self.config_dir
+        return build_model(model_cfg, **defaults)
+
+    def _visualdl(self):
+        if not comm.is_main_process():
+            return None
+        from visualdl import LogWriter
+        return LogWriter(logdir=os.path.join(self.output_dir, "visualdl"))
+
+    def _build_hooks(self):
+        log_cfg = self.cfg.get("log_config") or {}
+        snap_cfg = self.cfg.get("snapshot_config") or {}
+        val_cfg = self.cfg.get("validate") or {}
+        best_mode = snap_cfg.get("best_mode", "min")
+        if best_mode not in ("min", "max"):
+            raise ConfigError(f"snapshot_config.best_mode must be min or max, got {best_mode!r}")
+        return [LoggerHook(log_cfg.get("interval", 10)),
+                LRSchedulerHook(),
+                VisualHook(log_cfg.get("visual_interval", 0)),
+                EvalHook(val_cfg.get("interval", 0)),
+                CheckpointHook(snap_cfg.get("interval", 1000), snap_cfg.get("keep_last", 3),
+                               snap_cfg.get("best_metric"), best_mode)]
+
+    def _loader(self, is_train):
+        from ..datasets.builder import build_dataloader
+        split = "train" if is_train else "test"
+        block = self.cfg.dataset.get(split)
+        if block is None:
+            raise ConfigError(f"dataset.{split} is missing from the config: evaluation needs it")
+        return build_dataloader(block, is_train=is_train, seed=self.seed,
+                                config_dir=self.config_dir)
+
+    # ------------------------------------------------------------------ running
+    def train(self):
+        """Run iterations ``self.iteration + 1 .. total_iters`` with all hooks."""
+        logger = get_logger()
+        batches = EpochBatches(self._loader(is_train=True), self.iteration)
+        self.model.train()
+        for hook in self.hooks:
+            hook.before_train(self)
+        logger.info(f"training from iteration {self.iteration} to {self.total_iters}")
+        try:
+            tic = time.perf_counter()
+            while self.iteration < self.total_iters:
+                batch = next(batches)
+                self.reader_cost = time.perf_counter() - tic
+                self.iteration += 1
+                self.model.setup_input(batch)
+                self.last_losses = self.model.train_iter(self.optimizers)
+                self._check_finite(self.last_losses)
+                self.batch_cost = time.perf_counter() - tic
+                for hook in self.hooks:
+                    hook.after_iter(self)
+                tic = time.perf_counter()
+            for hook in self.hooks:
+                hook.after_train(self)
+        finally:
+            self.close()
+        self._log_digest()
+
+    def _check_finite(self, losses):
+        """Stop on a NaN/Inf loss, on every rank at the same iteration, before any checkpoint."""
+        bad = {k: v for k, v in losses.items() if not np.isfinite(v)}
+        # Ranks see different data: agree on stopping, or the healthy ones would hang in the
+        # next collective waiting for the one that stopped.
+        if comm.all_reduce_sum(np.array([float(bool(bad))]))[0] == 0:
+            return
+        saved = ckpt_io.list_checkpoints(self.output_dir)
+        last = saved[-1][1] if saved else "none written yet"
+        what = "loss {} is {}".format(*next(iter(bad.items()))) if bad else \
+            "a loss is not finite on another rank"
+        raise TrainingError(f"{what} at iteration {self.iteration}; training stopped, last good "
+                            f"checkpoint: {last} (lower the learning rate or check the data, "
+                            f"then --resume it)")
+
+    def evaluate(self):
+        """Run the model's evaluation over the test split; returns the rank-averaged metrics."""
+        if self._test_loader is None:
+            self._test_loader = self._loader(is_train=False)
+        max_steps = int((self.cfg.get("validate") or {}).get("max_eval_steps") or 0)
+        self.model.sync_batch_norm_stats()
+        self.model.eval()
+        for step, batch in enumerate(self._test_loader):
+            if max_steps and step >= max_steps:
+                break
+            self.model.setup_input(batch)
+            self.model.test_iter()
+        metrics = self.model.eval_metrics()
+        self.model.train()
+        self.eval_result = {"iter": self.iteration, "metrics": metrics}
+        text = " ".join(f"{k}: {v:.5f}" for k, v in metrics.items())
+        get_logger().info(f"eval at iter {self.iteration}: {text}")
+        return metrics
+
+    def current_lr(self):
+        return float(self.lr_scheduler.last_lr)
+
+    def add_scalars(self, prefix, values, step, skip=()):
+        if self.vdl is None:
+            return
+        for key, value in values.items():
+            if key not in skip:
+                self.vdl.add_scalar(tag=f"{prefix}/{key}", value=float(value), step=step)
+
+    def close(self):
+        if self.vdl is not None:
+            self.vdl.close()
+            self.vdl = None
+
+    def _log_digest(self):
+        digest = weights_digest(self.model.net_state_dicts())
+        get_logger().info(f"final weights digest (rank {comm.get_rank()}): {digest}")
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_content(self):
+        """Everything a resume needs (see ``ppgan.engine.checkpoint``)."""
+        trained = {n: unwrap(net) for n, net in self.model.trained_nets().items()}
+        return {
+            "iteration": self.iteration,
+            "nets": self.model.net_state_dicts(),
+            "optimizers": {k: ckpt_io.optimizer_state(o, trained)
+                           for k, o in self.optimizers.items()},
+            "lr_schedulers": {"lr_scheduler": self.lr_scheduler.state_dict()},
+            "model_state": self.model.state_dict(),
+            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
+            "rng": ckpt_io.capture_rng(),
+            "config": to_plain(self.cfg),
+            "metrics": dict(self.eval_result["metrics"]) if self.eval_result else {},
+        }
+
+    def save_checkpoint(self, path):
+        """Write a checkpoint (rank 0 only; atomic)."""
+        if comm.is_main_process():
+            ckpt_io.save_checkpoint(path, self.checkpoint_content())
+            get_logger().info(f"saved checkpoint {path}")
+
+    def resume(self, path):
+        """Continue exactly where a checkpoint (or the newest one in a folder) stopped."""
+        path = ckpt_io.resolve_resume_path(path)
+        state = ckpt_io.load_checkpoint(path)
+        missing = sorted(set(self.model.nets) - set(state["nets"]))
+        if missing:
+            raise WeightsError(f"checkpoint {path} has no weights for {missing}; it was written "
+                               f"by another model ({sorted(state['nets'])})")
+        for name in self.model.nets:
+            self._load_net(name, state["nets"][name], path)
+        trained = {n: unwrap(net) for n, net in self.model.trained_nets().items()}
+        for key, optimizer in self.optimizers.items():
+            if key not in state["optimizers"]:
+                raise WeightsError(f"checkpoint {path} has no state for {key}")
+            ckpt_io.load_optimizer_state(optimizer, state["optimizers"][key], trained,
+                                         state["lr_schedulers"]["lr_scheduler"])
+        self.lr_scheduler.set_state_dict(state["lr_schedulers"]["lr_scheduler"])
+        self.model.set_state_dict(state["model_state"])
+        for hook in self.hooks:
+            hook.load_state_dict(state.get("hooks", {}).get(type(hook).__name__, {}))
+        ckpt_io.restore_rng(state["rng"])
+        self.iteration = int(state["iteration"])
+        if state.get("metrics"):
+            self.eval_result = {"iter": self.iteration, "metrics": dict(state["metrics"])}
+        if to_plain(state["config"]).get("model") != to_plain(self.cfg.model):
+            get_logger().warning(f"the model block of {path} differs from the current config")
+        get_logger().info(f"resumed from {path} at iteration {self.iteration}")
+
+    def load(self, path):
+        """Initialise trained nets from a weights file (ours, PaddleGAN's, or converted)."""
+        from ..utils.weights import read_weights_file
+        obj = read_weights_file(path)
+        named = ckpt_io.nets_in_weights(obj)
+        trained = self.model.trained_nets()
+        if named is None:
+            target = "netG" if "netG" in trained else next(iter(trained))
+            self._load_net(target, obj, path)
+            loaded = [target]
+        else:
+            loaded = [n for n in trained if n in named]
+            if not loaded:
+                raise WeightsError(f"{path} holds nets {sorted(named)}, none of which this model "
+                                   f"trains ({sorted(trained)})")
+            for name in loaded:
+                self._load_net(name, named[name], path)
+        get_logger().info(f"loaded {loaded} from {path}")
+
+    def _load_net(self, name, state, path):
+        """Strictly load one net's state dict, naming the file and the net on failure."""
+        from ..utils.weights import load_weights
+        try:
+            load_weights(self.model.net(name), state, strict=True)
+        except WeightsError as exc:
+            message = str(exc).replace("the given weights", f"{path} [{name}]", 1)
+            raise WeightsError(message) from None
+
+    def write_metrics(self, path, extra=None):
+        """Write the last evaluation as JSON (rank 0, atomic)."""
+        if not comm.is_main_process():
+            return
+        record = {"iteration": self.iteration, **(extra or {}),
+                  "metrics": self.eval_result["metrics"] if self.eval_result else {}}
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=2)
+        os.replace(tmp, path)
+
+
+def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
+        output_dir=None, device="auto", amp=False):
+    """What ``tools/main.py`` does: load the config, then train or evaluate.
+
+    Args:
+        config_file: YAML config; ``overrides`` are ``a.b.c=value`` strings.
+        resume: checkpoint (or folder of checkpoints) to continue from exactly.
+        load: weights to start from (our checkpoint, a PaddleGAN or converted file).
+        evaluate_only: evaluate the (loaded) weights on ``dataset.test`` and write
+            ``<output_dir>/eval_metrics.json`` instead of training.
+        seed, output_dir: override the config's ``seed`` / ``output_dir``.
+        device: 'auto' | 'cpu' | 'gpu'; amp: float16 mixed precision (GPU only).
+    Returns:
+        The trainer (for tests and the Python API).
+    """
+    from ..utils.config import load_config
+    cfg = load_config(config_file, overrides)
+    if seed is not None:
+        cfg.seed = int(seed)
+    if output_dir:
+        cfg.output_dir = output_dir
+    if resume and load:
+        raise ConfigError("--resume and --load exclude each other: --resume continues a run, "
+                          "--load only initialises weights")
+    trainer = Trainer(cfg, config_path=config_file, device=device, amp=amp)
+    if resume:
+        trainer.resume(resume)
+    elif load:
+        trainer.load(load)
+    if evaluate_only:
+        trainer.evaluate()
+        trainer.write_metrics(os.path.join(trainer.output_dir, "eval_metrics.json"),
+                              {"weights": resume or load})
+        trainer.close()
+        return trainer
+    trainer.train()
+    return trainer

@@ -1,0 +1,231 @@
+"""BaseModel: the training logic around a set of named networks.
+
+The trainer only ever calls, per iteration, ``setup_input(batch)`` and
+``train_iter(optimizers) -> {name: float}``; for evaluation ``test_iter()`` per batch and then
+``eval_metrics() -> {name: float}`` (averaged over all ranks). Everything lip-sync specific
+(frozen experts, loss weights and their schedules, G/D alternation) lives in subclasses.
+
+Nets come in two kinds:
+- *trained* nets get an optimizer, are put in train mode for training, and are wrapped in
+  ``paddle.DataParallel`` when several processes train together;
+- *frozen* nets (the lip-sync expert) have no optimizer, no parameter gradients, are never
+  wrapped, and stay in eval mode all the time so their batch-norm statistics never drift.
+"""
+
+import contextlib
+import os
+
+import paddle
+
+from ..utils import comm
+from ..utils.errors import ConfigError, WeightsError
+
+
+def unwrap(net):
+    """The plain Layer inside a ``paddle.DataParallel`` (or the net itself)."""
+    return net._layers if isinstance(net, paddle.DataParallel) else net
+
+
+def resolve_path(path, config_dir=None):
+    """A relative path resolves against the working directory first, then the config's folder."""
+    if not path or os.path.isabs(path) or os.path.exists(path) or not config_dir:
+        return path
+    beside_config = os.path.join(config_dir, path)
+    return beside_config if os.path.exists(beside_config) else path
+
+
+def apply_init(net, init_type, where):
+    """Re-initialise ``net`` with ``init_type`` ('normal' / 'kaiming'); None keeps Paddle's init."""
+    from ..modules.init import INIT_TYPES, init_weights
+    if init_type is None:
+        return net
+    if init_type not in INIT_TYPES:
+        raise ConfigError(f"{where}: unknown init type {init_type!r}; choose one of "
+                          f"{', '.join(INIT_TYPES)} or null")
+    return init_weights(net, init_type)
+
+
+def to_tensor(value, dtype="float32"):
+    """Batch entries arrive as Tensors from the DataLoader, or as arrays in direct calls."""
+    return value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value, dtype=dtype)
+
+
+class BaseModel:
+    """Named nets plus the train / eval steps that use them.
+
+    Subclasses register nets with ``add_net`` in ``__init__`` and set ``optimizer_keys`` to the
+    optimizer entries their ``train_iter`` uses (the config must define exactly those).
+    """
+
+    optimizer_keys = ()
+
+    def __init__(self):
+        self.nets = {}
+        self.frozen = set()
+        self.scalers = {}
+
+    # ------------------------------------------------------------------ nets
+    def add_net(self, name, net, frozen=False):
+        """Register ``net`` under ``name``; a frozen net stops all its parameter gradients."""
+        self.nets[name] = net
+        if frozen:
+            self.frozen.add(name)
+            for param in net.parameters():
+                # Gradients still flow *through* the net to its inputs; only its weights stay.
+                param.stop_gradient = True
+            net.eval()
+
+    def net(self, name):
+        """The plain Layer registered as ``name`` (DataParallel unwrapped)."""
+        return unwrap(self.nets[name])
+
+    def trained_nets(self):
+        """{name: net} of the nets an optimizer updates."""
+        return {name: net for name, net in self.nets.items() if name not in self.frozen}
+
+    def load_frozen_weights(self, name, path, config_key, net_name=None):
+        """Load a frozen net's weights from ``path``; a missing path fails naming ``config_key``."""
+        from ..utils.weights import load_weights
+        if not path:
+            raise ConfigError(f"{config_key} is not set: point it to the trained expert "
+                              f"(a SyncNet training checkpoint, PaddleGAN's syncnet.pdparams or "
+                              f"a converted .pth)")
+        if not os.path.isfile(path):
+            raise WeightsError(f"{config_key}: expert weights file not found: {path}; train the "
+                               f"expert first (configs/syncnet.yaml) or fix the path")
+        load_weights(self.net(name), path, net_name=net_name, strict=True)
+        self.net(name).eval()
+
+    def wrap_data_parallel(self, find_unused_parameters=False):
+        """Wrap the trained nets in DataParallel when several processes train (no-op otherwise)."""
+        if comm.get_world_size() <= 1:
+            return
+        for name, net in self.trained_nets().items():
+            if not isinstance(net, paddle.DataParallel):
+                self.nets[name] = paddle.DataParallel(
+                    net, find_unused_parameters=find_unused_parameters)
+
+    def to_static(self):
+        """Run the trained nets' forward passes as static programs (trainer option ``to_static``).
+
+        Frozen nets stay dynamic: a static program is cached per train/eval mode only, so one
+        first traced under ``no_grad`` (the expert's sync loss at weight 0) would silently stop
+        passing gradients later. Trained nets are always called with gradients in train mode.
+        """
+        for name in self.trained_nets():
+            self.nets[name] = paddle.jit.to_static(self.net(name), full_graph=True)
+
+    def sync_batch_norm_stats(self):
+        """Average the trained nets' batch-norm running statistics over ranks.
+
+        Plain BatchNorm keeps per-rank statistics; averaging them before evaluation and
+        checkpointing makes every rank hold, evaluate and save the same state.
+        """
+        if comm.get_world_size() <= 1:
+            return
+        import paddle.distributed as dist
+        world = comm.get_world_size()
+        for name in sorted(self.trained_nets()):
+            for key, value in sorted(self.net(name).state_dict().items()):
+                if key.endswith("._mean") or key.endswith("._variance"):
+                    dist.all_reduce(value)
+                    value.set_value(value / world)
+
+    # ------------------------------------------------------------------ modes
+    def train(self):
+        for name, net in self.nets.items():
+            if name in self.frozen:
+                net.eval()
+            else:
+                net.train()
+
+    def eval(self):
+        for net in self.nets.values():
+            net.eval()
+
+    # ------------------------------------------------------------------ mixed precision
+    def enable_amp(self, optimizer_names):
+        """Use float16 autocast and one loss scaler per optimizer (GPU only)."""
+        self.scalers = {key: paddle.amp.GradScaler(init_loss_scaling=1024)
+                        for key in optimizer_names}
+
+    def autocast(self):
+        """Context for forward passes: float16 autocast when AMP is on, nothing otherwise."""
+        if self.scalers:
+            return paddle.amp.auto_cast(enable=True, level="O1")
+        return contextlib.nullcontext()
+
+    def backward_and_step(self, loss, optimizers, key):
+        """Backpropagate ``loss`` and step ``optimizers[key]`` (through its loss scaler if any)."""
+        optimizer = optimizers[key]
+        scaler = self.scalers.get(key)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaled = scaler.scale(loss)
+            scaled.backward()
+            scaler.step(optimizer)
+            scaler.update()
+        optimizer.clear_grad()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """Training state that is not weights (schedules, loss scalers): plain Python values."""
+        state = {}
+        if self.scalers:
+            state["grad_scalers"] = {k: s.state_dict() for k, s in self.scalers.items()}
+        return state
+
+    def set_state_dict(self, state):
+        for key, scaler_state in (state or {}).get("grad_scalers", {}).items():
+            if key in self.scalers:
+                self.scalers[key].load_state_dict(scaler_state)
+
+    def net_state_dicts(self):
+        """{net name: state dict} of every net (frozen ones included), DataParallel unwrapped."""
+        return {name: self.net(name).state_dict() for name in self.nets}
+
+    # ------------------------------------------------------------------ the trainer's API
+    def setup_input(self, batch):
+        """Take one batch (dict of tensors from the DataLoader)."""
+        raise NotImplementedError
+
+    def train_iter(self, optimizers):
+        """One optimisation step on the current batch; returns {loss name: float}."""
+        raise NotImplementedError
+
+    def test_iter(self):
+        """Accumulate evaluation statistics for the current batch (no gradients)."""
+        raise NotImplementedError
+
+    def eval_metrics(self):
+        """Metrics over everything ``test_iter`` saw since the last call, averaged over ranks."""
+        raise NotImplementedError
+
+    def visual_items(self):
+        """{name: (B, 3, T, H, W) or (B, 3, H, W) BGR [0, 1] tensor} of the last training batch."""
+        return {}
+
+
+class MetricSums:
+    """Weighted sums of per-batch statistics, reduced over all ranks on request.
+
+    ``add("l1", 0.1, n)`` adds a batch mean weighted by its sample count ``n``; ``means()``
+    returns {name: global weighted mean} (the same on every rank) and starts over.
+    """
+
+    def __init__(self):
+        self._sums = {}
+
+    def add(self, name, value, count=1):
+        total, weight = self._sums.get(name, (0.0, 0.0))
+        self._sums[name] = (total + float(value) * count, weight + count)
+
+    def means(self):
+        import numpy as np
+        names = sorted(self._sums)
+        table = np.array([self._sums[n] for n in names], dtype=np.float64).reshape(-1, 2)
+        table = comm.all_reduce_sum(table)
+        self._sums = {}
+        return {n: float(t / w) if w else float("nan") for n, (t, w) in zip(names, table)}

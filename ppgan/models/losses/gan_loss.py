@@ -1,0 +1,19 @@
+"""Adversarial loss for discriminators that output probabilities (the visual-quality critic)."""
+
+import paddle
+
+from ..builder import LOSSES
+from .bce import bce_on_probabilities
+
+
+@LOSSES.register()
+class GANLoss:
+    """Binary cross-entropy against an all-real or all-fake target.
+
+    Call with (probabilities (N, 1) in [0, 1], target_is_real: bool) and get a scalar tensor.
+    For the generator's adversarial term call it on D(generated) with ``target_is_real=True``.
+    """
+
+    def __call__(self, prob, target_is_real):
+        target = paddle.ones_like(prob) if target_is_real else paddle.zeros_like(prob)
+        return bce_on_probabilities(prob, target)

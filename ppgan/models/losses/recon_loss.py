@@ -1,0 +1,13 @@
+"""Pixel reconstruction loss."""
+
+import paddle.nn.functional as F
+
+from ..builder import LOSSES
+
+
+@LOSSES.register()
+class L1Loss:
+    """Mean absolute error between two tensors of the same shape (e.g. (B, 3, T, H, W) frames)."""
+
+    def __call__(self, prediction, target):
+        return F.l1_loss(prediction, target)

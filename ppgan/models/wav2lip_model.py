@@ -1,0 +1,159 @@
+"""Training the Wav2Lip generator against the frozen lip-sync expert (``wav2lip_train.py``).
+
+Batches hold ``x`` (B, 6, T, H, W) = masked target frames + reference frames, ``indiv_mels``
+(B, T, 1, 80, 16), ``mel`` (B, 1, 80, 16) and the target frames ``y`` (B, 3, T, H, W), T = 5.
+
+Loss: ``w * sync + (1 - w) * L1``. The sync-loss weight ``w`` is a schedule: it starts at
+``syncnet_wt`` and, the first time the eval sync loss (averaged over all ranks) falls below
+``syncnet_wt_threshold``, jumps to ``syncnet_wt_target`` for good. It is part of the model
+state, so checkpoints carry it and a resumed run continues with the same weight.
+"""
+
+import paddle
+
+from ..utils.errors import ConfigError
+from ..utils.logger import get_logger
+from .base_model import BaseModel, MetricSums, apply_init, resolve_path, to_tensor
+from .builder import MODELS, build_discriminator, build_generator
+from .losses import L1Loss, SyncLoss
+
+
+def lower_half_stack(faces):
+    """(B, 3, T, H, W) frames -> (B, 3T, H/2, W): lower halves stacked on channels in time order,
+    the expert's face input."""
+    batch, channels, steps, height, width = faces.shape
+    lower = faces[:, :, :, height // 2:]
+    return lower.transpose([0, 2, 1, 3, 4]).reshape([batch, steps * channels, height - height // 2,
+                                                      width])
+
+
+def psnr(prediction, target):
+    """Mean over the batch of per-clip PSNR in dB for images in [0, 1]: (B, ...) x2 -> float."""
+    mse = ((prediction - target) ** 2).reshape([prediction.shape[0], -1]).mean(axis=1)
+    return float((10.0 * paddle.log10(1.0 / mse.clip(min=1e-10))).mean())
+
+
+@MODELS.register()
+class Wav2LipModel(BaseModel):
+    """Generator ``netG`` trained with L1 + sync loss through the frozen expert ``netD``.
+
+    Args:
+        generator: network block, e.g. ``{name: Wav2Lip, width_mult: 1.0}``.
+        discriminator: the expert's network block, e.g. ``{name: SyncNetColor}``.
+        syncnet_weights: file with the trained expert (our SyncNet checkpoint, PaddleGAN's
+            ``syncnet.pdparams`` or a converted ``lipsync_expert.pth``). Required.
+        syncnet_net_name: which net to take from a multi-net checkpoint. Default: the only one.
+        syncnet_wt: starting sync-loss weight. Default: 0.0.
+        syncnet_wt_target: weight once the eval sync loss is low enough. Default: 0.01.
+        syncnet_wt_threshold: eval sync loss below which the weight switches. Default: 0.75.
+        init_type: generator init, 'normal' / 'kaiming' / None. Default: 'normal'.
+        config_dir: folder of the config file, to resolve a relative ``syncnet_weights``.
+    """
+
+    optimizer_keys = ("optimizer_G",)
+    expert_name = "netD"
+    expert_key = "model.discriminator"
+
+    def __init__(self, generator, discriminator, syncnet_weights=None, syncnet_net_name=None,
+                 syncnet_wt=0.0, syncnet_wt_target=0.01, syncnet_wt_threshold=0.75,
+                 init_type="normal", config_dir=None):
+        super().__init__()
+        for key, value in (("syncnet_wt", syncnet_wt), ("syncnet_wt_target", syncnet_wt_target)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ConfigError(f"model.{key} must be within [0, 1], got {value}")
+        netG = build_generator(generator, where="model.generator")
+        self.add_net("netG", apply_init(netG, init_type, where="model.init_type"))
+        expert = build_discriminator(discriminator, where=self.expert_key)
+        self.add_net(self.expert_name, expert, frozen=True)
+        self.load_frozen_weights(self.expert_name, resolve_path(syncnet_weights, config_dir),
+                                 "model.syncnet_weights", net_name=syncnet_net_name)
+        self.syncnet_wt = float(syncnet_wt)
+        self.syncnet_wt_target = float(syncnet_wt_target)
+        self.syncnet_wt_threshold = float(syncnet_wt_threshold)
+        self.l1_loss = L1Loss()
+        self.sync_loss = SyncLoss()
+        self.sums = MetricSums()
+        self.visuals = {}
+
+    # ------------------------------------------------------------------ steps
+    def setup_input(self, batch):
+        self.x = to_tensor(batch["x"])
+        self.indiv_mels = to_tensor(batch["indiv_mels"])
+        self.mel = to_tensor(batch["mel"])
+        self.y = to_tensor(batch["y"])
+
+    def expert_sync_loss(self, faces):
+        """Sync loss of generated (B, 3, T, H, W) faces against the batch's mel window."""
+        audio_emb, face_emb = self.nets[self.expert_name](self.mel, lower_half_stack(faces))
+        return self.sync_loss(audio_emb.astype("float32"), face_emb.astype("float32"))
+
+    def generator_losses(self):
+        """Forward netG; returns (generated (B, 3, T, H, W), {'l1_loss', 'sync_loss'} tensors)."""
+        g = self.nets["netG"](self.indiv_mels, self.x)
+        losses = {"l1_loss": self.l1_loss(g.astype("float32"), self.y)}
+        if self.syncnet_wt > 0:
+            losses["sync_loss"] = self.expert_sync_loss(g)
+        else:
+            # Weight 0: the term cannot move netG, but its value is what the schedule watches.
+            with paddle.no_grad():
+                losses["sync_loss"] = self.expert_sync_loss(g)
+        return g, losses
+
+    def train_iter(self, optimizers):
+        with self.autocast():
+            g, losses = self.generator_losses()
+        w = self.syncnet_wt
+        loss_g = w * losses["sync_loss"] + (1.0 - w) * losses["l1_loss"]
+        self.backward_and_step(loss_g, optimizers, "optimizer_G")
+        self.keep_visuals(g)
+        logged = {name: float(value) for name, value in losses.items()}
+        logged["syncnet_wt"] = w
+        return logged
+
+    def keep_visuals(self, g, max_items=4):
+        """Keep the first clips of the batch for the visual-sample hook (no graph kept)."""
+        self.visuals = {"reference": self.x[:max_items, 3:], "masked_input": self.x[:max_items, :3],
+                        "generated": g[:max_items].detach().astype("float32"),
+                        "target": self.y[:max_items]}
+
+    def test_iter(self):
+        with paddle.no_grad():
+            g = self.net("netG")(self.indiv_mels, self.x)
+            count = self.y.shape[0]
+            self.sums.add("l1_loss", float(self.l1_loss(g, self.y)), count)
+            self.sums.add("sync_loss", float(self.expert_sync_loss(g)), count)
+            self.sums.add("psnr", psnr(g, self.y), count)
+            self.extra_test_stats(g, count)
+
+    def extra_test_stats(self, g, count):
+        """Subclass hook for more evaluation statistics on the generated batch."""
+
+    def eval_metrics(self):
+        metrics = self.sums.means()
+        self.update_sync_schedule(metrics["sync_loss"])
+        metrics["syncnet_wt"] = self.syncnet_wt
+        return metrics
+
+    def update_sync_schedule(self, eval_sync_loss):
+        """Switch the sync-loss weight on (once, permanently) when the eval loss is low enough.
+
+        ``eval_sync_loss`` is already averaged over ranks, so every rank decides the same.
+        """
+        if self.syncnet_wt != self.syncnet_wt_target and eval_sync_loss < self.syncnet_wt_threshold:
+            get_logger().info(f"eval sync loss {eval_sync_loss:.4f} < {self.syncnet_wt_threshold}: "
+                              f"sync-loss weight {self.syncnet_wt} -> {self.syncnet_wt_target}")
+            self.syncnet_wt = self.syncnet_wt_target
+
+    def visual_items(self):
+        return dict(self.visuals)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        state = super().state_dict()
+        state["syncnet_wt"] = self.syncnet_wt
+        return state
+
+    def set_state_dict(self, state):
+        super().set_state_dict(state)
+        if "syncnet_wt" in (state or {}):
+            self.syncnet_wt = float(state["syncnet_wt"])

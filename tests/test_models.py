@@ -1,0 +1,225 @@
+"""Model classes: losses, the frozen expert, the sync-weight schedule, G/D alternation."""
+
+import math
+
+import numpy as np
+import paddle
+import pytest
+
+from ppgan.models import SyncNetModel, Wav2LipModel, Wav2LipModelHq  # noqa: F401
+from ppgan.models.discriminators.syncnet import SyncNetColor
+from ppgan.models.generators.wav2lip import Wav2Lip
+from ppgan.models.losses import GANLoss, SyncLoss
+from ppgan.models.wav2lip_hq_model import split_real_fake
+from ppgan.models.wav2lip_model import lower_half_stack
+from ppgan.solver import build_optimizers
+from ppgan.utils.errors import ConfigError, WeightsError
+from ppgan.utils.weights import save_weights_file
+
+WIDTH = 0.125  # every channel count at its floor of 4-64: fast, same code paths
+
+
+@pytest.fixture(scope="module")
+def expert_file(tmp_path_factory):
+    """A tiny random expert saved as a flat weights file (what PaddleGAN ships)."""
+    paddle.seed(1)
+    path = tmp_path_factory.mktemp("expert") / "syncnet.pdparams"
+    save_weights_file(SyncNetColor(WIDTH).state_dict(), str(path))
+    return str(path)
+
+
+def g_batch(batch=2, seed=0):
+    rng = np.random.RandomState(seed)
+    return {"x": rng.rand(batch, 6, 5, 96, 96).astype("float32"),
+            "indiv_mels": rng.uniform(-4, 4, (batch, 5, 1, 80, 16)).astype("float32"),
+            "mel": rng.uniform(-4, 4, (batch, 1, 80, 16)).astype("float32"),
+            "y": rng.rand(batch, 3, 5, 96, 96).astype("float32")}
+
+
+def make_model(expert_file, cls=Wav2LipModel, **kwargs):
+    paddle.seed(0)
+    nets = {"generator": {"name": "Wav2Lip", "width_mult": WIDTH}}
+    if cls is Wav2LipModelHq:
+        nets.update(discriminator_sync={"name": "SyncNetColor", "width_mult": WIDTH},
+                    discriminator_hq={"name": "Wav2LipDiscQual", "width_mult": WIDTH})
+    else:
+        nets["discriminator"] = {"name": "SyncNetColor", "width_mult": WIDTH}
+    model = cls(**nets, syncnet_weights=expert_file, **kwargs)
+    opt_cfg = {key: {"name": "Adam", "net_names": [f"net{key.split('_')[1]}"]}
+               for key in cls.optimizer_keys}
+    optimizers = build_optimizers(opt_cfg, model.trained_nets(), 1e-3, cls.optimizer_keys)
+    model.train()
+    return model, optimizers
+
+
+def snapshot(net):
+    return {k: v.numpy().copy() for k, v in net.state_dict().items()}
+
+
+def changed(before, net):
+    return [k for k, v in net.state_dict().items() if not np.array_equal(before[k], v.numpy())]
+
+
+# ---------------------------------------------------------------------------- losses
+def test_sync_loss_is_bce_of_the_cosine():
+    loss = SyncLoss()
+    a = paddle.to_tensor([[1.0, 0.0], [0.6, 0.8]])
+    v = paddle.to_tensor([[1.0, 0.0], [0.8, 0.6]])  # cosines 1.0 and 0.96
+    ones = paddle.ones([2, 1])
+    expected = -(math.log(1.0 - 1e-12) + math.log(0.96)) / 2
+    assert float(loss(a, v, ones)) == pytest.approx(expected, abs=1e-5)
+    assert float(loss(a, v)) == pytest.approx(expected, abs=1e-5)  # default label: in sync
+    half = paddle.to_tensor([[math.sqrt(0.5), math.sqrt(0.5)]])
+    assert float(loss(half, paddle.to_tensor([[0.0, 1.0]]), paddle.zeros([1, 1]))) == \
+        pytest.approx(-math.log(1 - math.sqrt(0.5)), abs=1e-5)
+
+
+def test_gan_loss_targets():
+    gan = GANLoss()
+    prob = paddle.to_tensor([[0.9], [0.8]])
+    assert float(gan(prob, True)) == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, abs=1e-6)
+    assert float(gan(prob, False)) == pytest.approx(-(math.log(0.1) + math.log(0.2)) / 2, abs=1e-5)
+
+
+def test_lower_half_stack_orders_frames_on_channels():
+    faces = paddle.arange(2 * 3 * 5 * 4 * 2, dtype="float32").reshape([2, 3, 5, 4, 2])
+    stacked = lower_half_stack(faces).numpy()
+    assert stacked.shape == (2, 15, 2, 2)
+    # channel 3*t + c is colour c of frame t, lower rows 2..3
+    np.testing.assert_array_equal(stacked[1, 3 * 4 + 2], faces.numpy()[1, 2, 4, 2:])
+
+
+def test_split_real_fake_undoes_the_time_major_unroll():
+    steps, batch = 5, 3
+    # D output order for concat([real, fake]) of 2B clips: t-major, then clip index.
+    labels = np.array([[1.0] * batch + [0.0] * batch for _ in range(steps)]).reshape(-1, 1)
+    real, fake = split_real_fake(paddle.to_tensor(labels.astype("float32")), steps, batch)
+    assert real.shape == [steps * batch, 1] and float(real.min()) == 1.0
+    assert float(fake.max()) == 0.0
+
+
+# ---------------------------------------------------------------------------- expert handling
+def test_frozen_expert_passes_gradient_but_never_changes(expert_file):
+    # Weight 1.0: the generator loss is the sync loss alone, so netG can only move through it.
+    model, optimizers = make_model(expert_file, syncnet_wt=1.0)
+    expert, generator = model.net("netD"), model.net("netG")
+    expert_before, g_before = snapshot(expert), snapshot(generator)
+    model.setup_input(g_batch())
+    logged = model.train_iter(optimizers)
+    assert set(logged) == {"l1_loss", "sync_loss", "syncnet_wt"} and logged["syncnet_wt"] == 1.0
+    assert not expert.training and generator.training
+    assert changed(expert_before, expert) == []           # weights AND batch-norm statistics
+    assert len(changed(g_before, generator)) > 100         # sync-loss gradient reached netG
+    assert set(optimizers["optimizer_G"]._parameter_list) & set(expert.parameters()) == set()
+
+
+def test_expert_is_never_data_parallel_and_has_no_optimizer(expert_file):
+    model, _ = make_model(expert_file)
+    assert set(model.trained_nets()) == {"netG"} and model.frozen == {"netD"}
+    with pytest.raises(ConfigError, match="not a trainable net"):
+        build_optimizers({"optimizer_G": {"name": "Adam", "net_names": ["netG", "netD"]}},
+                         model.trained_nets(), 1e-3, ("optimizer_G",))
+
+
+def test_missing_or_wrong_expert_file_fails_at_startup(tmp_path, expert_file):
+    nets = {"generator": {"name": "Wav2Lip", "width_mult": WIDTH},
+            "discriminator": {"name": "SyncNetColor", "width_mult": WIDTH}}
+    with pytest.raises(WeightsError, match="model.syncnet_weights.*not found"):
+        Wav2LipModel(**nets, syncnet_weights=str(tmp_path / "nope.pdparams"))
+    with pytest.raises(ConfigError, match="model.syncnet_weights is not set"):
+        Wav2LipModel(**nets)
+    generator_file = tmp_path / "generator.pdparams"
+    save_weights_file(Wav2Lip(WIDTH).state_dict(), str(generator_file))
+    with pytest.raises(WeightsError, match="another architecture"):
+        Wav2LipModel(**nets, syncnet_weights=str(generator_file))
+    wider = {**nets, "discriminator": {"name": "SyncNetColor", "width_mult": 0.25}}
+    with pytest.raises(WeightsError, match="shape"):
+        Wav2LipModel(**wider, syncnet_weights=expert_file)
+
+
+# ---------------------------------------------------------------------------- sync-weight schedule
+def test_sync_weight_switches_once_on_the_eval_loss_and_is_state(expert_file):
+    model, _ = make_model(expert_file, syncnet_wt=0.0, syncnet_wt_target=0.01,
+                          syncnet_wt_threshold=0.75)
+    model.sums.add("sync_loss", 0.80, 4)
+    model.sums.add("l1_loss", 0.1, 4)
+    assert model.eval_metrics()["syncnet_wt"] == 0.0       # 0.80 >= 0.75: stays off
+    model.sums.add("sync_loss", 0.70, 4)
+    model.sums.add("l1_loss", 0.1, 4)
+    metrics = model.eval_metrics()
+    assert metrics["syncnet_wt"] == 0.01 and metrics["sync_loss"] == pytest.approx(0.70)
+    model.sums.add("sync_loss", 0.90, 4)
+    model.sums.add("l1_loss", 0.1, 4)
+    assert model.eval_metrics()["syncnet_wt"] == 0.01      # permanent
+    fresh, _ = make_model(expert_file)
+    fresh.set_state_dict(model.state_dict())
+    assert fresh.syncnet_wt == 0.01
+
+
+def test_eval_reports_l1_sync_and_psnr(expert_file):
+    model, _ = make_model(expert_file)
+    model.eval()
+    model.setup_input(g_batch(seed=3))
+    model.test_iter()
+    metrics = model.eval_metrics()
+    assert set(metrics) == {"l1_loss", "sync_loss", "psnr", "syncnet_wt"}
+    assert 0 < metrics["l1_loss"] < 1 and 0 < metrics["psnr"] < 60 and metrics["sync_loss"] > 0
+
+
+# ---------------------------------------------------------------------------- HQ alternation
+class SpyOptimizer:
+    """Records which parameters hold a gradient whenever the wrapped optimizer steps."""
+
+    def __init__(self, inner, watched):
+        self.inner, self.watched, self.grads_at_step = inner, watched, []
+
+    def step(self):
+        self.grads_at_step.append([p.grad is not None and float(p.grad.abs().sum()) > 0
+                                   for p in self.watched])
+        self.inner.step()
+
+    def clear_grad(self):
+        self.inner.clear_grad()
+
+
+def test_hq_alternates_g_and_d_and_d_sees_detached_output(expert_file):
+    model, optimizers = make_model(expert_file, cls=Wav2LipModelHq, syncnet_wt=0.0)
+    g_params = [p for p in model.net("netG").parameters() if not p.stop_gradient]
+    d_params = [p for p in model.net("netDH").parameters() if not p.stop_gradient]
+    spies = {"optimizer_G": SpyOptimizer(optimizers["optimizer_G"], d_params),
+             "optimizer_DH": SpyOptimizer(optimizers["optimizer_DH"], g_params)}
+    d_before, g_before = snapshot(model.net("netDH")), snapshot(model.net("netG"))
+    model.setup_input(g_batch())
+    logged = model.train_iter(spies)
+    assert {"l1_loss", "sync_loss", "perceptual_loss", "disc_real_loss",
+            "disc_fake_loss"} <= set(logged)
+    assert all(np.isfinite(v) for v in logged.values())
+    # The D step found no gradient on netG: D's loss saw g.detach().
+    assert spies["optimizer_DH"].grads_at_step == [[False] * len(g_params)]
+    assert len(spies["optimizer_G"].grads_at_step) == 1
+    assert changed(g_before, model.net("netG")) and changed(d_before, model.net("netDH"))
+
+
+def test_hq_rejects_weights_that_do_not_sum_to_one(expert_file):
+    with pytest.raises(ConfigError, match="disc_wt"):
+        make_model(expert_file, cls=Wav2LipModelHq, disc_wt=0.99, syncnet_wt_target=0.03)
+
+
+# ---------------------------------------------------------------------------- expert model
+def test_syncnet_model_step_and_eval():
+    paddle.seed(0)
+    model = SyncNetModel(syncnet={"name": "SyncNetColor", "width_mult": WIDTH})
+    optimizers = build_optimizers({"optimizer_S": {"name": "Adam", "net_names": ["netS"]}},
+                                  model.trained_nets(), 1e-3, ("optimizer_S",))
+    rng = np.random.RandomState(0)
+    batch = {"face": rng.rand(4, 15, 48, 96).astype("float32"),
+             "mel": rng.uniform(-4, 4, (4, 1, 80, 16)).astype("float32"),
+             "label": np.array([[1], [0], [1], [0]], dtype="float32")}
+    model.train()
+    model.setup_input(batch)
+    assert set(model.train_iter(optimizers)) == {"sync_loss"}
+    model.eval()
+    model.test_iter()
+    metrics = model.eval_metrics()
+    assert set(metrics) == {"sync_loss", "accuracy"}
+    assert metrics["accuracy"] in (0.0, 0.25, 0.5, 0.75, 1.0)
