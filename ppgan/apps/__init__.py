@@ -1,1 +1,4 @@
 """Inference applications."""
+
+from .wav2lip_predictor import Wav2LipPredictor, Wav2LipResult  # noqa: F401,E402
+from .evaluate import evaluate_generator_on_split, evaluate_videos  # noqa: F401,E402

@@ -1,0 +1,184 @@
+"""Frames of the face input, streamed forward, backward and in ping-pong order.
+
+A video is never held whole: forward reading decodes one frame at a time; backward reading
+decodes blocks of at most ``block_bytes`` (seeking to the keyframe before each block) and yields
+each block reversed. That is what lets audio longer than the video play the frames forward and
+back without keeping the clip in memory.
+"""
+
+import itertools
+
+from ..utils.errors import ConfigError, MediaError
+from ..utils.video import iter_frames
+
+_BLOCK_BYTES = 256 * 1024 * 1024  # frames decoded at once when reading backward
+
+
+def prepare_frame(frame, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
+    """Downscale by an integer factor, rotate 90 degrees clockwise, then crop (in that order).
+
+    Args:
+        frame: (H, W, 3) uint8.
+        crop: (top, bottom, left, right); -1 for bottom/right means the frame's edge.
+    Returns:
+        (H', W', 3) uint8 (a view when only cropping).
+    """
+    import cv2
+
+    if resize_factor > 1:
+        h, w = frame.shape[:2]
+        frame = cv2.resize(frame, (max(1, w // resize_factor), max(1, h // resize_factor)),
+                           interpolation=cv2.INTER_AREA)
+    if rotate:
+        frame = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+    top, bottom, left, right = crop
+    h, w = frame.shape[:2]
+    bottom, right = (h if bottom == -1 else bottom), (w if right == -1 else right)
+    if not (0 <= top < bottom <= h and 0 <= left < right <= w):
+        raise ConfigError(f"crop {crop} (top bottom left right) does not fit a {w}x{h} frame")
+    return frame[top:bottom, left:right]
+
+
+def pingpong_index(output_index, num_source):
+    """Source frame shown at ``output_index`` when playing 0..n-1, n-2..1, 0..n-1, ..."""
+    if num_source <= 1:
+        return 0
+    position = output_index % (2 * (num_source - 1))
+    return position if position < num_source else 2 * (num_source - 1) - position
+
+
+class FrameSource:
+    """Prepared (resized / rotated / cropped) BGR frames of a video or still image.
+
+    Args:
+        path: the video file.
+        fps: its frame rate.
+        prepare: function applied to every decoded (H, W, 3) uint8 frame.
+        first_only: behave as a one-frame video made of the first frame (``--static``).
+        block_bytes: memory budget of one backward-reading block.
+    """
+
+    def __init__(self, path, fps, prepare, first_only=False, block_bytes=_BLOCK_BYTES):
+        self.path = path
+        self.fps = float(fps)
+        self.prepare = prepare
+        self.first_only = first_only
+        self.block_bytes = block_bytes
+        self._image = None
+        self._frame_bytes = None
+        self._first_time = None
+
+    @classmethod
+    def from_image(cls, image, prepare, path="the image"):
+        """A one-frame source holding an already decoded (H, W, 3) uint8 image."""
+        source = cls(path, 25.0, prepare, first_only=True)
+        source._image = prepare(image)
+        return source
+
+    def forward(self, limit=None):
+        """Yield prepared frames from the first on (at most ``limit``)."""
+        if self._image is not None:
+            frames = iter([self._image])
+        else:
+            frames = (self.prepare(f) for f in iter_frames(self.path))
+            if self.first_only:
+                frames = itertools.islice(frames, 1)
+        for frame in itertools.islice(frames, limit):
+            self._frame_bytes = frame.nbytes
+            yield frame
+
+    def pingpong(self, num_output, num_source):
+        """Yield ``(source index, frame)`` for ``num_output`` frames in ping-pong order.
+
+        ``num_source`` is how many frames the source has (at least as many as are needed when
+        ``num_output <= num_source``).
+        """
+        if num_source < 1:
+            raise MediaError(f"no frames could be decoded from {self.path}")
+        produced = 0
+        if num_source == 1:  # a still: decode once, show it num_output times
+            frame = next(iter(self.forward(limit=1)))
+            for _ in range(num_output):
+                yield 0, frame
+            return
+        while produced < num_output:
+            want = min(num_source, num_output - produced)
+            runs = [(range(want), self.forward(limit=want))]
+            back = min(num_source - 2, num_output - produced - want)
+            if back > 0:  # frames n-2 down to n-1-back
+                runs.append((range(num_source - 2, num_source - 2 - back, -1),
+                             self.backward(num_source - 2, num_source - 1 - back)))
+            for indices, frames in runs:
+                count = 0
+                for index, frame in zip(indices, frames):
+                    yield index, frame
+                    count += 1
+                if count < len(indices):
+                    raise MediaError(f"{self.path} yielded {count} frames where {len(indices)} were "
+                                     f"read before: the file changed or is damaged")
+                produced += count
+
+    def backward(self, high, low):
+        """Yield prepared frames ``high, high-1, ..., low`` (inclusive)."""
+        block = 64 if not self._frame_bytes else max(4, min(512, self.block_bytes // self._frame_bytes))
+        stop = high + 1
+        while stop > low:
+            start = max(low, stop - block)
+            yield from reversed(self._decode_range(start, stop))
+            stop = start
+
+    def _decode_range(self, start, stop):
+        """Prepared frames [start, stop), seeking to the keyframe before ``start``.
+
+        Frame indices are read from timestamps (constant frame rate). When they do not line up
+        (variable rate, missing timestamps, a seek that overshot) the range is decoded again from
+        the first frame, counting frames exactly as forward reading does.
+        """
+        frames = self._decode_range_seeking(start, stop)
+        if frames is None:
+            frames = [self.prepare(f) for f in itertools.islice(iter_frames(self.path), start, stop)]
+        if len(frames) != stop - start:
+            raise MediaError(f"cannot re-read frames {start}-{stop - 1} of {self.path}: the file "
+                             f"changed or is damaged")
+        return frames
+
+    def _decode_range_seeking(self, start, stop):
+        import av
+
+        try:
+            first_time = self._first_frame_time()
+            if first_time is None:
+                return None
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                target = first_time + (start - 0.5) / self.fps
+                if start > 0 and stream.time_base:
+                    container.seek(int(target / stream.time_base), stream=stream, backward=True,
+                                   any_frame=False)
+                frames, expected = [], None
+                for frame in container.decode(stream):
+                    if frame.time is None:
+                        return None
+                    index = int(round((frame.time - first_time) * self.fps))
+                    if expected is None and index > start:
+                        return None  # landed after the range: no usable keyframe before it
+                    if expected is not None and index != expected:
+                        return None  # timestamps are not one frame apart
+                    expected = index + 1
+                    if index >= stop:
+                        break
+                    if index >= start:
+                        frames.append(self.prepare(frame.to_ndarray(format="bgr24")))
+                return frames
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"cannot decode {self.path} while reading it backward: {exc}") from None
+
+    def _first_frame_time(self):
+        import av
+
+        if self._first_time is None:
+            with av.open(self.path) as container:
+                frame = next(container.decode(container.streams.video[0]), None)
+                self._first_time = frame.time if frame is not None else None
+        return self._first_time

@@ -1,0 +1,396 @@
+"""THE lip-sync inference path: the CLI (``tools/wav2lip.py``), the Python API and evaluation all
+run ``Wav2LipPredictor``.
+
+Pipeline of ``run(face, audio, outfile)``:
+
+1. audio -> 16 kHz mono -> mel (80, T); the output has one frame per 1/fps of audio
+   (``num_video_frames``), so its duration equals the audio's within one frame;
+2. pass 1 streams the face video once and tracks one face per frame (``faceutils.track``),
+   keeping only the boxes; the no-face policy and temporal smoothing then see the whole track;
+3. pass 2 streams the frames again in output order - forward, and when the audio outlasts the
+   video, backward and forward again (ping-pong, so motion never jumps) - and in batches crops the
+   faces, runs the generator on [masked face, face] + the frame's 16-step mel window, pastes the
+   mouth region back with a feathered mask and encodes H.264 + AAC (the input audio) with PyAV.
+
+Only a batch of frames is ever held, so memory does not grow with the video's length. The output
+is written to a temporary file beside ``outfile`` and renamed on success.
+"""
+
+import dataclasses
+import functools
+import os
+import time
+
+import numpy as np
+
+from ..faceutils.boxes import pad_box
+from ..faceutils.detector import BoxDetector, build_detector
+from ..faceutils.track import NO_FACE_POLICIES, FaceTrack, FaceTracker, finalize_track, \
+    is_out_of_memory
+from ..utils.audio import MEL_STEP_SIZE, load_audio, mel_index, melspectrogram, num_video_frames
+from ..utils.errors import ConfigError, MediaError
+from ..utils.logger import get_logger
+from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, VideoWriter, is_image_file, \
+    probe_video, read_image
+from .face_paste import IMG_SIZE, crop_face, paste_face
+from .frame_io import FrameSource, prepare_frame
+from .generator_loader import load_generator, wrap_generator
+
+BLEND_MODES = ("feather", "hard")
+STAGES = ("decode", "detect", "generate", "blend", "encode")
+# Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
+UNSUPPORTED_IMAGE_EXTENSIONS = (".svg", ".heic", ".heif", ".avif", ".jxl", ".psd", ".ico", ".eps",
+                                ".raw", ".dng", ".cr2", ".nef", ".arw")
+_MEL_SILENCE = -4.0  # mel value of digital silence, used to pad audio shorter than one window
+
+
+@dataclasses.dataclass
+class Wav2LipResult:
+    """What ``Wav2LipPredictor.run`` did.
+
+    frames: output frames written; fps: their rate; source_frames: distinct input frames used;
+    faces_detected / faces_interpolated / frames_kept: over those source frames, how many had a
+    detected face, a box filled in between detections, or no face (left unchanged);
+    seconds: wall time per stage (decode, detect, generate, blend, encode).
+    """
+
+    outfile: str
+    frames: int
+    fps: float
+    source_frames: int
+    faces_detected: int
+    faces_interpolated: int
+    frames_kept: int
+    seconds: dict
+
+    @property
+    def total_seconds(self):
+        return float(sum(self.seconds.values()))
+
+
+def _four_ints(value, name):
+    try:
+        values = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4:
+        raise ConfigError(f"{name} must be 4 integers (top bottom left right), got {value!r}")
+    return values
+
+
+class Wav2LipPredictor:
+    """Lip-sync a face video or image to an audio track.
+
+    Args:
+        checkpoint_path: generator weights - this project's checkpoint, PaddleGAN's
+            ``wav2lip_hq.pdparams``, a converted PyTorch file - or an exported inference program
+            (prefix, ``.json`` or ``.pdmodel``). Nothing is downloaded: required unless
+            ``generator`` is given.
+        static: use only the first frame of the face input. Images are always static.
+        fps: frame rate for still images (videos keep their own). Default: 25.
+        pads: (top, bottom, left, right) pixels added around detected faces. Default: (0, 10, 0, 0).
+        face_det_batch_size: frames per detector call (halves on out-of-memory). Default: 16.
+        wav2lip_batch_size: frames per generator call (halves on out-of-memory). Default: 32;
+            the reference's 128 is no faster on CPU and holds 4x the frames and activations.
+        resize_factor: divide the frame size by this integer first. Default: 1.
+        crop: (top, bottom, left, right) region kept after resizing/rotating; -1 = to the edge.
+        box: fixed face box (top, bottom, left, right); all -1 = detect faces.
+        rotate: turn frames 90 degrees clockwise (phone videos).
+        nosmooth: do not average boxes over a centred 5-frame window.
+        detect_every: search faces in every k-th frame and interpolate the boxes in between
+            (halves detection time at the default 2). Default: 2.
+        face_detector: "haar" or "s3fd"; default: s3fd when ``face_detector_weights`` is given,
+            else haar.
+        face_detector_weights: weights file of the s3fd detector.
+        no_face: frames without a face: "interpolate" (fill gaps up to 1 s between detections,
+            keep longer gaps unchanged), "keep" (leave them unchanged) or "error".
+        device: "cpu" or "gpu". Default: "cpu".
+        threads: CPU threads of the inference engine; default: all cores.
+        blend: "feather" (soft mask over the lower face) or "hard" (paste the whole box).
+        mel_frame_offset: shift the audio window by this many video frames (training uses -1
+            relative to the reference inference). Default: 0.
+        generator: an in-memory generator (``paddle.nn.Layer`` or a callable
+            ``(mels (N,1,80,16), faces (N,6,96,96)) -> (N,3,96,96)``) used instead of a checkpoint.
+        engine: "auto" (exported program with oneDNN on CPU, dynamic graph elsewhere or if export
+            fails), "static" or "dynamic". Default: "auto".
+        progress: show progress bars.
+    """
+
+    def __init__(self, checkpoint_path=None, static=False, fps=25.0, pads=(0, 10, 0, 0),
+                 face_det_batch_size=16, wav2lip_batch_size=32, resize_factor=1,
+                 crop=(0, -1, 0, -1), box=(-1, -1, -1, -1), rotate=False, nosmooth=False,
+                 detect_every=2, face_detector=None, face_detector_weights=None,
+                 no_face="interpolate", device="cpu", threads=None, blend="feather",
+                 mel_frame_offset=0, generator=None, engine="auto", progress=True):
+        self.static = bool(static)
+        self.fps = float(fps)
+        self.pads = _four_ints(pads, "pads")
+        self.crop = _four_ints(crop, "crop")
+        self.box = _four_ints(box, "box")
+        self.resize_factor = int(resize_factor)
+        self.rotate = bool(rotate)
+        self.smooth_window = 1 if nosmooth else 5
+        self.detect_every = int(detect_every)
+        self.no_face = no_face
+        self.blend = blend
+        self.mel_frame_offset = int(mel_frame_offset)
+        self.face_det_batch_size = int(face_det_batch_size)
+        self.batch_size = int(wav2lip_batch_size)
+        self.progress = progress
+        self._check_options()
+        self.detector, self.window_detector = self._build_detectors(face_detector, face_detector_weights)
+        if generator is not None:
+            self.generator = wrap_generator(generator)
+        else:
+            self.generator = load_generator(checkpoint_path, device=device, threads=threads,
+                                            engine=engine)
+
+    def _check_options(self):
+        if not self.fps > 0:
+            raise ConfigError(f"fps must be positive, got {self.fps}")
+        if self.resize_factor < 1:
+            raise ConfigError(f"resize_factor must be an integer >= 1, got {self.resize_factor}")
+        if min(self.face_det_batch_size, self.batch_size, self.detect_every) < 1:
+            raise ConfigError("face_det_batch_size, wav2lip_batch_size and detect_every must be >= 1")
+        if self.no_face not in NO_FACE_POLICIES:
+            raise ConfigError(f"no_face must be one of {', '.join(NO_FACE_POLICIES)}, got {self.no_face!r}")
+        if self.blend not in BLEND_MODES:
+            raise ConfigError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
+
+    def _build_detectors(self, name, weights):
+        """(detector, detector for tracking windows); see ``faceutils.track``."""
+        if any(v != -1 for v in self.box):
+            return build_detector("box", box=self.box), None
+        name = name or ("s3fd" if weights else "haar")
+        if name == "box":
+            raise ConfigError("the box face detector needs --box top bottom left right")
+        if weights and name != "s3fd":
+            raise ConfigError(f"face detector weights are for s3fd, not {name!r}")
+        if name == "haar":
+            # In a tracking window the face spans ~40 % of the side: skipping smaller scales
+            # makes the cascade about twice as fast there.
+            return build_detector("haar"), build_detector("haar", min_size_ratio=0.25)
+        return build_detector(name, **({"weights": weights} if weights else {})), None
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, face, audio, outfile):
+        """Lip-sync ``face`` (video or image) to ``audio`` and write ``outfile`` (.mp4/.mov/.mkv).
+
+        Returns:
+            Wav2LipResult.
+        Raises:
+            MediaError: missing/unreadable media, no frames, no audio, no face anywhere, ...
+            ConfigError: a bad option or output extension.
+        """
+        seconds = dict.fromkeys(STAGES, 0.0)
+        face, audio, outfile = os.fspath(face), os.fspath(audio), os.fspath(outfile)
+        self.check_paths(face, audio, outfile)
+        started = time.perf_counter()
+        wav = load_audio(audio)
+        mel = _padded_mel(melspectrogram(wav))
+        seconds["decode"] += time.perf_counter() - started
+        source, fps = self._open_source(face)
+        num_frames = num_video_frames(wav.size, fps)
+        if num_frames == 0:
+            raise MediaError(f"audio {audio} is too short ({wav.size / 16000:.3f} s) for one video "
+                             f"frame at {fps:g} fps")
+        track = self._track_faces(source, num_frames, seconds)
+        frames = self._render(source, track, mel, wav, fps, num_frames, outfile, seconds)
+        result = Wav2LipResult(outfile=outfile, frames=frames, fps=fps, source_frames=len(track.boxes),
+                               faces_detected=track.detected, faces_interpolated=track.interpolated,
+                               frames_kept=track.kept, seconds=seconds)
+        get_logger().info(
+            "wrote %s: %d frames at %.3f fps; faces detected %d, interpolated %d, kept %d of %d "
+            "source frames; %s", outfile, frames, fps, track.detected, track.interpolated,
+            track.kept, len(track.boxes), ", ".join(f"{k} {v:.2f}s" for k, v in seconds.items()))
+        return result
+
+    @staticmethod
+    def check_paths(face, audio, outfile):
+        """Fail fast (before any model is loaded) on missing inputs or an unusable output name.
+
+        Raises:
+            MediaError: ``face`` or ``audio`` is not a file.
+            ConfigError: ``outfile`` is not .mp4 / .m4v / .mov / .mkv.
+        """
+        if os.path.splitext(os.fspath(outfile))[1].lower() not in CONTAINER_FORMATS:
+            raise ConfigError(f"cannot write {outfile}: use one of {', '.join(CONTAINER_FORMATS)}")
+        if not os.path.isfile(face):
+            raise MediaError(f"face file not found: {face}")
+        if not os.path.isfile(audio):
+            raise MediaError(f"audio file not found: {audio}")
+
+    def _open_source(self, face):
+        """The frame source and its frame rate (the container's, or ``fps`` for stills)."""
+        prepare = functools.partial(prepare_frame, resize_factor=self.resize_factor,
+                                    rotate=self.rotate, crop=self.crop)
+        if is_image_file(face):
+            return FrameSource.from_image(read_image(face), prepare), self.fps
+        extension = os.path.splitext(face)[1].lower()
+        if extension in UNSUPPORTED_IMAGE_EXTENSIONS:
+            raise MediaError(f"{face}: {extension} images are not supported; convert it to one of "
+                             f"{', '.join(IMAGE_EXTENSIONS)}, or give a video")
+        info = probe_video(face)
+        return FrameSource(face, info.fps, prepare, first_only=self.static), info.fps
+
+    def _track_faces(self, source, num_frames, seconds):
+        """Pass 1: one box per source frame that the output will use (FaceTrack)."""
+        if isinstance(self.detector, BoxDetector):
+            return self._fixed_box_track(source, num_frames, seconds)
+        tracker = FaceTracker(self.detector, batch_size=self.face_det_batch_size,
+                              window_detector=self.window_detector, detect_every=self.detect_every)
+        shape, batch = None, []
+        bar = self._progress_bar(num_frames, "finding faces")
+        for frame in _timed(source.forward(limit=num_frames), seconds, "decode"):
+            shape = frame.shape
+            batch.append(frame)
+            if len(batch) == self.face_det_batch_size:
+                _call_timed(seconds, "detect", tracker.update, batch)
+                bar.update(len(batch))
+                batch = []
+        _call_timed(seconds, "detect", tracker.update, batch)
+        bar.close()
+        if shape is None:
+            raise MediaError(f"no frames could be decoded from {source.path}")
+        return finalize_track(tracker.raw_boxes, shape, self.pads, self.smooth_window, self.no_face,
+                              max_gap=max(1, int(round(source.fps))), source=source.path)
+
+    def _fixed_box_track(self, source, num_frames, seconds):
+        """--box: the same box on every frame; counting the frames needs one decoding pass."""
+        count, shape = 0, None
+        for frame in _timed(source.forward(limit=num_frames), seconds, "decode"):
+            count, shape = count + 1, frame.shape
+        if shape is None:
+            raise MediaError(f"no frames could be decoded from {source.path}")
+        dummy = np.zeros(shape, np.uint8)
+        x1, y1, x2, y2 = self.detector.detect_batch([dummy])[0][0, :4]
+        box = pad_box([x1, y1, x2, y2], (0, 0, 0, 0), shape)
+        return FaceTrack(boxes=[box] * count, detected=count, interpolated=0, kept=0)
+
+    def _render(self, source, track, mel, wav, fps, num_frames, outfile, seconds):
+        """Pass 2: generate, paste back and encode ``num_frames`` frames; returns the count."""
+        folder = os.path.dirname(os.path.abspath(outfile))
+        os.makedirs(folder, exist_ok=True)
+        bar = self._progress_bar(num_frames, "lip-sync")
+        with VideoWriter(outfile, fps, audio=wav) as writer:
+            batch = []
+            shared = len(track.boxes) == 1  # a still: the same array comes back for every frame
+            order = source.pingpong(num_frames, len(track.boxes))
+            for index, (source_index, frame) in enumerate(_timed(order, seconds, "decode")):
+                batch.append((index, track.boxes[source_index], frame))
+                if len(batch) == self.batch_size:
+                    self._finish_batch(batch, mel, fps, writer, seconds, shared)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                self._finish_batch(batch, mel, fps, writer, seconds, shared)
+                bar.update(len(batch))
+            bar.close()
+            written = writer.frames_written
+            started = time.perf_counter()
+        seconds["encode"] += time.perf_counter() - started  # flushing the encoders
+        return written
+
+    def _progress_bar(self, total, description):
+        from tqdm import tqdm
+
+        # disable=None: bars only on a terminal, so logs and captured stderr stay clean.
+        return tqdm(total=total, desc=description, unit="frame", leave=False,
+                    disable=None if self.progress else True)
+
+    def _finish_batch(self, batch, mel, fps, writer, seconds, shared_frames):
+        started = time.perf_counter()
+        with_face = [item for item in batch if item[1] is not None]
+        if with_face:
+            crops = np.stack([crop_face(frame, box) for _, box, frame in with_face])
+            windows = np.stack([mel_window_at(mel, index + self.mel_frame_offset, fps)
+                                for index, _, _ in with_face])
+            faces = self._generate(crops, windows)
+            seconds["generate"] += time.perf_counter() - started
+            started = time.perf_counter()
+            pasted = {index: paste_face(frame, box, face, self.blend, inplace=not shared_frames)
+                      for (index, box, frame), face in zip(with_face, faces)}
+            seconds["blend"] += time.perf_counter() - started
+        else:
+            pasted = {}
+        started = time.perf_counter()
+        for index, _, frame in batch:
+            writer.write(pasted.get(index, frame))
+        seconds["encode"] += time.perf_counter() - started
+
+    def _generate(self, crops, mels):
+        """Run the generator, halving the batch on out-of-memory.
+
+        Args:
+            crops: (N, 96, 96, 3) uint8 BGR faces; mels: (N, 80, 16) windows.
+        Returns:
+            (N, 96, 96, 3) float32 BGR faces in [0, 255].
+        """
+        outputs, start = [], 0
+        while start < len(crops):
+            stop = min(len(crops), start + self.batch_size)
+            try:
+                outputs.append(self.generator(*generator_inputs(crops[start:stop], mels[start:stop])))
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc) or self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                get_logger().warning("out of memory: generator batch lowered to %d", self.batch_size)
+                continue
+            start = stop
+        return np.concatenate(outputs).transpose(0, 2, 3, 1) * 255.0
+
+
+# ---------------------------------------------------------------------- frame and face helpers
+
+def generator_inputs(crops, mels):
+    """Network inputs for a batch.
+
+    Args:
+        crops: (N, 96, 96, 3) uint8 BGR faces; mels: (N, 80, 16).
+    Returns:
+        mels (N, 1, 80, 16) float32 and faces (N, 6, 96, 96) float32 in [0, 1]: the face with its
+        lower half zeroed, then the face itself as the reference (as the reference inference does).
+    """
+    faces = crops.astype(np.float32) / 255.0
+    masked = faces.copy()
+    masked[:, IMG_SIZE // 2:] = 0.0
+    stacked = np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(mels[:, None], dtype=np.float32), np.ascontiguousarray(stacked)
+
+
+def mel_window_at(mel, frame_index, fps):
+    """The (80, 16) window for video frame ``frame_index``; past the end, the last 16 steps."""
+    start = min(max(0, mel_index(frame_index, fps)), mel.shape[1] - MEL_STEP_SIZE)
+    return mel[:, start:start + MEL_STEP_SIZE]
+
+
+def _padded_mel(mel):
+    """Audio shorter than one window (0.2 s) is padded with silence so it still has one."""
+    if mel.shape[1] >= MEL_STEP_SIZE:
+        return mel
+    pad = np.full((mel.shape[0], MEL_STEP_SIZE - mel.shape[1]), _MEL_SILENCE, dtype=mel.dtype)
+    return np.concatenate([mel, pad], axis=1)
+
+
+def _timed(iterable, seconds, stage):
+    """Yield from ``iterable``, adding the time spent producing each item to ``seconds[stage]``."""
+    iterator = iter(iterable)
+    while True:
+        started = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            seconds[stage] += time.perf_counter() - started
+            return
+        seconds[stage] += time.perf_counter() - started
+        yield item
+
+
+def _call_timed(seconds, stage, function, *args):
+    started = time.perf_counter()
+    result = function(*args)
+    seconds[stage] += time.perf_counter() - started
+    return result
+
