@@ -210,3 +210,20 @@ def test_probe_and_read_errors(tmp_path):
         probe_video(str(tmp_path / "sound.wav"))
     with pytest.raises(MediaError, match="no video stream"):
         iter_frames(str(tmp_path / "sound.wav"))
+
+
+@pytest.mark.parametrize("bgr", [(128, 128, 128), (40, 90, 200), (230, 20, 60)])
+def test_flat_colours_survive_a_round_trip(tmp_path, bgr):
+    # A biased colour conversion tints every generated video; flat colours must come back within
+    # a level or two (H.264 at crf 20 is near-lossless on flat areas).
+    path = str(tmp_path / "flat.mp4")
+    write_video(path, [np.full((32, 48, 3), bgr, np.uint8)] * 5, fps=25)
+    middle = next(iter_frames(path))[16, 24].astype(int)
+    assert np.abs(middle - np.array(bgr)).max() <= 2
+
+
+def test_undecodable_stream_is_a_media_error(tmp_path):
+    svg = tmp_path / "face.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>')
+    with pytest.raises(MediaError):
+        probe_video(str(svg))

@@ -116,11 +116,33 @@ def probe_video(path):
         fps = _stream_fps(stream, path)
         duration = _stream_duration(stream, container)
         num_frames = int(stream.frames or 0) or int(round(duration * fps))
-        width, height = stream.codec_context.width, stream.codec_context.height
+        # No codec context means FFmpeg found a stream it cannot decode (an SVG, say).
+        context = stream.codec_context
+        width, height = (context.width, context.height) if context is not None else (0, 0)
         if not width or not height:
             raise MediaError(f"cannot tell the frame size of {path}: the video stream looks corrupt")
         return VideoInfo(fps=fps, num_frames=num_frames, width=int(width), height=int(height),
                          duration=duration, has_audio=bool(container.streams.audio))
+
+
+def _bgr_to_video_frame(frame):
+    """(H, W, 3) BGR uint8 with even sides -> yuv420p VideoFrame.
+
+    OpenCV's BT.601 conversion is used in both directions because PyAV's default swscale path
+    is biased (mid-grey 128 came back as 123-126), which would tint every generated video."""
+    import av
+    import cv2
+
+    yuv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2YUV_I420)
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
+def _frame_to_bgr(frame):
+    """Decoded VideoFrame -> (H, W, 3) BGR uint8 (OpenCV conversion for yuv420p, see above)."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        import cv2
+        return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
 
 
 def _decode_timed(container, stream, path, source_fps):
@@ -134,7 +156,7 @@ def _decode_timed(container, stream, path, source_fps):
             # Frames without timestamps (raw streams) are spaced by the nominal rate.
             time = frame.time if frame.time is not None else index / source_fps
             start = time if start is None else start
-            yield time - start, frame.to_ndarray(format="bgr24")
+            yield time - start, _frame_to_bgr(frame)
             index += 1
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot decode frame {index} of {path}: {exc}") from None
@@ -326,7 +348,7 @@ class VideoWriter:
         height, width = self._size
         if height % 2 or width % 2:
             frame = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        video_frame = _bgr_to_video_frame(frame)
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / _frame_rate(self.fps)
         try:
