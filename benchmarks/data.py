@@ -1,14 +1,18 @@
-"""Data pipeline throughput: our datasets and loader against a naive per-sample-mel loader, and
-preprocessing speed. Prints one JSON object.
+"""Data pipeline throughput: our datasets and loader against a naive per-sample-mel loader, the
+frame cache's cost, and preprocessing speed. Prints one JSON object.
 
-    python benchmarks/data.py                # about a minute on 2 cores
+    python benchmarks/data.py                # about two minutes on 2 cores
     python benchmarks/data.py --samples 600  # steadier numbers
 
 The naive loaders below do what the reference Wav2Lip and PaddleGAN datasets do for every sample:
 pick a random clip, glob its frames, read and resize the windows with OpenCV, decode the clip's
 whole wav (librosa.load at 16 kHz) and recompute the whole clip's mel to use 16 steps of it.
-Ours read each clip's cached mel and go straight to the indexed window. Both read the same
-corpus, produce the same arrays, and run through the same paddle DataLoader.
+Ours read each clip's cached mel, copy the windows out of the clip's uint8 frame cache and, in a
+DataLoader, move uint8 frames between processes and expand them to float32 once per batch. Both
+read the same corpus, produce the same arrays, and run through paddle DataLoaders.
+
+Every comparison alternates ours and naive in rounds, so a change in the load of the shared
+machine hits both sides alike.
 """
 
 import argparse
@@ -31,8 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from paddle.io import DataLoader, Dataset  # noqa: E402
 
 from ppgan.datasets import build_dataloader  # noqa: E402
+from ppgan.datasets.frame_cache import CACHE_PREFIX, build_frame_cache  # noqa: E402
 from ppgan.datasets.lrs2 import SyncNetDataset, Wav2LipDataset  # noqa: E402
-from ppgan.datasets.preprocess import DetectorSpec, load_boxes_json, preprocess_corpus  # noqa: E402
+from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, load_boxes_json,  # noqa: E402
+                                       preprocess_corpus)
 from ppgan.datasets.synthetic import make_synthetic_corpus  # noqa: E402
 from ppgan.utils.audio import melspectrogram  # noqa: E402
 
@@ -110,47 +116,95 @@ class NaiveLoader(Dataset):
                 "y": y.astype(np.float32)}
 
 
-def samples_per_second(dataset, count):
-    """Item throughput of ``dataset[i]`` for ``count`` items (after a short warm-up)."""
-    order = np.random.default_rng(1).permutation(len(dataset))
-    for i in order[:10]:
-        dataset[int(i)]
-    begin = time.perf_counter()
-    for n in range(count):
-        dataset[int(order[n % len(order)])]
-    return count / (time.perf_counter() - begin)
+def alternating_rates(readers, count, rounds=3):
+    """Items per second of each ``readers[name](i)``, timed in alternating rounds after a warm-up.
+
+    Args:
+        readers: {name: callable(index)}, all over datasets of at least ``count`` // ``rounds`` items.
+        count: items timed per reader in total.
+    """
+    per_round = max(1, count // rounds)
+    seconds = dict.fromkeys(readers, 0.0)
+    for read in readers.values():
+        for i in range(5):
+            read(i)
+    for round_index in range(rounds):
+        for name, read in readers.items():
+            order = np.random.default_rng([1, round_index]).integers(0, 1 << 30, per_round)
+            begin = time.perf_counter()
+            for n in range(per_round):
+                read(int(order[n]))
+            seconds[name] += time.perf_counter() - begin
+    return {name: per_round * rounds / spent for name, spent in seconds.items()}
 
 
-def loader_samples_per_second(loader):
-    """Samples per second over one full pass of a DataLoader (worker start-up included)."""
-    begin, seen = time.perf_counter(), 0
+def loader_pass(loader):
+    """One full pass: (samples/s including worker start-up, samples/s after the first batch)."""
+    begin, total, after_first, first = time.perf_counter(), 0, 0, None
     for batch in loader:
-        seen += batch["x"].shape[0]
-    return seen / (time.perf_counter() - begin)
+        size = batch["x"].shape[0]
+        if first is None:
+            first = time.perf_counter()
+        else:
+            after_first += size
+        total += size
+    end = time.perf_counter()
+    return total / (end - begin), after_first / (end - first)
 
 
-def compare_loaders(root, workers):
-    """Ours and the naive loader over the same number of batches of 8 (one epoch of ours)."""
+def compare_loaders(root, workers, rounds=2):
+    """Ours and the naive loader over one epoch of ours in batches of 8, alternating, ``rounds`` each."""
     cfg = dict(name="Wav2LipDataset", dataroot=root, filelist="train", batch_size=8, num_workers=workers)
     ours = build_dataloader(cfg, is_train=True)
     # Same sample count as our epoch; the naive dataset ignores the index anyway.
     naive = DataLoader(NaiveLoader(root, "train", expert=False, length=len(ours.dataset)), batch_size=8,
                        shuffle=True, drop_last=True, num_workers=workers)
-    result = {"ours": loader_samples_per_second(ours), "naive": loader_samples_per_second(naive)}
+    passes = {"ours": [], "naive": []}
+    for _ in range(rounds):
+        for name, loader in (("ours", ours), ("naive", naive)):
+            passes[name].append(loader_pass(loader))
+    result = {}
+    for name, runs in passes.items():
+        result[name] = float(np.mean([r[1] for r in runs]))
+        result[f"{name}_with_startup"] = float(np.mean([r[0] for r in runs]))
     result["ratio"] = result["ours"] / result["naive"]
+    result["ratio_with_startup"] = result["ours_with_startup"] / result["naive_with_startup"]
     return result
 
 
 def measure_datasets(root, samples):
-    ours_g, ours_e = Wav2LipDataset(root, "train"), SyncNetDataset(root, "train")
-    naive_g, naive_e = NaiveLoader(root, "train", expert=False), NaiveLoader(root, "train", expert=True)
-    result = {"wav2lip_dataset": samples_per_second(ours_g, samples),
-              "naive_wav2lip": samples_per_second(naive_g, samples),
-              "syncnet_dataset": samples_per_second(ours_e, samples),
-              "naive_syncnet": samples_per_second(naive_e, samples)}
-    result["ratio_wav2lip"] = result["wav2lip_dataset"] / result["naive_wav2lip"]
-    result["ratio_syncnet"] = result["syncnet_dataset"] / result["naive_syncnet"]
+    readers = {"wav2lip_dataset": Wav2LipDataset(root, "train").__getitem__,
+               "wav2lip_jpeg_path": Wav2LipDataset(root, "train", frame_cache=False).__getitem__,
+               "naive_wav2lip": NaiveLoader(root, "train", expert=False).__getitem__,
+               "syncnet_dataset": SyncNetDataset(root, "train").__getitem__,
+               "syncnet_jpeg_path": SyncNetDataset(root, "train", frame_cache=False).__getitem__,
+               "naive_syncnet": NaiveLoader(root, "train", expert=True).__getitem__}
+    sizes = {name: len(read.__self__) for name, read in readers.items()}
+    result = alternating_rates({name: (lambda i, r=read, n=sizes[name]: r(i % n)) for name, read in readers.items()},
+                               samples)
+    for kind in ("wav2lip", "syncnet"):
+        result[f"ratio_{kind}"] = result[f"{kind}_dataset"] / result[f"naive_{kind}"]
+        result[f"ratio_{kind}_jpeg_path"] = result[f"{kind}_jpeg_path"] / result[f"naive_{kind}"]
     return result
+
+
+def measure_frame_cache(root):
+    """Building every clip's cache from its JPEGs (what a corpus without caches pays once), and disk use."""
+    clips = []
+    for name in ("train", "val", "test"):
+        with open(os.path.join(root, f"{name}.txt")) as f:
+            clips += [os.path.join(root, line.split()[0]) for line in f if line.strip()]
+    jpg_bytes = sum(os.path.getsize(p) for clip in clips for p in glob.glob(os.path.join(clip, "*.jpg")))
+    for clip in clips:
+        for old in glob.glob(os.path.join(clip, CACHE_PREFIX + "*.npy")):
+            os.remove(old)
+    begin, frames = time.perf_counter(), 0
+    for clip in clips:
+        frames += build_frame_cache(clip, SIZE).count
+    seconds = time.perf_counter() - begin
+    cache_bytes = sum(os.path.getsize(p) for clip in clips for p in glob.glob(os.path.join(clip, CACHE_PREFIX + "*")))
+    return {"build_frames_per_second": frames / seconds, "jpg_megabytes": jpg_bytes / 1e6,
+            "cache_megabytes": cache_bytes / 1e6, "cache_to_jpg_bytes": cache_bytes / jpg_bytes}
 
 
 def main():
@@ -158,6 +212,7 @@ def main():
     parser.add_argument("--samples", type=int, default=300, help="items timed per dataset")
     args = parser.parse_args()
     report = {"machine": "2-core AMD EPYC, no GPU", "samples": args.samples}
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         corpus = os.path.join(work, "corpus")
         made = make_synthetic_corpus(corpus, speakers=2, clips=5, seed=0, min_frames=50, max_frames=100,
@@ -166,19 +221,22 @@ def main():
                             "mean_clip_seconds": made["seconds"] / made["clips"]}
         report["datasets"] = measure_datasets(corpus, args.samples)
         report["dataloader_wav2lip_batch8"] = {f"workers_{w}": compare_loaders(corpus, w) for w in (0, 2)}
+        report["frame_cache"] = measure_frame_cache(corpus)
         long_corpus = os.path.join(work, "long")
-        made = make_synthetic_corpus(long_corpus, speakers=1, clips=3, seed=1, min_frames=240, max_frames=260,
-                                     progress=False)
+        make_synthetic_corpus(long_corpus, speakers=1, clips=3, seed=1, min_frames=240, max_frames=260,
+                              progress=False)
         report["datasets_10s_clips"] = measure_datasets(long_corpus, args.samples // 2)
         raw = os.path.join(corpus, "raw")
         spec = DetectorSpec(boxes=load_boxes_json(os.path.join(raw, "boxes.json")), boxes_path="boxes.json")
         prep = {}
-        for workers in (1, 2):
-            summary = preprocess_corpus(raw, os.path.join(work, f"pre{workers}"), spec, workers=workers,
-                                        progress=False)
-            prep[f"workers_{workers}"] = {"frames": summary.frames, "seconds": summary.seconds,
-                                          "frames_per_second": summary.frames / summary.seconds}
+        for workers, cache in ((1, True), (2, True), (1, False)):
+            summary = preprocess_corpus(raw, os.path.join(work, f"pre{workers}{cache}"), spec, workers=workers,
+                                        options=PreprocessOptions(frame_cache=cache), progress=False)
+            prep[f"workers_{workers}" + ("" if cache else "_no_frame_cache")] = {
+                "frames": summary.frames, "seconds": summary.seconds,
+                "frames_per_second": summary.frames / summary.seconds}
         report["preprocess_box_detector"] = prep
+    report["wall_seconds"] = time.perf_counter() - started
     print(json.dumps(rounded(report), indent=1))
 
 

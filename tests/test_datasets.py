@@ -3,9 +3,12 @@
 import logging
 import os
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
+import paddle
 import pytest
 
 from ppgan.datasets import build_dataloader
@@ -17,6 +20,7 @@ from ppgan.utils.errors import ConfigError, DataError
 from ppgan.utils.logger import get_logger
 
 T = 5
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def frames_of(clip_dir, start, count=T):
@@ -192,6 +196,51 @@ def test_dataloader_batches_for_one_rank(synthetic_corpus, monkeypatch):
     expected = [loader.dataset[i]["x"] for i in next(iter(loader.batch_sampler))]
     # The worker processes drew the same references as epoch 2 does here.
     np.testing.assert_allclose(batch["x"].numpy(), np.stack(expected))
+
+
+@pytest.mark.parametrize("name", ["SyncNetDataset", "Wav2LipDataset"])
+def test_single_process_loader_moves_uint8_and_yields_the_items(synthetic_corpus, name):
+    cfg = dict(name=name, dataroot=str(synthetic_corpus), filelist="val", batch_size=4, num_workers=0)
+    loader = build_dataloader(cfg, is_train=False)
+    dataset = loader.dataset
+    compact = dataset.compact_item(0)
+    assert compact["frames"].dtype == np.uint8
+    floats = dataset[0]
+    float_bytes = sum(v.nbytes for v in floats.values())
+    assert sum(v.nbytes for v in compact.values()) * 3.5 < float_bytes  # what crosses the loader
+    batches = list(loader)
+    assert len(batches) == len(loader) and sum(b["mel"].shape[0] for b in batches) == len(dataset)
+    for batch, first in zip(batches[:2], (0, 4)):
+        assert list(batch) == list(floats)  # same keys, same order
+        for key, value in batch.items():
+            expected = np.stack([dataset[i][key] for i in range(first, first + 4)])
+            assert value.dtype == paddle.float32 and value.numpy().flags.c_contiguous
+            np.testing.assert_array_equal(value.numpy(), expected)
+
+
+WORKERS_AFTER_OPENCV_POOL = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import cv2, numpy as np
+cv2.setNumThreads(2)
+big = np.zeros((1500, 1500, 3), np.uint8)
+for _ in range(3):  # start OpenCV's thread pool in the parent, as a training process may have
+    cv2.GaussianBlur(big, (15, 15), 3)
+from ppgan.datasets import build_dataloader
+cfg = dict(name="SyncNetDataset", dataroot=sys.argv[2], filelist="val", batch_size=2, num_workers=2)
+batch = next(iter(build_dataloader(cfg, is_train=False)))
+assert list(batch["face"].shape) == [2, 15, 48, 96], batch["face"].shape
+assert cv2.getNumThreads() == 2  # the parent's own setting is back
+print("workers ran")
+"""
+
+
+def test_workers_start_after_the_parent_ran_opencv_threads(synthetic_corpus):
+    # Regression: workers that set OpenCV's thread count after the fork hung forever once the parent
+    # had used OpenCV's pool. A subprocess, so that a regression fails on the timeout instead of hanging.
+    run = subprocess.run([sys.executable, "-c", WORKERS_AFTER_OPENCV_POOL, REPO_ROOT, str(synthetic_corpus)],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=240)
+    assert run.returncode == 0 and "workers ran" in run.stdout, run.stderr[-2000:]
 
 
 def test_corrupt_and_missing_frames_are_skipped_counted_and_logged_once(corpus_copy, ppgan_log):

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from ppgan.datasets.frame_cache import CACHE_PREFIX, find_frame_cache, scan_jpgs
 from ppgan.datasets.lrs2 import Wav2LipDataset
 from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, assign_splits, load_boxes_json,
                                        preprocess_corpus, process_video)
@@ -24,6 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def raw_dir(corpus):
     return corpus / "raw"
+
+
+def assert_cache_matches_jpgs(clip_dir, size=96):
+    """The clip has one frame cache, up to date, holding exactly its jpgs as OpenCV decodes them."""
+    caches = list(Path(clip_dir).glob(CACHE_PREFIX + "*"))
+    assert len(caches) == 1
+    listing = scan_jpgs(str(clip_dir))
+    assert find_frame_cache(str(clip_dir), size, listing).path == str(caches[0])
+    jpgs = np.stack([cv2.imread(str(Path(clip_dir) / f"{i}.jpg")).transpose(2, 0, 1) for i in listing.ids])
+    np.testing.assert_array_equal(np.load(caches[0]), jpgs)
 
 
 def boxes_spec(corpus):
@@ -49,6 +60,7 @@ def test_preprocessing_reproduces_the_generated_corpus(synthetic_corpus_raw, pre
         made, truth = out / key, synthetic_corpus_raw / key
         assert sorted(p.name for p in made.glob("*.jpg")) == sorted(p.name for p in truth.glob("*.jpg"))
         assert len(list(made.glob("*.jpg"))) == count
+        assert_cache_matches_jpgs(made)
         np.testing.assert_array_equal(np.load(made / "mel.npy"), np.load(truth / "mel.npy"))
         np.testing.assert_array_equal(load_audio(str(made / "audio.wav")), load_audio(str(truth / "audio.wav")))
         ours = np.stack([cv2.imread(str(made / f"{i}.jpg")) for i in range(count)]).astype(np.float32)
@@ -112,6 +124,7 @@ def test_short_gaps_interpolated_long_gaps_split(synthetic_corpus_raw, tmp_path)
     wav = load_audio(path)
     for name, (a, b) in zip(result.clips, [(0, 20), (28, count)]):
         assert len(list((tmp_path / name).glob("*.jpg"))) == b - a
+        assert_cache_matches_jpgs(tmp_path / name)  # one cache per piece, rows streamed as cropped
         piece = wav[a * 640:] if b == count else wav[a * 640:b * 640]
         np.testing.assert_array_equal(load_audio(str(tmp_path / name / "audio.wav")), piece)
         np.testing.assert_allclose(np.load(tmp_path / name / "mel.npy"), melspectrogram(piece), atol=1e-6)
@@ -150,13 +163,14 @@ def test_bad_videos_fail_with_reasons_and_leave_nothing(synthetic_corpus_raw, tm
     boxes.write_text(json.dumps({f"spk/{name}": box for name in ("good", "silent", "broken")}))
     out = tmp_path / "out"
     tool = [sys.executable, str(REPO / "tools" / "preprocess.py"), "--data-root", str(tmp_path / "mvlrs_v1"),
-            "--out", str(out), "--boxes-json", str(boxes), "--quiet"]
+            "--out", str(out), "--boxes-json", str(boxes), "--quiet", "--no-frame-cache"]
     run = subprocess.run(tool, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     assert run.returncode == 1, run.stderr
     assert "1 done, 0 already done, 0 skipped, 2 failed" in run.stdout
     assert "failed: spk/silent: no audio stream" in run.stdout
     assert "failed: spk/broken: cannot read video" in run.stdout
     assert sorted(p.name for p in (out / "spk").iterdir()) == ["good"]
+    assert list((out / "spk" / "good").glob("*.jpg")) and not list((out / "spk" / "good").glob(CACHE_PREFIX + "*"))
     assert not (out / ".partial").exists()
 
 

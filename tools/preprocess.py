@@ -4,9 +4,9 @@
     python tools/preprocess.py --data-root RAW --out ROOT --detector s3fd --weights s3fd.pdparams
     python tools/preprocess.py --data-root data/synthetic/raw --out ROOT --boxes-json data/synthetic/raw/boxes.json
 
-Writes ROOT/<speaker>/<clip>/{i}.jpg, audio.wav, mel.npy and ROOT/{train,val,test}.txt. Re-running
-skips the videos already finished. Exit code 0 when every video was done or skipped, 1 when some
-failed (each reason is printed), 2 on bad arguments.
+Writes ROOT/<speaker>/<clip>/{i}.jpg, their uint8 frame cache frames_<size>_<signature>.npy, audio.wav,
+mel.npy and ROOT/{train,val,test}.txt. Re-running skips the videos already finished. Exit code 0
+when every video was done or skipped, 1 when some failed (each reason is printed), 2 on bad arguments.
 """
 
 import argparse
@@ -42,6 +42,9 @@ def parse_args(argv):
     crop.add_argument("--long-gaps", choices=("split", "drop"), default="split",
                       help="a longer gap splits the clip into parts, or drops the video")
     crop.add_argument("--min-frames", type=int, default=15, help="shortest clip part kept")
+    crop.add_argument("--no-frame-cache", action="store_true",
+                      help="write no uint8 frame caches (about 28 kB per 96 px frame; the datasets then "
+                           "build them on first use unless their frame_cache is false)")
     split = parser.add_argument_group("split lists")
     split.add_argument("--splits", help="folder with train.txt/val.txt/test.txt of video keys (LRS2's lists)")
     split.add_argument("--val-fraction", type=float, default=0.05)
@@ -69,7 +72,7 @@ def main(argv=None):
     options = PreprocessOptions(fps=args.fps, img_size=args.img_size, pads=tuple(args.pads),
                                 smooth_window=args.smooth_window, max_gap=args.max_gap,
                                 min_frames=args.min_frames, long_gaps=args.long_gaps,
-                                detect_batch=args.batch_size)
+                                detect_batch=args.batch_size, frame_cache=not args.no_frame_cache)
     summary = preprocess_corpus(args.data_root, args.out, detector=detector_spec(args), workers=args.workers,
                                 options=options, splits_dir=args.splits, val_fraction=args.val_fraction,
                                 test_fraction=args.test_fraction, progress=not args.quiet)

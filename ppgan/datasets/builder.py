@@ -15,8 +15,14 @@ A block holds the dataset's own keys plus two loader keys::
 
 Each epoch, call ``set_loader_epoch(loader, epoch)`` before iterating: it reshuffles the shards and
 changes the per-sample draws, reproducibly from (seed, epoch).
+
+Datasets with ``compact_item`` / ``expand_batch`` (the lip-sync ones) travel through the loader as
+uint8 frames and are expanded to float32 once per batch in the consuming process: Paddle's hand-over
+of a batch (tensor creation, worker shared memory) costs about 1 ms per MB on these machines, and
+the float32 frames are 4-6x bigger than the uint8 ones (see benchmarks/BENCHMARKS.md, "Data").
 """
 
+import copy
 import math
 
 import numpy as np
@@ -26,6 +32,7 @@ from paddle.io import DistributedBatchSampler
 from ..utils import comm
 from ..utils.errors import ConfigError, DataError
 from ..utils.registry import Registry, build_from_config
+from .workers import single_threaded_opencv_while_forking
 
 DATASETS = Registry("dataset")
 LOADER_KEYS = ("batch_size", "num_workers")
@@ -91,11 +98,66 @@ class SeededDistributedBatchSampler(DistributedBatchSampler):
             yield batch
 
 
-def _worker_init(worker_id):
-    import cv2
+class _CompactItems(paddle.io.Dataset):
+    """What the loader fetches: a dataset's compact items, by the same indices."""
 
-    # The loader already runs one process per core; OpenCV's own threads would only contend.
-    cv2.setNumThreads(1)
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset.compact_item(index)
+
+
+class ExpandingDataLoader(paddle.io.DataLoader):
+    """``paddle.io.DataLoader`` whose workers run OpenCV single-threaded and which, for datasets with
+    ``compact_item`` / ``expand_batch``, fetches compact items and yields expanded batches.
+
+    Batches are equal to collating ``dataset[i]`` (float32 Tensors, batch axis first); the float32
+    arrays are never copied into Paddle. With ``num_workers=0`` the expansion runs in Paddle's reader
+    thread, overlapping the consumer; with workers only the uint8 form crosses the process boundary
+    and each batch is expanded in this process. ``loader.dataset`` is the dataset itself, so
+    ``set_epoch`` and indexing work on it as with a plain loader.
+    """
+
+    def __iter__(self):
+        compact = hasattr(self.dataset, "compact_item")
+        fetching = self
+        if compact:
+            # Paddle's iterators fetch from ``loader.dataset``: give them a copy of this loader whose
+            # dataset is the compact view (the sampler and all other settings are shared).
+            fetching = copy.copy(self)
+            fetching.dataset = _CompactItems(self.dataset)
+            if self.num_workers == 0:
+                fetching.collate_fn = self._collate_expanded
+        with single_threaded_opencv_while_forking(self.num_workers > 0):  # the workers start here
+            batches = paddle.io.DataLoader.__iter__(fetching)
+        return self._expanded(batches) if compact and self.num_workers > 0 else batches
+
+    def _collate_expanded(self, samples):
+        """Compact samples -> one float32 batch of CPU Tensors (in the reader thread)."""
+        batch = self.dataset.expand_batch({key: np.stack([s[key] for s in samples]) for key in samples[0]})
+        return {key: _as_tensor(value, paddle.CPUPlace()) for key, value in batch.items()}
+
+    def _expanded(self, batches):
+        """Expand batches of compact Tensors arriving from the workers, on the batches' device."""
+        for batch in batches:
+            arrays = {key: value.numpy() if value.dtype == paddle.uint8 else value for key, value in batch.items()}
+            place = next(iter(batch.values())).place
+            yield {key: _as_tensor(value, place) for key, value in self.dataset.expand_batch(arrays).items()}
+
+
+def _as_tensor(value, place):
+    """An array as a Tensor on ``place`` (Tensors pass through)."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if place.is_cpu_place():
+        # Zero-copy, the Tensor keeps the array alive: Paddle's own copy of a batch costs more
+        # than making it (about 1 ms per MB for tensors of a few MB on these machines).
+        return paddle.utils.dlpack.from_dlpack(np.ascontiguousarray(value))
+    return paddle.to_tensor(value, place=place)
 
 
 def build_dataloader(cfg, is_train=True, seed=0, config_dir=None, where=None):
@@ -109,8 +171,8 @@ def build_dataloader(cfg, is_train=True, seed=0, config_dir=None, where=None):
         config_dir: folder of the config file, for resolving relative paths.
         where: dotted config path used in error messages.
     Returns:
-        DataLoader yielding dicts of float32 Tensors (batch dimension first); rank and world size
-        come from ``ppgan.utils.comm``, so the same call works in 1 or N processes.
+        ``ExpandingDataLoader`` yielding dicts of float32 Tensors (batch dimension first). Rank and
+        world size come from ``ppgan.utils.comm``, so the same call works in 1 or N processes.
     Raises:
         DataError: in training, fewer clips than ``batch_size`` or fewer windows than one batch
             on every rank.
@@ -131,8 +193,7 @@ def build_dataloader(cfg, is_train=True, seed=0, config_dir=None, where=None):
                             f"{batch_size} on each of {world} rank(s): add clips or lower the batch size")
     sampler = SeededDistributedBatchSampler(dataset, batch_size, num_replicas=world, rank=rank,
                                             shuffle=is_train, drop_last=is_train, seed=seed)
-    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                worker_init_fn=_worker_init if num_workers else None)
+    return ExpandingDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
 
 
 def set_loader_epoch(loader, epoch):

@@ -5,6 +5,7 @@ Corpus layout (written by ``tools/preprocess.py`` or the synthetic corpus writer
     <dataroot>/<speaker>/<clip>/0.jpg 1.jpg ...   face crops (BGR), one per video frame at ``fps``
     <dataroot>/<speaker>/<clip>/mel.npy           (80, T) mel of the clip's audio, 80 steps/s
     <dataroot>/<speaker>/<clip>/audio.wav         16 kHz mono (only read when mel.npy is missing)
+    <dataroot>/<speaker>/<clip>/frames_<S>_<sig>.npy  (N, 3, S, S) uint8 frame cache (frame_cache.py)
     <dataroot>/train.txt val.txt test.txt         one "<speaker>/<clip>" per line
 
 Unlike the reference loaders (which ignore the index and loop until a random draw works), every
@@ -14,6 +15,13 @@ clips (window 0 of every clip, then window 1, ...) so a truncated validation pas
 clip. Whatever else a sample needs (the off-sync or reference window, augmentation) is drawn
 from a generator seeded by (seed, epoch, index), so samples are reproducible and a distributed
 sampler's shards are disjoint. Mels are read from each clip's cache, never recomputed per sample.
+Frames are read from the clip's frame cache, built from the JPEGs the first time a process needs
+a clip whose cache is missing or stale (and written for later runs); a clip with an undecodable
+JPEG is not cached and is read frame by frame, so the bad frame is skipped, counted and reported.
+
+Samples come in two forms: ``compact_item(i)`` holds the frames as uint8 (4-6x fewer bytes: what
+``build_dataloader`` moves between processes) and ``expand_batch`` turns a batch of those into the
+float32 network input; ``dataset[i]`` is exactly ``expand_batch`` of a batch of one.
 
 Paths: ``dataroot`` absolute as given; a relative one is looked up in the working directory,
 then in ``config_dir`` (the folder of the config file) and its two parents. ``filelist``
@@ -36,6 +44,8 @@ from ..utils.errors import ConfigError, DataError, MediaError
 from ..utils.logger import get_logger
 from .augment import build_augment
 from .builder import DATASETS
+from .frame_cache import (UnreadableFrame, build_frame_cache, decode_frame, find_frame_cache, npy_header,
+                          scan_jpgs)
 
 MAX_ATTEMPTS = 16  # samples tried in a row before unreadable data is reported instead of skipped
 _MEL_CACHE_BYTES = 64 << 20  # per process: a few hundred LRS2 clips' mels
@@ -111,35 +121,22 @@ def window_starts(ids, length):
     return ids[:len(ids) - length + 1][ids[length - 1:] - ids[:len(ids) - length + 1] == length - 1]
 
 
-def npy_shape(path):
-    """Shape stored in a .npy header, read without loading the array (None if unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                else np.lib.format.read_array_header_2_0
-            return reader(f)[0]
-    except (OSError, ValueError):
-        return None
-
-
-class UnreadableFrame(Exception):
-    """A frame (or mel) of a window could not be read; the sample is skipped."""
-
-    def __init__(self, path, reason):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
+def to_unit_float(frames, out=None):
+    """uint8 pixels as float32 in [0, 1], into ``out`` when given, else into a new C-ordered array."""
+    if out is None:
+        out = np.empty(frames.shape, dtype=np.float32)  # whatever the input's strides are
+    return np.multiply(frames, np.float32(1.0 / 255.0), out=out, dtype=np.float32)
 
 
 class LipSyncWindows(Dataset):
     """Shared machinery of the two datasets: clip scan, window index, frame and mel reading.
 
-    Subclasses define ``_usable_starts`` (which windows they can build a sample at) and
-    ``_make_sample`` (the sample itself).
+    Subclasses define ``_usable_starts`` (which windows they can build a sample at),
+    ``_make_sample`` (the compact sample) and ``expand_batch`` (compact batch -> float32 batch).
     """
 
     def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE,
-                 fps=25, seed=0, augment=None, is_train=True, config_dir=None):
+                 fps=25, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
         for key, value in dict(img_size=img_size, syncnet_T=syncnet_T, mel_step_size=mel_step_size).items():
             if not isinstance(value, int) or value <= 0 or (key == "img_size" and value % 2):
                 raise ConfigError(f"dataset.{key} must be a positive{' even' if key == 'img_size' else ''} "
@@ -155,6 +152,9 @@ class LipSyncWindows(Dataset):
         self.filelist = resolve_filelist(filelist, self.dataroot, config_dir)
         self.skipped_samples = 0
         self._bad_files = set()
+        self.frame_cache = bool(frame_cache)
+        self._frame_caches = {}  # clip -> CachedFrames, or None (read its JPEGs); decided at first use
+        self._cache_writable = True  # False once a cache could not be written: stop trying
         self._mels = collections.OrderedDict()  # clip -> (80, T) mel, least recently used first
         self._mel_bytes = 0
         self._pinned_mels = {}  # mels that could not be written back to the corpus
@@ -200,9 +200,9 @@ class LipSyncWindows(Dataset):
     def _mel_length(self, clip, clip_dir):
         """Mel length of a clip from its cache header; a missing or broken cache is rebuilt once."""
         path = os.path.join(clip_dir, "mel.npy")
-        shape = npy_shape(path)
-        if shape is not None and len(shape) == 2 and shape[0] == NUM_MELS:
-            return shape[1]
+        header = npy_header(path)
+        if header is not None and len(header[0]) == 2 and header[0][0] == NUM_MELS:
+            return header[0][1]
         wav_path = os.path.join(clip_dir, "audio.wav")
         if not os.path.isfile(wav_path):
             raise DataError(f"clip {clip_dir} has neither a valid mel.npy nor audio.wav: re-run preprocessing")
@@ -253,6 +253,15 @@ class LipSyncWindows(Dataset):
         return int(self._window_clip[index]), int(self._window_start[index])
 
     def __getitem__(self, index):
+        """Sample ``index`` as float32 arrays (keys and shapes: see the dataset class)."""
+        batch = self.expand_batch({key: value[None] for key, value in self.compact_item(index).items()})
+        return {key: value[0] for key, value in batch.items()}
+
+    def compact_item(self, index):
+        """Sample ``index`` with its frames as uint8 (keys and shapes: see the dataset class).
+
+        Unreadable data skips to another window drawn reproducibly, at most ``MAX_ATTEMPTS`` times.
+        """
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} windows")
@@ -272,12 +281,20 @@ class LipSyncWindows(Dataset):
 
     def _skip(self, bad):
         self.skipped_samples += 1
+        self._note_bad_file(bad)
+
+    def _note_bad_file(self, bad):
+        """Remember an unreadable file (never read again in this process) and report it once."""
         if bad.path not in self._bad_files:
             self._bad_files.add(bad.path)
             get_logger().warning("skipping samples that need %s (%s); %d sample(s) skipped so far "
                                  "in this process", bad.path, bad.reason, self.skipped_samples)
 
     def _make_sample(self, window_index, requested_index, epoch, rng):
+        raise NotImplementedError  # abstract: the compact sample
+
+    def expand_batch(self, batch):
+        """Compact batch (dict of arrays, batch axis first) -> float32 network input."""
         raise NotImplementedError  # abstract
 
     # ---------------------------------------------------------------- reading
@@ -285,48 +302,62 @@ class LipSyncWindows(Dataset):
         """Read the ``syncnet_T``-frame windows starting at each of ``starts``.
 
         Returns:
-            (len(starts) * T, S, S, 3) uint8 BGR, S = img_size (crops of another size are resized).
+            (len(starts) * T, 3, S, S) uint8 BGR planes, S = img_size (crops of another size are
+            resized).
         Raises:
             UnreadableFrame: a frame is missing or does not decode.
         """
-        import cv2
+        steps = self.syncnet_T
+        out = np.empty((len(starts) * steps, 3, self.img_size, self.img_size), dtype=np.uint8)
+        cache = self._frame_cache_of(clip)
+        for n, start in enumerate(starts):
+            window = out[n * steps:(n + 1) * steps]
+            # Frames the cache lacks (gone before it was built) go to the JPEGs, which say why.
+            if cache is None or not cache.read(start, window):
+                self._decode_window(clip, start, window)
+        return out
 
-        size = self.img_size
-        out = np.empty((len(starts) * self.syncnet_T, size, size, 3), dtype=np.uint8)
-        paths = [os.path.join(self.clip_dirs[clip], f"{start + k}.jpg")
-                 for start in starts for k in range(self.syncnet_T)]
-        for slot, path in enumerate(paths):
+    def _decode_window(self, clip, start, out):
+        """Decode frames start .. start+len(out)-1 of a clip from their JPEGs into ``out``."""
+        for k in range(len(out)):
+            path = os.path.join(self.clip_dirs[clip], f"{start + k}.jpg")
             if path in self._bad_files:
                 raise UnreadableFrame(path, "unreadable earlier")
-            try:
-                image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-            except OSError:
-                raise UnreadableFrame(path, "missing") from None
-            if image is None:
-                raise UnreadableFrame(path, "corrupt jpg")
-            if image.shape[:2] != (size, size):
-                image = cv2.resize(image, (size, size))
-            out[slot] = image
-        return out
+            out[k] = decode_frame(path, self.img_size).transpose(2, 0, 1)
 
-    def to_channels_first(self, frames, rng, rows=slice(None)):
-        """Frames as network input, augmented with one draw for all of them when configured.
+    def _frame_cache_of(self, clip):
+        """The clip's up-to-date frame cache, built now if missing or stale; None: read its JPEGs."""
+        if clip in self._frame_caches:
+            return self._frame_caches[clip]
+        cache, clip_dir = None, self.clip_dirs[clip]
+        if self.frame_cache and os.path.isdir(clip_dir):  # a vanished clip: the JPEG reads report it
+            listing = scan_jpgs(clip_dir)
+            cache = find_frame_cache(clip_dir, self.img_size, listing)
+            if cache is None and self._cache_writable:
+                try:
+                    cache = build_frame_cache(clip_dir, self.img_size, listing)
+                except UnreadableFrame as bad:
+                    self._note_bad_file(bad)  # its windows are skipped when drawn, not before
+                except OSError as exc:
+                    self._cache_writable = False
+                    get_logger().warning("cannot write frame caches under %s (%s): frames are decoded "
+                                         "from the JPEGs for every sample", self.dataroot, exc)
+        self._frame_caches[clip] = cache
+        return cache
+
+    def augmented(self, frames, rng):
+        """Frames with one augmentation draw applied to all of them, when configured.
 
         Args:
-            frames: (N, S, S, 3) uint8 BGR.
-            rows: image rows to keep (after augmentation, which needs the whole crop).
+            frames: (N, 3, S, S) uint8 BGR planes.
         Returns:
-            (3, N, len(rows), S) float32 BGR in [0, 1].
+            (N, 3, S, S) uint8 (``frames`` itself when augmentation is off).
         """
-        scale = np.float32(1.0 / 255.0)
-        if self.augment is not None:
-            floats = self.augment.apply(frames.astype(np.float32) * scale, self.augment.sample(rng))
-            return np.ascontiguousarray(floats[:, rows].transpose(3, 0, 1, 2))
-        picked = frames[:, rows]
-        out = np.empty((3,) + picked.shape[:3], dtype=np.float32)
-        # Transpose and scale in one pass over uint8: this copy is most of a sample's cost.
-        np.multiply(picked.transpose(3, 0, 1, 2), scale, out=out)
-        return out
+        if self.augment is None:
+            return frames
+        floats = self.augment.apply(to_unit_float(frames.transpose(0, 2, 3, 1)), self.augment.sample(rng))
+        # Back to 8 bits, the precision the crops were stored with (error <= 0.5 / 255).
+        return np.ascontiguousarray(np.rint(floats * 255.0).astype(np.uint8).transpose(0, 3, 1, 2))
 
     def mel(self, clip):
         """(80, T) float32 mel of a clip, from a small per-process LRU cache over mel.npy."""
@@ -376,19 +407,22 @@ class SyncNetDataset(LipSyncWindows):
         seed: seeds every per-sample draw. Default: 0.
         augment: ``WindowAugment`` config (training only). Default: None (off).
         is_train: training (draws change with ``set_epoch``) or validation (fixed). Default: True.
+        frame_cache: read frames from per-clip uint8 caches, building missing ones. Default: True.
 
     Item (dict of float32 arrays): ``face`` (3T, S/2, S) lower halves of the T frames stacked on
-    channels, BGR in [0, 1]; ``mel`` (1, 80, mel_step_size); ``label`` (1,) 1 = in sync, 0 = off.
+    channels (frame t in channels 3t..3t+2), BGR in [0, 1]; ``mel`` (1, 80, mel_step_size);
+    ``label`` (1,) 1 = in sync, 0 = off. Compact item: ``frames`` (3T, S/2, S) uint8 instead of
+    ``face``.
     """
 
     def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE, fps=25,
-                 min_offset=5, seed=0, augment=None, is_train=True, config_dir=None):
+                 min_offset=5, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
         if not isinstance(min_offset, int) or min_offset < 1:
             raise ConfigError(f"dataset.min_offset must be a positive integer (frames), got {min_offset!r}")
         self.min_offset = min_offset
         super().__init__(dataroot, filelist, img_size=img_size, syncnet_T=syncnet_T,
                          mel_step_size=mel_step_size, fps=fps, seed=seed, augment=augment,
-                         is_train=is_train, config_dir=config_dir)
+                         is_train=is_train, frame_cache=frame_cache, config_dir=config_dir)
 
     def _usable_starts(self, video_starts, mel_len):
         starts = super()._usable_starts(video_starts, mel_len)
@@ -408,12 +442,16 @@ class SyncNetDataset(LipSyncWindows):
             video_windows = self.clip_video_starts[clip]
             video_start = int(rng.choice(video_windows[np.abs(video_windows - start) >= self.min_offset]))
         half = self.img_size // 2
-        # (3, T, S/2, S) lower halves -> (T, 3, S/2, S) -> the T frames stacked on channels.
-        lower = self.to_channels_first(self.read_frames(clip, [video_start]), rng, rows=slice(half, None))
-        face = lower.transpose(1, 0, 2, 3).reshape(-1, half, self.img_size)
-        return {"face": face,
+        # Augment whole crops (a zoom needs them), then (T, 3, S/2, S) lower halves -> the T frames
+        # stacked on channels.
+        lower = self.augmented(self.read_frames(clip, [video_start]), rng)[:, :, half:]
+        return {"frames": lower.reshape(-1, half, self.img_size),  # a copy: the halves are not contiguous
                 "mel": self.mel_window(clip, start)[None],
                 "label": np.array([1.0 if positive else 0.0], dtype=np.float32)}
+
+    def expand_batch(self, batch):
+        """{frames (B, 3T, S/2, S) uint8, mel, label} -> {face float32 in [0, 1], mel, label}."""
+        return {"face": to_unit_float(batch["frames"]), "mel": batch["mel"], "label": batch["label"]}
 
 
 @DATASETS.register()
@@ -437,19 +475,22 @@ class Wav2LipDataset(LipSyncWindows):
         seed: seeds every per-sample draw. Default: 0.
         augment: ``WindowAugment`` config, one draw for target and reference (training only). Default: None.
         is_train: training (draws change with ``set_epoch``) or validation (fixed). Default: True.
+        frame_cache: read frames from per-clip uint8 caches, building missing ones. Default: True.
 
     Item (dict of float32 arrays): ``x`` (6, T, S, S) masked target + reference, BGR in [0, 1];
     ``indiv_mels`` (T, 1, 80, mel_step_size); ``mel`` (1, 80, mel_step_size); ``y`` (3, T, S, S).
+    Compact item: ``frames`` (2T, 3, S, S) uint8 (target window, then reference window) instead
+    of ``x`` and ``y``.
     """
 
     def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE, fps=25,
-                 mel_frame_offset=-1, seed=0, augment=None, is_train=True, config_dir=None):
+                 mel_frame_offset=-1, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
         if not isinstance(mel_frame_offset, int):
             raise ConfigError(f"dataset.mel_frame_offset must be an integer (frames), got {mel_frame_offset!r}")
         self.mel_frame_offset = mel_frame_offset
         super().__init__(dataroot, filelist, img_size=img_size, syncnet_T=syncnet_T,
                          mel_step_size=mel_step_size, fps=fps, seed=seed, augment=augment,
-                         is_train=is_train, config_dir=config_dir)
+                         is_train=is_train, frame_cache=frame_cache, config_dir=config_dir)
 
     def _usable_starts(self, video_starts, mel_len):
         starts = super()._usable_starts(video_starts, mel_len)
@@ -463,15 +504,20 @@ class Wav2LipDataset(LipSyncWindows):
         clip, start = self.window(window_index)
         video_windows = self.clip_video_starts[clip]
         reference = int(rng.choice(video_windows[video_windows != start]))
-        frames = self.to_channels_first(self.read_frames(clip, [start, reference]), rng)  # (3, 2T, S, S)
-        steps, size = self.syncnet_T, self.img_size
-        x = np.empty((6, steps, size, size), dtype=np.float32)
-        x[:3] = frames[:, :steps]
-        x[:3, :, size // 2:] = 0.0  # the mouth the generator has to draw
-        x[3:] = frames[:, steps:]
+        frames = self.augmented(self.read_frames(clip, [start, reference]), rng)  # (2T, 3, S, S)
         indiv_mels = np.stack([self.mel_window(clip, start + k + self.mel_frame_offset)
                                for k in range(self.syncnet_T)])
-        return {"x": x,
+        return {"frames": frames,
                 "indiv_mels": indiv_mels[:, None],
-                "mel": self.mel_window(clip, start)[None],
-                "y": np.ascontiguousarray(frames[:, :steps])}
+                "mel": self.mel_window(clip, start)[None]}
+
+    def expand_batch(self, batch):
+        """{frames (B, 2T, 3, S, S) uint8, indiv_mels, mel} -> {x, indiv_mels, mel, y} float32."""
+        # (B, 3, 2T, S, S) view: converting through it moves whole S x S planes, no transpose copy.
+        frames, steps, half = batch["frames"].transpose(0, 2, 1, 3, 4), self.syncnet_T, self.img_size // 2
+        y = to_unit_float(frames[:, :, :steps])
+        x = np.empty((len(frames), 6) + y.shape[2:], dtype=np.float32)
+        to_unit_float(frames[:, :, :steps, :half], out=x[:, :3, :, :half])
+        x[:, :3, :, half:] = 0.0  # the mouth the generator has to draw
+        to_unit_float(frames[:, :, steps:], out=x[:, 3:])
+        return {"x": x, "indiv_mels": batch["indiv_mels"], "mel": batch["mel"], "y": y}

@@ -4,8 +4,9 @@ into the corpus layout the datasets read.
 Per video: decode with PyAV at ``fps`` (frames are dropped or repeated when the source rate
 differs), detect faces in batches, keep one face per frame (following the previous one), fill
 short detection gaps by interpolating the box, smooth the boxes over time, crop with padding,
-resize, and write ``<out>/<key>/{i}.jpg`` with the clip's ``audio.wav`` (16 kHz mono) and its mel
-cache ``mel.npy``. ``key`` is the video's path under the input root without extension. A gap
+resize, and write ``<out>/<key>/{i}.jpg`` with the clip's frame cache (the crops as the JPEGs
+decode, one uint8 ``.npy``; see ``frame_cache``), ``audio.wav`` (16 kHz mono) and its mel cache
+``mel.npy``. ``key`` is the video's path under the input root without extension. A gap
 longer than ``max_gap`` frames splits the clip into ``<key>_part<k>`` pieces (or drops the video
 with ``long_gaps="drop"``); pieces shorter than ``min_frames`` are dropped. Everything is counted.
 
@@ -14,6 +15,7 @@ video's output is written to ``<out>/.partial/`` and moved into place only when 
 The split lists ``<out>/{train,val,test}.txt`` are rewritten at the end of every run.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,6 +32,8 @@ from ..utils.audio import SAMPLE_RATE, load_audio, melspectrogram, save_wav
 from ..utils.errors import ConfigError, DataError, MediaError, PPGanError
 from ..utils.logger import get_logger
 from ..utils.video import iter_frames, probe_video
+from .frame_cache import FrameCacheWriter, write_jpg
+from .workers import single_threaded_opencv_while_forking
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg")
 STATUS_DIR = ".preprocess"
@@ -52,6 +56,8 @@ class PreprocessOptions:
         long_gaps: "split" the clip at a longer gap, or "drop" the whole video. Default: split.
         detect_batch: frames per detector call. Default: 32.
         jpeg_quality: quality of the saved crops. Default: 95.
+        frame_cache: also write each clip's uint8 frame cache (needs img_size > 0; the datasets
+            build missing caches themselves on first use). Default: True.
     """
 
     fps: float = 25.0
@@ -63,6 +69,7 @@ class PreprocessOptions:
     long_gaps: str = "split"
     detect_batch: int = 32
     jpeg_quality: int = 95
+    frame_cache: bool = True
 
     def check(self):
         if not self.fps > 0 or self.img_size < 0 or self.img_size % 2:
@@ -197,9 +204,7 @@ def _crop(frame, box, options):
 
 
 def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
-    """Write every kept piece's crops, audio and mel into ``staging/<name>``."""
-    import cv2
-
+    """Write every kept piece's crops, frame cache, audio and mel into ``staging/<name>``."""
     piece_of = np.full(len(boxes), -1)
     smoothed = [None] * len(boxes)
     for k, (a, b) in enumerate(pieces):
@@ -207,15 +212,27 @@ def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
         smoothed[a:b] = list(smooth_boxes(np.stack(boxes[a:b]), options.smooth_window))
         os.makedirs(os.path.join(staging, names[k]))
     source = frames if frames is not None else iter_frames(path, fps=options.fps)
-    quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
-    for i, frame in enumerate(source):
-        if i >= len(boxes):
-            break
-        k = piece_of[i]
-        if k >= 0:
-            target = os.path.join(staging, names[k], f"{i - pieces[k][0]}.jpg")
-            if not cv2.imwrite(target, _crop(frame, smoothed[i], options), quality):
-                raise MediaError(f"cannot write {target}: is the output disk full?")
+    with contextlib.ExitStack() as open_caches:
+        # Rows are streamed to disk as the crops are made: a long video never sits in memory twice.
+        caches = []
+        if options.frame_cache and options.img_size:  # crops kept at their own sizes cannot be stacked
+            caches = [open_caches.enter_context(FrameCacheWriter(os.path.join(staging, name), b - a,
+                                                                 options.img_size))
+                      for name, (a, b) in zip(names, pieces)]
+        for i, frame in enumerate(source):
+            if i >= len(boxes):
+                break
+            k = piece_of[i]
+            if k >= 0:
+                target = os.path.join(staging, names[k], f"{i - pieces[k][0]}.jpg")
+                try:
+                    decoded = write_jpg(target, _crop(frame, smoothed[i], options), options.jpeg_quality)
+                except OSError as exc:
+                    raise MediaError(f"cannot write {target} ({exc}): is the output disk full?") from None
+                if caches:
+                    caches[k].append(decoded)
+        for cache in caches:
+            cache.commit()  # a piece that decoded short the second time gets no cache: built on first use
     per_frame = SAMPLE_RATE / options.fps
     for k, (a, b) in enumerate(pieces):
         # A piece reaching the clip's first or last frame keeps the audio up to that edge.
@@ -277,11 +294,7 @@ def process_video(key, path, out_root, detector, options):
 _WORKER = {}  # per process: detector spec, output root, options, built detector
 
 
-def _init_worker(spec, out_root, options, quiet_cv2):
-    if quiet_cv2:
-        import cv2
-
-        cv2.setNumThreads(1)  # one worker per core already
+def _init_worker(spec, out_root, options):
     _WORKER.clear()
     _WORKER.update(spec=spec, out_root=out_root, options=options, cache={})
 
@@ -416,14 +429,15 @@ def preprocess_corpus(data_root, out_root, detector=None, workers=1, options=Non
     todo = [(key, path) for key, path in videos if not os.path.isfile(_status_path(out_root, key))]
     bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not progress)
     if workers <= 1 or len(todo) <= 1:
-        _init_worker(detector, out_root, options, quiet_cv2=False)
+        _init_worker(detector, out_root, options)
         outcomes = map(_run_job, todo)
         pool = None
     else:
         import multiprocessing
 
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(todo)), initializer=_init_worker,
-                                                        initargs=(detector, out_root, options, True))
+        with single_threaded_opencv_while_forking():  # one worker per core already
+            pool = multiprocessing.get_context("fork").Pool(min(workers, len(todo)), initializer=_init_worker,
+                                                            initargs=(detector, out_root, options))
         outcomes = pool.imap_unordered(_run_job, todo)
     try:
         for result in outcomes:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..utils.audio import SAMPLE_RATE, melspectrogram, save_wav, to_pcm16
 from ..utils.errors import ConfigError, DataError
+from .frame_cache import write_frame_cache, write_jpg
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
@@ -407,12 +408,10 @@ def _publish(staging, out_dir):
 
 
 def _write_clip(folder, frames, wav):
-    """Write {0..T-1}.jpg, audio.wav and mel.npy; returns the mel of exactly the stored samples."""
-    import cv2
-
+    """Write {0..T-1}.jpg, their frame cache, audio.wav and mel.npy; returns the stored samples."""
     os.makedirs(folder)
-    for index, frame in enumerate(frames):
-        cv2.imwrite(os.path.join(folder, f"{index}.jpg"), frame)
+    decoded = [write_jpg(os.path.join(folder, f"{index}.jpg"), frame) for index, frame in enumerate(frames)]
+    write_frame_cache(folder, np.stack(decoded))  # the frames as the JPEGs decode, not as drawn
     stored = to_pcm16(wav).astype(np.float32) / 32768.0  # what decoding the wav gives back
     save_wav(os.path.join(folder, "audio.wav"), stored)
     mel = melspectrogram(stored)
@@ -426,6 +425,7 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
     """Write a synthetic corpus in the preprocessed LRS2 layout.
 
     Layout under ``out_dir``: ``<speaker>/<clip>/{0..T-1}.jpg`` (img_size^2 BGR crops),
+    ``frames_<img_size>_<signature>.npy`` (their frame cache, see ``frame_cache``),
     ``audio.wav`` (16 kHz mono int16, T * 640 samples), ``mel.npy`` ((80, 1 + T*640 // 200), the
     ``melspectrogram`` of the wav's samples); ``train.txt``, ``val.txt``, ``test.txt`` (lines
     ``<speaker>/<clip>``, all non-empty); ``corpus.json`` (seed, parameters, clip lengths, splits).
