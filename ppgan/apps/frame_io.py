@@ -9,7 +9,7 @@ back without keeping the clip in memory.
 import itertools
 
 from ..utils.errors import ConfigError, MediaError
-from ..utils.video import iter_frames
+from ..utils.video import frame_to_bgr, iter_frames
 
 _BLOCK_BYTES = 256 * 1024 * 1024  # frames decoded at once when reading backward
 
@@ -169,7 +169,7 @@ class FrameSource:
                     if index >= stop:
                         break
                     if index >= start:
-                        frames.append(self.prepare(frame.to_ndarray(format="bgr24")))
+                        frames.append(self.prepare(frame_to_bgr(frame)))
                 return frames
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot decode {self.path} while reading it backward: {exc}") from None

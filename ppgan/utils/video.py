@@ -125,7 +125,7 @@ def probe_video(path):
                          duration=duration, has_audio=bool(container.streams.audio))
 
 
-def _bgr_to_video_frame(frame):
+def bgr_to_video_frame(frame):
     """(H, W, 3) BGR uint8 with even sides -> yuv420p VideoFrame.
 
     OpenCV's BT.601 conversion is used in both directions because PyAV's default swscale path
@@ -137,7 +137,7 @@ def _bgr_to_video_frame(frame):
     return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 
-def _frame_to_bgr(frame):
+def frame_to_bgr(frame):
     """Decoded VideoFrame -> (H, W, 3) BGR uint8 (OpenCV conversion for yuv420p, see above)."""
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         import cv2
@@ -156,7 +156,7 @@ def _decode_timed(container, stream, path, source_fps):
             # Frames without timestamps (raw streams) are spaced by the nominal rate.
             time = frame.time if frame.time is not None else index / source_fps
             start = time if start is None else start
-            yield time - start, _frame_to_bgr(frame)
+            yield time - start, frame_to_bgr(frame)
             index += 1
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot decode frame {index} of {path}: {exc}") from None
@@ -348,7 +348,7 @@ class VideoWriter:
         height, width = self._size
         if height % 2 or width % 2:
             frame = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        video_frame = _bgr_to_video_frame(frame)
+        video_frame = bgr_to_video_frame(frame)
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / _frame_rate(self.fps)
         try:
