@@ -9,9 +9,14 @@ warm-up step):
   SyncNetColor with the same cosine-BCE loss;
 - generator: ``Wav2LipModel.train_iter`` on 4 clips x 5 frames with the sync loss switched on
   (gradients through the frozen expert) vs the torch Wav2Lip + frozen expert, same loss;
-- Paddle dynamic graph and ``to_static`` at 1 thread, torch at 1 and 2 threads;
-- the expert with 2 data-parallel processes (8 samples each, one thread each) under
-  ``paddle.distributed.launch`` vs one process on 16 samples.
+- Paddle dynamic graph, whole-net ``to_static`` (expert only) and oneDNN convolutions (the
+  trainer's CPU default, ``ppgan.modules.onednn_conv``) at 1 thread, and for the expert also
+  oneDNN convolutions at 2 threads; torch at 1 and 2 threads;
+- the expert with 2 data-parallel processes (8 samples each, one thread each, oneDNN
+  convolutions) under ``paddle.distributed.launch`` vs one process on 16 samples.
+
+Each figure is the median wall time; ``cpu`` entries give the median process CPU time (all
+threads), which is less sensitive to other jobs sharing the machine.
 
 Prints one JSON object. torch comes from benchmarks/torch_reference.py (never a ppgan dependency).
 """
@@ -35,14 +40,20 @@ SYNC_WEIGHT = 0.03  # > 0 so the generator step backpropagates through the froze
 
 
 def timed(step, steps):
-    """Median seconds of ``steps`` calls after one warm-up call."""
+    """(median wall seconds, median process CPU seconds) of ``steps`` calls after a warm-up."""
     step()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - begin)
+        cpu.append(time.process_time() - begin_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def record(table, name, measured):
+    """Store a ``timed`` result as ``table[name]`` (wall) and ``table[name + '_cpu']``."""
+    table[name], table[name + "_cpu"] = measured
 
 
 def random_batches(seed=0):
@@ -59,7 +70,18 @@ def random_batches(seed=0):
 
 
 # ------------------------------------------------------------------------------ Paddle
-def paddle_expert_step(batch, static=False, data_parallel=False):
+def paddle_train_step(model, optimizers, batch, onednn):
+    """One trainer iteration as ``Trainer.train`` runs it."""
+    from ppgan.modules.onednn_conv import onednn_kernels
+
+    def step():
+        model.setup_input(batch)
+        with onednn_kernels(onednn):
+            model.train_iter(optimizers)
+    return step
+
+
+def paddle_expert_step(batch, static=False, data_parallel=False, onednn=False):
     import paddle
     from ppgan.models.syncnet_model import SyncNetModel
     from ppgan.solver import build_optimizers
@@ -67,19 +89,17 @@ def paddle_expert_step(batch, static=False, data_parallel=False):
     model = SyncNetModel(syncnet={"name": "SyncNetColor", "width_mult": WIDTH["value"]})
     if static:
         model.to_static()
+    if onednn:
+        model.use_onednn_convolutions()
     optimizers = build_optimizers({"optimizer_S": {"name": "Adam", "net_names": ["netS"]}},
                                   model.trained_nets(), 1e-4, model.optimizer_keys)
     if data_parallel:
         model.wrap_data_parallel()
     model.train()
-
-    def step():
-        model.setup_input(batch)
-        model.train_iter(optimizers)
-    return step
+    return paddle_train_step(model, optimizers, batch, onednn)
 
 
-def paddle_generator_step(batch, expert_path, static=False):
+def paddle_generator_step(batch, expert_path, onednn=False):
     import paddle
     from ppgan.models.wav2lip_model import Wav2LipModel
     from ppgan.solver import build_optimizers
@@ -88,16 +108,12 @@ def paddle_generator_step(batch, expert_path, static=False):
     model = Wav2LipModel(generator={"name": "Wav2Lip", "width_mult": width},
                          discriminator={"name": "SyncNetColor", "width_mult": width},
                          syncnet_weights=expert_path, syncnet_wt=SYNC_WEIGHT)
-    if static:
-        model.to_static()
+    if onednn:
+        model.use_onednn_convolutions()
     optimizers = build_optimizers({"optimizer_G": {"name": "Adam", "net_names": ["netG"]}},
                                   model.trained_nets(), 1e-4, model.optimizer_keys)
     model.train()
-
-    def step():
-        model.setup_input(batch)
-        model.train_iter(optimizers)
-    return step
+    return paddle_train_step(model, optimizers, batch, onednn)
 
 
 # ------------------------------------------------------------------------------ torch
@@ -155,7 +171,7 @@ def set_threads(n):
 
 
 def run_data_parallel(steps):
-    """Expert step time with 2 launched processes x 8 samples (one thread each)."""
+    """Expert step (wall, rank-0 CPU) with 2 launched processes x 8 samples, one thread each."""
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "dp.json")
         command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
@@ -165,7 +181,7 @@ def run_data_parallel(steps):
         subprocess.run(command, check=True, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(result) as f:
-            return json.load(f)["seconds"]
+            return tuple(json.load(f)["seconds"])
 
 
 def dp_worker(result, steps):
@@ -175,10 +191,22 @@ def dp_worker(result, steps):
     paddle.base.core.set_num_threads(1)
     expert, _ = random_batches(seed=comm.get_rank())
     half = {k: v[:EXPERT_BATCH // 2] for k, v in expert.items()}
-    seconds = timed(paddle_expert_step(half, data_parallel=True), steps)
+    seconds = timed(paddle_expert_step(half, data_parallel=True, onednn=True), steps)
     if comm.is_main_process():
         with open(result, "w") as f:
             json.dump({"seconds": seconds}, f)
+
+
+def add_ratios(table):
+    """Paddle / torch at the same thread count, by wall and by CPU time (lower is better)."""
+    for run in ("paddle_dygraph_1t", "paddle_onednn_1t", "paddle_onednn_2t"):
+        if run not in table:
+            continue
+        threads = run[-2:]
+        for suffix in ("", "_cpu"):
+            table[f"ratio_{run[7:]}{suffix}_vs_torch_{threads}"] = (
+                table[run + suffix] / table[f"torch_{threads}{suffix}"])
+    table["speedup_onednn_vs_dygraph_1t"] = table["paddle_dygraph_1t"] / table["paddle_onednn_1t"]
 
 
 def main():
@@ -201,29 +229,37 @@ def main():
               "expert": {"batch": EXPERT_BATCH}, "generator": {"clips": CLIPS, "frames": FRAMES}}
     set_threads(1)
     expert = report["expert"]
-    expert["paddle_dygraph_1t"] = timed(paddle_expert_step(expert_batch), args.steps)
-    expert["paddle_to_static_1t"] = timed(paddle_expert_step(expert_batch, static=True), args.steps)
-    expert["torch_1t"] = timed(torch_expert_step(expert_batch), args.steps)
+    record(expert, "paddle_dygraph_1t", timed(paddle_expert_step(expert_batch), args.steps))
+    record(expert, "paddle_to_static_1t",
+           timed(paddle_expert_step(expert_batch, static=True), args.steps))
+    record(expert, "paddle_onednn_1t",
+           timed(paddle_expert_step(expert_batch, onednn=True), args.steps))
+    record(expert, "torch_1t", timed(torch_expert_step(expert_batch), args.steps))
     set_threads(2)
-    expert["torch_2t"] = timed(torch_expert_step(expert_batch), args.steps)
+    record(expert, "paddle_onednn_2t",
+           timed(paddle_expert_step(expert_batch, onednn=True), args.steps))
+    record(expert, "torch_2t", timed(torch_expert_step(expert_batch), args.steps))
     set_threads(1)
-    expert["paddle_dp_2proc_x1t"] = run_data_parallel(args.steps)
-    expert["ratio_dygraph_vs_torch_1t"] = expert["paddle_dygraph_1t"] / expert["torch_1t"]
-    expert["ratio_dp_vs_torch_2t"] = expert["paddle_dp_2proc_x1t"] / expert["torch_2t"]
-    expert["dp_speedup"] = expert["paddle_dygraph_1t"] / expert["paddle_dp_2proc_x1t"]
+    record(expert, "paddle_onednn_dp_2proc_x1t", run_data_parallel(args.steps))
+    add_ratios(expert)
+    expert["dp_speedup_vs_onednn_1t"] = (expert["paddle_onednn_1t"]
+                                         / expert["paddle_onednn_dp_2proc_x1t"])
+    expert["ratio_dp_vs_torch_2t"] = expert["paddle_onednn_dp_2proc_x1t"] / expert["torch_2t"]
 
     if not args.skip_generator:
         generator = report["generator"]
         with tempfile.TemporaryDirectory() as tmp:
             expert_path = os.path.join(tmp, "expert.pdparams")
             save_weights_file(SyncNetColor(args.width_mult).state_dict(), expert_path)
-            generator["paddle_dygraph_1t"] = timed(
-                paddle_generator_step(generator_batch, expert_path), args.steps)
-        generator["torch_1t"] = timed(torch_generator_step(generator_batch), args.steps)
+            record(generator, "paddle_dygraph_1t",
+                   timed(paddle_generator_step(generator_batch, expert_path), args.steps))
+            record(generator, "paddle_onednn_1t",
+                   timed(paddle_generator_step(generator_batch, expert_path, onednn=True),
+                         args.steps))
+        record(generator, "torch_1t", timed(torch_generator_step(generator_batch), args.steps))
         set_threads(2)
-        generator["torch_2t"] = timed(torch_generator_step(generator_batch), args.steps)
-        generator["ratio_dygraph_vs_torch_1t"] = (generator["paddle_dygraph_1t"]
-                                                  / generator["torch_1t"])
+        record(generator, "torch_2t", timed(torch_generator_step(generator_batch), args.steps))
+        add_ratios(generator)
     print(json.dumps(report, indent=2))
     return 0
 

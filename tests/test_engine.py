@@ -205,7 +205,8 @@ def test_to_static_training_matches_dynamic_and_updates_batch_norm(synthetic_cor
     for static in (False, True):
         out = str(tmp_path / f"static_{static}")
         cfg, path = syncnet_config(synthetic_corpus, out, ["total_iters=3", "validate.interval=0",
-                                                           f"to_static={str(static).lower()}"])
+                                                           f"to_static={str(static).lower()}",
+                                                           "onednn=false"])
         trainer = Trainer(cfg, path)
         trainer.train()
         results[static] = (train_log(out), trainer.model.net("netS").state_dict())
@@ -215,6 +216,49 @@ def test_to_static_training_matches_dynamic_and_updates_batch_norm(synthetic_cor
     assert means and all(np.abs(static[k].numpy()).sum() > 0 for k in means)  # stats moved
     for key in dynamic:
         np.testing.assert_allclose(static[key].numpy(), dynamic[key].numpy(), rtol=0, atol=1e-6)
+
+
+def test_onednn_training_matches_dynamic_and_updates_batch_norm(synthetic_corpus, tmp_path):
+    """oneDNN convolutions (the CPU default) train like the dynamic graph up to float rounding.
+
+    Two SGD steps only: this tiny net on batches of 4 is chaotic - in plain dynamic mode a
+    1e-7 relative nudge of the initial weights already changes the third loss by 4% - so
+    longer runs would compare chaos, not kernels. Per-layer parity is in test_onednn_conv.py.
+    """
+    results = {}
+    for onednn in (False, True):
+        out = str(tmp_path / f"onednn_{onednn}")
+        cfg, path = syncnet_config(synthetic_corpus, out, ["total_iters=2", "validate.interval=0",
+                                                           "optimizer.optimizer_S.name=SGD",
+                                                           "lr_scheduler.learning_rate=0.01",
+                                                           f"onednn={str(onednn).lower()}"])
+        trainer = Trainer(cfg, path)
+        assert trainer.onednn is onednn
+        trainer.train()
+        results[onednn] = ([r["sync_loss"] for r in train_log(out)],
+                           trainer.model.net("netS").state_dict())
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=2e-4)
+    dynamic, fast = results[False][1], results[True][1]
+    assert list(fast) == list(dynamic)                                # same keys, same order
+    for key in dynamic:
+        if key.endswith("._mean") or key.endswith("._variance"):
+            start = 1.0 if key.endswith("._variance") else 0.0
+            assert np.abs(dynamic[key].numpy() - start).max() > 1e-3, key  # statistics update
+            np.testing.assert_allclose(fast[key].numpy(), dynamic[key].numpy(), rtol=0,
+                                       atol=1e-3, err_msg=key)
+        else:
+            # Two steps of lr 0.01 with gradients that agree to rounding: a few 1e-4 at most.
+            np.testing.assert_allclose(fast[key].numpy(), dynamic[key].numpy(), rtol=0,
+                                       atol=2e-3, err_msg=key)
+
+
+def test_onednn_and_to_static_exclude_each_other(synthetic_corpus, tmp_path):
+    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path), ["to_static=true", "onednn=true"])
+    with pytest.raises(ConfigError, match="onednn and to_static are both true"):
+        Trainer(cfg, path)
+    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path), ["onednn=yes please"])
+    with pytest.raises(ConfigError, match="onednn .* must be true, false or null"):
+        Trainer(cfg, path)
 
 
 # ---------------------------------------------------------------------------- the expert learns

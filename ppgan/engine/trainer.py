@@ -22,6 +22,7 @@ import paddle
 
 from ..models.base_model import unwrap
 from ..models.builder import MODELS, build_model
+from ..modules.onednn_conv import onednn_kernels
 from ..solver import build_lr_scheduler, build_optimizers
 from ..utils import comm
 from ..utils.config import dump_config, to_plain
@@ -35,7 +36,7 @@ from .hooks import CheckpointHook, EvalHook, LoggerHook, LRSchedulerHook, Visual
 CONFIG_KEYS = {
     "total_iters": None, "output_dir": None, "seed": None, "model": None, "dataset": None,
     "optimizer": None, "lr_scheduler": None, "enable_visualdl": None, "to_static": None,
-    "threads": None, "find_unused_parameters": None,
+    "onednn": None, "threads": None, "find_unused_parameters": None,
     "validate": ("interval", "max_eval_steps"),
     "log_config": ("interval", "visual_interval"),
     "snapshot_config": ("interval", "keep_last", "best_metric", "best_mode"),
@@ -175,8 +176,13 @@ class Trainer:
                               "float32, so it would do nothing; drop --amp or use --device gpu")
         self._setup_process()
         self.model = self._build_model(cfg.model)
+        self.onednn = self._use_onednn(cfg, where)
         if cfg.get("to_static"):
             self.model.to_static()
+        if self.onednn:
+            switched = self.model.use_onednn_convolutions()
+            self.onednn = switched > 0
+            get_logger().info(f"{switched} convolutions run as static oneDNN programs")
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler)
         self.optimizers = build_optimizers(cfg.optimizer, self.model.trained_nets(),
                                            self.lr_scheduler, self.model.optimizer_keys)
@@ -205,6 +211,25 @@ class Trainer:
         seed_everything(self.seed)
         get_logger().info(f"rank {comm.get_rank()}/{comm.get_world_size()} on {self.device}, "
                           f"output in {self.output_dir}")
+
+    def _use_onednn(self, cfg, where):
+        """Resolve the ``onednn`` key: default on for CPU, off on GPU and with ``to_static``.
+
+        oneDNN convolutions are the fastest correct CPU training path (benchmarks/BENCHMARKS.md,
+        Training); whole-net ``to_static`` programs must not be compiled with oneDNN kernels
+        (their batch-norm statistics would stop updating), so the two exclude each other.
+        """
+        from ..modules.onednn_conv import onednn_available
+        wanted = cfg.get("onednn")
+        if wanted is not None and not isinstance(wanted, bool):
+            raise ConfigError(f"onednn in {where} must be true, false or null (auto), "
+                              f"got {wanted!r}")
+        if wanted and cfg.get("to_static"):
+            raise ConfigError(f"onednn and to_static are both true in {where}; choose one "
+                              f"(onednn: true is the faster one on CPU)")
+        if wanted is None:
+            wanted = not cfg.get("to_static")
+        return bool(wanted) and self.device == "cpu" and onednn_available()
 
     def _build_model(self, model_cfg):
         defaults = {}
@@ -258,7 +283,9 @@ class Trainer:
                 self.reader_cost = time.perf_counter() - tic
                 self.iteration += 1
                 self.model.setup_input(batch)
-                self.last_losses = self.model.train_iter(self.optimizers)
+                # Forward and backward inside: both compile their oneDNN programs there.
+                with onednn_kernels(self.onednn):
+                    self.last_losses = self.model.train_iter(self.optimizers)
                 self._check_finite(self.last_losses)
                 self.batch_cost = time.perf_counter() - tic
                 for hook in self.hooks:

@@ -115,6 +115,18 @@ class BaseModel:
         for name in self.trained_nets():
             self.nets[name] = paddle.jit.to_static(self.net(name), full_graph=True)
 
+    def use_onednn_convolutions(self):
+        """Run every net's convolutions as static oneDNN programs (trainer option ``onednn``).
+
+        All nets, frozen ones included: the expert's convolutions sit on the generator's
+        gradient path. Batch norm and every other op stay dynamic, so statistics and losses
+        match dynamic mode up to float rounding (``ppgan.modules.onednn_conv``). The fast path
+        is taken only inside ``onednn_kernels()``, where the trainer runs ``train_iter``.
+        Returns the number of convolutions switched (0 off CPU or without oneDNN).
+        """
+        from ..modules.onednn_conv import use_onednn_convolutions
+        return sum(use_onednn_convolutions(self.net(name)) for name in self.nets)
+
     def sync_batch_norm_stats(self):
         """Average the trained nets' batch-norm running statistics over ranks.
 
