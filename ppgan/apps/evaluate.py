@@ -1,0 +1,409 @@
+"""Evaluation of generated talking-face videos: LSE-D / LSE-C, PSNR / SSIM, expert accuracy.
+
+``evaluate_videos(videos_dir, reference_dir)`` scores every video in a folder and writes a report
+(``ppgan.metrics.report``) in which three rows always stand side by side:
+
+* **ground truth**: the reference clips with their own audio (the ceiling to aim at);
+* **generated**: the generated videos with the audio they carry;
+* **shuffled audio**: the generated frames against another video's audio (the floor: what
+  a mouth unrelated to the sound scores).
+
+Generated videos and references pair up by relative path without extension
+(``gen/spk/clip.mp4`` <-> ``ref/spk/clip.mp4`` or the preprocessed clip folder
+``ref/spk/clip/{0..n}.jpg + audio.wav``). PSNR / SSIM compare paired frames, which is meaningful
+for reconstructions (a video re-generated from its own audio).
+
+``evaluate_generator_on_split`` is the generator evaluation behind ``tools/main.py
+--evaluate-only`` and the demo: it regenerates the test clips of a corpus with a generator
+through ``Wav2LipPredictor`` (from their own audio for PSNR / SSIM, and from another clip's audio
+for lip-sync) and evaluates both sets.
+"""
+
+import os
+import re
+
+import numpy as np
+
+from ..metrics.image import PairedFrameMetrics
+from ..metrics.lse import (
+    VSHIFT, aggregate_lse, build_sync_scorer, lse_from_features, sync_pair_accuracy)
+from ..metrics.report import markdown_table, write_report
+from ..utils.audio import load_audio
+from ..utils.errors import DataError, MediaError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+CORPUS_FPS = 25.0  # preprocessed clip folders hold 25 fps frames (LRS2 layout)
+ROW_NAMES = ("ground truth", "generated", "shuffled audio (floor)")
+
+
+# ---------------------------------------------------------------------------------------------
+# finding and reading clips
+# ---------------------------------------------------------------------------------------------
+
+def _is_clip_folder(path):
+    return os.path.isfile(os.path.join(path, "audio.wav")) and os.path.isfile(
+        os.path.join(path, "0.jpg"))
+
+
+def find_clips(folder, allow_folders=False):
+    """Videos (and, with ``allow_folders``, preprocessed clip folders) under ``folder``.
+
+    Returns:
+        {key: path} with key = path relative to ``folder`` without extension, '/'-separated.
+    """
+    if not os.path.isdir(folder):
+        raise DataError(f"folder not found: {folder}")
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        if allow_folders and _is_clip_folder(root):
+            found[os.path.relpath(root, folder).replace(os.sep, "/")] = root
+            dirs[:] = []
+            continue
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in VIDEO_EXTENSIONS and not stem.startswith("."):
+                key = os.path.relpath(os.path.join(root, stem), folder).replace(os.sep, "/")
+                found[key] = os.path.join(root, name)
+    return found
+
+
+def _numbered_frames(folder):
+    names = [n for n in os.listdir(folder) if re.fullmatch(r"\d+\.jpg", n)]
+    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[:-4]))]
+
+
+def iter_clip_frames(path, fps=None):
+    """BGR uint8 frames of a video file or a preprocessed clip folder, and its frame rate.
+
+    Returns:
+        (iterator of (H, W, 3) uint8, fps). ``fps`` resamples a video (syncnet_v2 needs 25).
+    """
+    from ..utils.video import iter_frames, probe_video, read_image
+
+    if os.path.isdir(path):
+        return (read_image(p) for p in _numbered_frames(path)), CORPUS_FPS
+    info = probe_video(path)
+    return iter_frames(path, fps=fps), float(fps or info.fps)
+
+
+def clip_audio(path):
+    """(N,) float32 16 kHz audio of a video file or of a clip folder's audio.wav."""
+    return load_audio(os.path.join(path, "audio.wav") if os.path.isdir(path) else path)
+
+
+def crop_face(frame, box):
+    """The face region of a frame: the whole frame when ``box`` is None, else
+    ``frame[top:bottom, left:right]`` for ``box = (top, bottom, left, right)`` (-1 = to the edge)."""
+    if box is None:
+        return frame
+    top, bottom, left, right = box
+    height, width = frame.shape[:2]
+    crop = frame[max(0, top):height if bottom < 0 else bottom,
+                 max(0, left):width if right < 0 else right]
+    if crop.size == 0:
+        raise MediaError(f"face box {tuple(box)} (top bottom left right) lies outside a "
+                         f"{width}x{height} frame")
+    return crop
+
+
+def load_faces(path, scorer, box=None):
+    """All face crops of a clip at the scorer's input size.
+
+    Returns:
+        (faces (T, S, S, 3) uint8, wav (N,) float32, fps).
+    """
+    frames, fps = iter_clip_frames(path, fps=scorer.required_fps)
+    faces = [scorer.prepare_frame(crop_face(frame, box)) for frame in frames]
+    if not faces:
+        raise MediaError(f"no video frames in {path}")
+    return np.stack(faces), clip_audio(path), fps
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------------------------
+
+class _ScoredClip:
+    """One clip's window embeddings (kept for the shuffled-audio pairing)."""
+
+    def __init__(self, key, path, scorer, box, vshift):
+        self.key, self.path = key, path
+        faces, self.wav, self.fps = load_faces(path, scorer, box)
+        self.num_frames = len(faces)
+        count = scorer.num_windows(len(faces), len(self.wav), self.fps)
+        if count < 1:
+            raise DataError(f"{path}: {len(faces)} frames / {len(self.wav) / 16000:.2f} s is too "
+                            f"short for one sync window")
+        self.video = scorer.video_features(faces, count)
+        self.audio = scorer.audio_features(self.wav, self.fps, count)
+        self.lse = lse_from_features(self.video, self.audio, scorer.distance, vshift)
+        self.accuracy = None
+        if getattr(scorer, "pair_threshold", None) is not None:
+            try:
+                self.accuracy = sync_pair_accuracy(self.video, self.audio,
+                                                   threshold=scorer.pair_threshold)
+            except DataError:  # a clip too short for off-sync pairs has no accuracy
+                self.accuracy = None
+
+    def against_audio(self, wav, scorer, vshift):
+        """LSE of this clip's frames against some other audio (the floor)."""
+        count = min(len(self.video), scorer.num_windows(self.num_frames, len(wav), self.fps))
+        if count < 1:
+            return None
+        audio = scorer.audio_features(wav, self.fps, count)
+        return lse_from_features(self.video[:count], audio, scorer.distance, vshift)
+
+
+def _row(name, clips_or_results, accuracies=(), extra=None, note=None):
+    results = [getattr(c, "lse", c) for c in clips_or_results]
+    agg = aggregate_lse(results)
+    row = {"name": name, "num_videos": len(results), "lse_d": None, "lse_c": None,
+           "av_offset": None, "offsets": [], "mdist": [], "psnr": None, "ssim": None,
+           "sync_accuracy": None}
+    if agg:
+        row.update(lse_d=agg["lse_d"], lse_c=agg["lse_c"], offsets=agg["offsets"],
+                   mdist=agg["mdist"], av_offset=int(np.median(agg["av_offsets"])))
+    accuracies = [a["accuracy"] for a in accuracies if a]
+    if accuracies:
+        row["sync_accuracy"] = float(np.mean(accuracies))
+    row.update(extra or {})
+    if note:
+        row["note"] = note
+    return row
+
+
+def _psnr_ssim(generated_path, reference_path, box):
+    gen_frames, _ = iter_clip_frames(generated_path)
+    ref_frames, _ = iter_clip_frames(reference_path)
+    metrics = PairedFrameMetrics(name=generated_path)
+    for gen, ref in zip(gen_frames, ref_frames):
+        metrics.update(crop_face(gen, box), crop_face(ref, box))
+    return metrics.result()
+
+
+def evaluate_videos(videos_dir, reference_dir=None, scorer=None, scorer_cfg=None, out_dir=None,
+                    box=None, vshift=VSHIFT, image_metrics=True, title="Evaluation", progress=True,
+                    stem="evaluation", reference_cache=None):
+    """Score a folder of generated videos and write the report.
+
+    Args:
+        videos_dir: folder of generated videos (searched recursively).
+        reference_dir: optional folder of reference videos or preprocessed clip folders; gives
+            the ground-truth row and PSNR / SSIM for name-matched videos.
+        scorer: a ``SyncScorer``; or ``scorer_cfg`` ``{name: expert|syncnet_v2, weights: ...}``.
+        out_dir: where the report goes (default: ``videos_dir``).
+        box: (top, bottom, left, right) face region in every frame; None = the whole frame
+            is the face (as the LRS2 benchmark scores face-centred crops).
+        image_metrics: compute PSNR / SSIM against name-matched references (turn off for videos
+            driven by other audio, where they are no reconstruction).
+        stem: file name stem of the report (``<stem>.json``, ``.md``, ``_offsets.png``).
+        reference_cache: a dict kept across calls with the same scorer and box, so references
+            scored once are not embedded again.
+    Returns:
+        dict: ``rows`` (ground truth, generated, shuffled audio), ``per_video``, ``paths``,
+        ``markdown``.
+    Raises:
+        DataError: no videos, no reference matching any video, or a clip too short.
+    """
+    from tqdm import tqdm
+
+    scorer = scorer or build_sync_scorer(scorer_cfg or {"name": "expert"})
+    generated = find_clips(videos_dir)
+    if not generated:
+        raise DataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {videos_dir}")
+    references = {}
+    if reference_dir:
+        available = find_clips(reference_dir, allow_folders=True)
+        references = {key: available[key] for key in generated if key in available}
+        if not references:
+            raise DataError(f"no reference under {reference_dir} matches a generated video's "
+                            f"name (e.g. {next(iter(generated))}): name each generated video "
+                            f"like its source clip")
+
+    keys = sorted(generated)
+    gen_clips, gt_clips, per_video, qualities = [], [], [], []
+    for key in tqdm(keys, desc="scoring videos", unit="video", disable=not progress):
+        clip = _ScoredClip(key, generated[key], scorer, box, vshift)
+        gen_clips.append(clip)
+        entry = {"key": key, "video": generated[key], "generated": clip.lse.to_dict(),
+                 "generated_sync_accuracy": clip.accuracy}
+        if key in references:
+            cache = reference_cache if reference_cache is not None else {}
+            if references[key] not in cache:
+                cache[references[key]] = _ScoredClip(key, references[key], scorer, box, vshift)
+            ref = cache[references[key]]
+            gt_clips.append(ref)
+            entry.update(reference=references[key], ground_truth=ref.lse.to_dict(),
+                         ground_truth_sync_accuracy=ref.accuracy)
+            quality = _psnr_ssim(generated[key], references[key], box) if image_metrics else None
+            if quality:
+                qualities.append(quality)
+                entry.update(quality)
+        per_video.append(entry)
+
+    # The floor: every generated video against the next one's audio (a derangement); a single
+    # video is scored against its own audio rotated by half its length instead.
+    floor_results = []
+    for index, clip in enumerate(gen_clips):
+        if len(gen_clips) > 1:
+            other = gen_clips[(index + 1) % len(gen_clips)].wav
+        else:
+            other = np.roll(clip.wav, len(clip.wav) // 2)
+        result = clip.against_audio(other, scorer, vshift)
+        if result is not None:
+            floor_results.append(result)
+            per_video[index]["shuffled_audio"] = result.to_dict()
+
+    quality = {}
+    if qualities:
+        quality = {"psnr": float(np.mean([m["psnr"] for m in qualities])),
+                   "ssim": float(np.mean([m["ssim"] for m in qualities]))}
+    rows = [
+        _row(ROW_NAMES[0], gt_clips, [c.accuracy for c in gt_clips],
+             note=None if gt_clips else "no --reference given: pass the source clips to get "
+                                        "the ground-truth row"),
+        _row(ROW_NAMES[1], gen_clips, [c.accuracy for c in gen_clips], extra=quality),
+        _row(ROW_NAMES[2], floor_results,
+             note="generated frames scored against another video's audio"),
+    ]
+    meta = {"title": title, "scorer": scorer.name, "videos": os.path.abspath(videos_dir),
+            "reference": os.path.abspath(reference_dir) if reference_dir else None,
+            "vshift": vshift, "face_box": list(box) if box else "whole frame",
+            "offset_sign": "positive = audio delayed relative to video"}
+    paths = write_report(out_dir or videos_dir, rows, meta, per_video, stem=stem)
+    return {"rows": rows, "per_video": per_video, "paths": paths,
+            "markdown": markdown_table(rows, title=title)}
+
+
+def lse_gap_summary(rows):
+    """Where the generated LSE-D lies between ground truth and the shuffled-audio floor.
+
+    Returns:
+        dict(gt, generated, floor, closer_to_ground_truth) or None when a row has no LSE-D.
+    """
+    gt, gen, floor = (row.get("lse_d") for row in rows[:3])
+    if None in (gt, gen, floor):
+        return None
+    return {"ground_truth": gt, "generated": gen, "floor": floor,
+            "closer_to_ground_truth": abs(gen - gt) < abs(gen - floor)}
+
+
+# ---------------------------------------------------------------------------------------------
+# a generator on a corpus split (tools/main.py --evaluate-only, the demo)
+# ---------------------------------------------------------------------------------------------
+
+def write_source_video(clip_dir, path):
+    """Write a preprocessed clip folder (frames + audio.wav) as an mp4 the predictor can read."""
+    from ..utils.video import VideoWriter, read_image
+
+    # crf 10: nearly lossless, so the generated video is compared with what it was fed
+    with VideoWriter(path, CORPUS_FPS, audio=clip_audio(clip_dir), crf=10) as writer:
+        for frame_path in _numbered_frames(clip_dir):
+            writer.write(read_image(frame_path))
+    return path
+
+
+def dubbing_pairs(keys):
+    """(face clip, audio clip) pairs where every clip's face is driven by the next clip's audio."""
+    if len(keys) < 2:
+        raise DataError("lip-sync evaluation needs at least 2 test clips (each face is driven by "
+                        "another clip's audio)")
+    return [(key, keys[(index + 1) % len(keys)]) for index, key in enumerate(keys)]
+
+
+def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True):
+    """Regenerate clips with a predictor: reconstructions and dubbed versions.
+
+    Writes ``out_dir/sources/<key>.mp4`` (the clip as fed to the predictor),
+    ``out_dir/reconstructed/<key>.mp4`` (driven by its own audio) and ``out_dir/dubbed/<key>.mp4``
+    (the face of ``key`` driven by the next clip's audio).
+
+    Returns:
+        dict(sources, reconstructed, dubbed) folders and ``pairs`` (face key, audio key).
+    """
+    from tqdm import tqdm
+
+    folders = {name: os.path.join(out_dir, name) for name in ("sources", "reconstructed", "dubbed")}
+    pairs = dubbing_pairs(keys)
+    for face_key, audio_key in tqdm(pairs, desc="generating test videos", unit="clip",
+                                    disable=not progress):
+        source = os.path.join(folders["sources"], face_key + ".mp4")
+        os.makedirs(os.path.dirname(source), exist_ok=True)
+        write_source_video(os.path.join(dataroot, face_key), source)
+        for name, audio_key_used in (("reconstructed", face_key), ("dubbed", audio_key)):
+            target = os.path.join(folders[name], face_key + ".mp4")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            predictor.run(source, os.path.join(dataroot, audio_key_used, "audio.wav"), target)
+    return dict(folders, pairs=pairs)
+
+
+def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer, max_clips=None,
+                                progress=True, predictor_options=None):
+    """Evaluate a generator on corpus clips (the test split of a config).
+
+    Every clip is regenerated twice through ``Wav2LipPredictor`` (the whole 96x96 frame is the
+    face): from its own audio (reconstruction: PSNR / SSIM and LSE) and from the next clip's
+    audio (dubbing: the lip-sync rows GT / generated / shuffled audio).
+
+    Args:
+        generator: a ``Wav2Lip`` network, or any callable the predictor accepts.
+        dataroot: the preprocessed corpus; ``keys``: clip folders (``<speaker>/<clip>``) in it.
+        out_dir: receives the videos and the reports ``lipsync.*`` and ``reconstruction.*``.
+        scorer: the LSE embedding model (``SyncScorer``).
+        max_clips: evaluate only the first N clips.
+        predictor_options: extra ``Wav2LipPredictor`` keyword arguments.
+    Returns:
+        dict: ``lipsync`` and ``reconstruction`` (``evaluate_videos`` results), ``summary``
+        (the rows that matter, for printing and JSON).
+    """
+    from .wav2lip_predictor import Wav2LipPredictor
+
+    keys = list(keys)[:max_clips] if max_clips else list(keys)
+    missing = [k for k in keys if not _is_clip_folder(os.path.join(dataroot, k))]
+    if missing:
+        raise DataError(f"clip folder {os.path.join(dataroot, missing[0])} is missing or has no "
+                        f"0.jpg / audio.wav: check the filelist against the corpus")
+    options = dict(box=(0, -1, 0, -1), pads=(0, 0, 0, 0), progress=False)
+    options.update(predictor_options or {})
+    predictor = Wav2LipPredictor(generator=generator, **options)
+    videos = generate_split_videos(predictor, dataroot, keys, out_dir, progress=progress)
+    references = {}  # the ground-truth clips are embedded once for both reports
+    lipsync = evaluate_videos(videos["dubbed"], dataroot, scorer=scorer, out_dir=out_dir,
+                              image_metrics=False, stem="lipsync", progress=progress,
+                              title="Lip sync: test faces driven by another clip's audio",
+                              reference_cache=references)
+    reconstruction = evaluate_videos(videos["reconstructed"], dataroot, scorer=scorer,
+                                     out_dir=out_dir, stem="reconstruction", progress=progress,
+                                     title="Reconstruction: test clips from their own audio",
+                                     reference_cache=references)
+    summary = {"clips": len(keys), "lipsync": lse_gap_summary(lipsync["rows"]),
+               "psnr": reconstruction["rows"][1]["psnr"],
+               "ssim": reconstruction["rows"][1]["ssim"],
+               "reports": {"lipsync": lipsync["paths"], "reconstruction": reconstruction["paths"]}}
+    return {"lipsync": lipsync, "reconstruction": reconstruction, "summary": summary}
+
+
+def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_dir=None,
+                                   max_clips=None, progress=True):
+    """``evaluate_generator_on_split`` on a training config's ``dataset.test`` split.
+
+    What ``tools/main.py --evaluate-only`` runs for a generator model: the LSE embedding model
+    is the model's own frozen expert.
+
+    Args:
+        cfg: the resolved config (``dataset.test.dataroot`` / ``filelist``, ``output_dir``).
+        generator: the ``Wav2Lip`` network; expert: the ``SyncNetColor`` expert.
+        out_dir: default ``<output_dir>/evaluation``.
+    Returns:
+        as ``evaluate_generator_on_split``.
+    """
+    from ..datasets.lrs2 import read_filelist, resolve_dataroot, resolve_filelist
+    from ..metrics.lse import ExpertScorer
+
+    test = cfg["dataset"]["test"]
+    dataroot = resolve_dataroot(test["dataroot"], config_dir)
+    keys = read_filelist(resolve_filelist(test["filelist"], dataroot, config_dir))
+    out_dir = out_dir or os.path.join(cfg.get("output_dir") or "output", "evaluation")
+    return evaluate_generator_on_split(generator, dataroot, keys, out_dir, ExpertScorer(expert),
+                                       max_clips=max_clips, progress=progress)

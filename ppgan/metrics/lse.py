@@ -1,0 +1,380 @@
+"""Lip-sync error LSE-D / LSE-C (the SyncNet offset protocol) and expert sync-pair accuracy.
+
+The protocol is the one joonson/syncnet_python runs and the Wav2Lip benchmark reports:
+
+1. embed every 5-frame video window i and the audio window that starts at the same time;
+2. for every offset d in -vshift..+vshift (vshift = 15 frames, 31 offsets) measure the distance
+   between video window i and audio window i + d; the audio features are zero-padded by vshift
+   on both sides, so windows near the edges are compared with zero vectors (as the reference does);
+3. ``mdist[d]`` = mean of those distances over all windows i;
+4. **LSE-D** = min(mdist), **LSE-C** = median(mdist) - min(mdist), **AV offset** = the d at the argmin.
+
+A data set's score is the arithmetic mean of the per-video LSE-D and LSE-C.
+
+Sign convention: a positive AV offset means the audio is *delayed* relative to the video (the
+sound belonging to frame i is heard at frame i + d). syncnet_python prints the opposite sign
+(``vshift - argmin``); the minimum distance and the confidence do not depend on it.
+
+The embedding model is pluggable (``SYNC_SCORERS``): ``expert`` is our trained ``SyncNetColor``
+(cosine distance of its normalised embeddings), ``syncnet_v2`` the original SyncNet v2
+(Euclidean distance, MFCC audio, 224-px frames; see ``ppgan.metrics.syncnet_v2``).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..utils.audio import MEL_STEP_SIZE, mel_index, melspectrogram
+from ..utils.errors import DataError, WeightsError
+from ..utils.registry import Registry, build_from_config
+
+VSHIFT = 15  # offsets searched on each side, in video frames (the reference's --vshift)
+SYNC_T = 5  # video frames per sync window
+
+SYNC_SCORERS = Registry("sync scorer")
+
+
+# ---------------------------------------------------------------------------------------------
+# distances and the offset protocol (pure numpy)
+# ---------------------------------------------------------------------------------------------
+
+def cosine_distance(a, b):
+    """Row-wise 1 - cos(a, b); a zero vector (the protocol's edge padding) has cos 0.
+
+    Args:
+        a, b: (N, D) arrays.
+    Returns:
+        (N,) float64 distances in [0, 2].
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dot = np.sum(a * b, axis=1)
+    cos = np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
+    return 1.0 - cos
+
+
+def euclidean_distance(a, b, eps=1e-6):
+    """Row-wise ||a - b + eps||, exactly what torch's ``pairwise_distance`` (SyncNet) computes.
+
+    Args:
+        a, b: (N, D) arrays.
+    Returns:
+        (N,) float64 distances.
+    """
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64) + eps
+    return np.linalg.norm(diff, axis=1)
+
+
+def offset_distances(video_feats, audio_feats, distance, vshift=VSHIFT):
+    """Distances between every video window and the audio windows ``vshift`` either side.
+
+    Args:
+        video_feats: (W, D) embeddings of video windows 0..W-1.
+        audio_feats: (W, D) embeddings of the audio windows starting at the same frames.
+        distance: row-wise distance function ``(N, D), (N, D) -> (N,)``.
+    Returns:
+        (W, 2 * vshift + 1) array; column k holds the distance to audio window i + k - vshift
+        (a zero vector where that window does not exist).
+    """
+    video_feats = np.asarray(video_feats, np.float64)
+    audio_feats = np.asarray(audio_feats, np.float64)
+    if video_feats.ndim != 2 or video_feats.shape != audio_feats.shape or len(video_feats) == 0:
+        raise ValueError(f"need matching non-empty (W, D) video and audio features, got "
+                         f"{video_feats.shape} and {audio_feats.shape}")
+    num_windows, dim = video_feats.shape
+    pad = np.zeros((vshift, dim))
+    padded = np.concatenate([pad, audio_feats, pad])
+    # One column per offset keeps memory at O(W * D) even for long videos.
+    return np.stack([distance(video_feats, padded[k:k + num_windows])
+                     for k in range(2 * vshift + 1)], axis=1)
+
+
+@dataclass
+class LSEResult:
+    """The protocol's outcome for one video.
+
+    Attributes:
+        offsets: (2 * vshift + 1,) int offsets d (positive = audio delayed).
+        mdist: (2 * vshift + 1,) mean distance per offset.
+        num_windows: how many 5-frame windows were averaged.
+    """
+
+    offsets: np.ndarray
+    mdist: np.ndarray
+    num_windows: int
+
+    @property
+    def lse_d(self):
+        """LSE-D: the minimum mean distance (lower is better synced)."""
+        return float(self.mdist.min())
+
+    @property
+    def lse_c(self):
+        """LSE-C: median minus minimum of the mean distances (higher is more confident)."""
+        return float(np.median(self.mdist) - self.mdist.min())
+
+    @property
+    def av_offset(self):
+        """The offset at the minimum mean distance, in frames (positive = audio delayed)."""
+        return int(self.offsets[int(np.argmin(self.mdist))])
+
+    def to_dict(self):
+        return {"lse_d": self.lse_d, "lse_c": self.lse_c, "av_offset": self.av_offset,
+                "num_windows": int(self.num_windows), "mdist": [float(v) for v in self.mdist]}
+
+
+def lse_from_distances(dists, vshift=VSHIFT):
+    """Reduce a (W, 2 * vshift + 1) distance table to an ``LSEResult`` (mean over windows)."""
+    dists = np.asarray(dists, np.float64)
+    return LSEResult(offsets=np.arange(-vshift, vshift + 1), mdist=dists.mean(axis=0),
+                     num_windows=len(dists))
+
+
+def lse_from_features(video_feats, audio_feats, distance, vshift=VSHIFT):
+    """The whole protocol on precomputed (W, D) video and audio window embeddings."""
+    return lse_from_distances(offset_distances(video_feats, audio_feats, distance, vshift), vshift)
+
+
+def aggregate_lse(results):
+    """Data-set score: means over videos.
+
+    Args:
+        results: list of ``LSEResult``.
+    Returns:
+        dict with ``lse_d``, ``lse_c`` (means), ``mdist`` (mean curve over videos, list),
+        ``offsets``, ``num_videos`` and ``av_offsets`` (per video); None for an empty list.
+    """
+    if not results:
+        return None
+    return {
+        "lse_d": float(np.mean([r.lse_d for r in results])),
+        "lse_c": float(np.mean([r.lse_c for r in results])),
+        "mdist": [float(v) for v in np.mean([r.mdist for r in results], axis=0)],
+        "offsets": [int(v) for v in results[0].offsets],
+        "num_videos": len(results),
+        "av_offsets": [r.av_offset for r in results],
+    }
+
+
+def sync_pair_accuracy(video_feats, audio_feats, min_offset=5, threshold=0.5, seed=0):
+    """How well an expert tells in-sync from off-sync (video, audio) window pairs.
+
+    Every window i gives one in-sync pair (video i, audio i) and one off-sync pair (video i,
+    audio j) with |j - i| >= ``min_offset`` drawn from a seeded generator. A pair is judged
+    in sync when the cosine similarity of the embeddings exceeds ``threshold`` (the expert is
+    trained with BCE on that similarity, so 0.5 is its decision boundary).
+
+    Args:
+        video_feats, audio_feats: (W, D) embeddings of the same clip's windows.
+    Returns:
+        dict: ``accuracy`` (balanced over both kinds), ``in_sync_accuracy``,
+        ``off_sync_accuracy``, ``pairs`` (number of pairs scored).
+    """
+    video_feats = np.asarray(video_feats, np.float64)
+    audio_feats = np.asarray(audio_feats, np.float64)
+    rng = np.random.default_rng(seed)
+    num_windows = len(video_feats)
+    positive = 1.0 - cosine_distance(video_feats, audio_feats) > threshold
+    negatives = []
+    for i in range(num_windows):
+        choices = [j for j in range(num_windows) if abs(j - i) >= min_offset]
+        if choices:
+            negatives.append((i, choices[rng.integers(len(choices))]))
+    if not negatives:
+        raise DataError(f"a clip of {num_windows} windows has no off-sync pair at least "
+                        f"{min_offset} frames apart: use longer clips")
+    vi, aj = np.array(negatives).T
+    negative = 1.0 - cosine_distance(video_feats[vi], audio_feats[aj]) <= threshold
+    return {"accuracy": float((positive.mean() + negative.mean()) / 2),
+            "in_sync_accuracy": float(positive.mean()),
+            "off_sync_accuracy": float(negative.mean()),
+            "pairs": int(len(positive) + len(negative))}
+
+
+# ---------------------------------------------------------------------------------------------
+# embedding models
+# ---------------------------------------------------------------------------------------------
+
+class SyncScorer:
+    """An audio-visual embedding model used by the protocol.
+
+    Subclasses set ``face_size`` (square input size), ``distance`` (row-wise function),
+    ``required_fps`` (None = any frame rate), ``pair_threshold`` and implement the three
+    methods below.
+    """
+
+    name = "base"
+    face_size = 96
+    required_fps = None
+    distance = staticmethod(cosine_distance)
+    pair_threshold = None  # cosine-similarity boundary for sync-pair accuracy (experts only)
+
+    def num_windows(self, num_frames, num_samples, fps):
+        """How many 5-frame windows have both video frames and audio features."""
+        raise NotImplementedError  # abstract
+
+    def video_features(self, faces, num_windows):
+        """(T, S, S, 3) uint8 BGR face crops -> (num_windows, D) float32 embeddings."""
+        raise NotImplementedError  # abstract
+
+    def audio_features(self, wav, fps, num_windows):
+        """(N,) float32 16 kHz audio -> (num_windows, D) embeddings of the windows at frames 0.."""
+        raise NotImplementedError  # abstract
+
+    def prepare_frame(self, face):
+        """Resize one BGR face crop to the model's input size (bilinear, as the references)."""
+        import cv2
+
+        if face.shape[0] == self.face_size and face.shape[1] == self.face_size:
+            return np.ascontiguousarray(face)
+        return cv2.resize(face, (self.face_size, self.face_size))
+
+
+def _batched(count, batch_size):
+    for start in range(0, count, batch_size):
+        yield start, min(count, start + batch_size)
+
+
+class ExpertScorer(SyncScorer):
+    """Our lip-sync expert (``SyncNetColor``) as the LSE embedding model.
+
+    Face input: lower halves of 5 consecutive 96x96 crops stacked on channels, (15, 48, 96),
+    BGR in [0, 1]; audio: the 16-step mel window starting at ``mel_index(i, fps)``. Distance:
+    1 - cosine of the L2-normalised embeddings.
+
+    Args:
+        net: a ``SyncNetColor`` (any width); it is put in eval mode.
+        batch_size: windows per forward pass.
+    """
+
+    name = "expert"
+    face_size = 96
+    pair_threshold = 0.5  # trained with BCE on the cosine similarity
+
+    def __init__(self, net, batch_size=64):
+        self.net = net
+        self.net.eval()
+        self.batch_size = int(batch_size)
+
+    def num_windows(self, num_frames, num_samples, fps):
+        mel_frames = 1 + num_samples // 200
+        count = 0
+        while (count + SYNC_T <= num_frames
+               and mel_index(count, fps) + MEL_STEP_SIZE <= mel_frames):
+            count += 1
+        return count
+
+    def _encode(self, encoder, batch):
+        import paddle
+        import paddle.nn.functional as F
+
+        with paddle.no_grad():
+            emb = encoder(paddle.to_tensor(batch))
+            emb = F.normalize(emb.reshape([emb.shape[0], -1]), p=2, axis=1)
+        return emb.numpy().astype(np.float32)
+
+    def video_features(self, faces, num_windows):
+        faces = np.asarray(faces)
+        half = self.face_size // 2
+        # (T, 3, 48, 96) lower halves, channels first, in [0, 1]
+        lower = faces[:, half:].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        out = []
+        for start, stop in _batched(num_windows, self.batch_size):
+            index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
+            windows = lower[index].reshape(stop - start, SYNC_T * 3, half, self.face_size)
+            out.append(self._encode(self.net.face_encoder, windows))
+        return np.concatenate(out)
+
+    def audio_features(self, wav, fps, num_windows):
+        mel = melspectrogram(wav)
+        out = []
+        for start, stop in _batched(num_windows, self.batch_size):
+            chunk = [mel[:, mel_index(i, fps):mel_index(i, fps) + MEL_STEP_SIZE]
+                     for i in range(start, stop)]
+            out.append(self._encode(self.net.audio_encoder, np.stack(chunk)[:, None]))
+        return np.concatenate(out)
+
+
+def infer_expert_width(state_dict, path=None):
+    """The ``width_mult`` of a ``SyncNetColor`` state dict.
+
+    Read from the widest layer (the last face conv, 512 x w channels) because narrow layers are
+    clamped to a minimum channel count and would give the wrong multiplier.
+    """
+    key = "face_encoder.16.conv_block.0.weight"
+    if key not in state_dict:
+        raise WeightsError(f"{path or 'the weights'} hold no SyncNetColor expert (no {key}): "
+                           f"pass an expert checkpoint")
+    return float(np.asarray(state_dict[key]).shape[0]) / 512.0
+
+
+def load_expert(weights, net_name=None, width_mult=None):
+    """Build a ``SyncNetColor`` of the right width and load ``weights`` into it (strictly).
+
+    Args:
+        weights: path to our expert checkpoint, a PaddleGAN ``syncnet.pdparams`` or a converted
+            PyTorch expert.
+        width_mult: None takes it from the checkpoint's config (``model.syncnet``) or, for a
+            plain weights file, from the layer shapes.
+    Returns:
+        the network, in eval mode.
+    """
+    from ..models.discriminators.syncnet import SyncNetColor
+    from ..utils.weights import load_weights, read_weights_file, select_state_dict
+
+    obj = read_weights_file(weights)
+    state = select_state_dict(obj, net_name=net_name, path=weights)
+    if width_mult is None:
+        config = obj.get("config") if isinstance(obj, dict) else None
+        block = (config.get("model") or {}).get("syncnet") if isinstance(config, dict) else None
+        if isinstance(block, dict) and block.get("width_mult") is not None:
+            width_mult = float(block["width_mult"])
+        else:
+            width_mult = infer_expert_width(state, weights)
+    net = SyncNetColor(width_mult=width_mult)
+    load_weights(net, state, strict=True)
+    net.eval()
+    return net
+
+
+@SYNC_SCORERS.register("expert")
+def build_expert_scorer(weights=None, net=None, net_name=None, width_mult=None, batch_size=64):
+    """``{name: expert, weights: CKPT}``: our trained expert (cosine distance)."""
+    if net is None:
+        if not weights:
+            raise WeightsError("the expert sync scorer needs weights: pass the expert checkpoint "
+                               "(e.g. --weights output/syncnet/.../final.pdparams)")
+        net = load_expert(weights, net_name=net_name, width_mult=width_mult)
+    return ExpertScorer(net, batch_size=batch_size)
+
+
+def build_sync_scorer(cfg, where="sync_scorer"):
+    """Build an LSE embedding model from ``{name: expert|syncnet_v2, weights: PATH, ...}``."""
+    from . import syncnet_v2  # noqa: F401  (registers "syncnet_v2")
+
+    return build_from_config(cfg, SYNC_SCORERS, where=where)
+
+
+def clip_features(scorer, faces, wav, fps):
+    """Video and own-audio window embeddings of one clip.
+
+    Args:
+        faces: (T, S, S, 3) uint8 BGR crops at ``scorer.face_size``.
+        wav: (N,) float32 16 kHz audio.
+    Returns:
+        (video_feats (W, D), audio_feats (W, D)).
+    Raises:
+        DataError: the clip is too short for one window.
+    """
+    count = scorer.num_windows(len(faces), len(wav), fps)
+    if count < 1:
+        raise DataError(f"clip of {len(faces)} frames / {len(wav) / 16000:.2f} s is too short "
+                        f"for one {SYNC_T}-frame sync window")
+    return scorer.video_features(faces, count), scorer.audio_features(wav, fps, count)
+
+
+def score_clip(scorer, faces, wav, fps, vshift=VSHIFT):
+    """LSE of one clip (its frames against its own audio): an ``LSEResult``."""
+    video_feats, audio_feats = clip_features(scorer, faces, wav, fps)
+    return lse_from_features(video_feats, audio_feats, scorer.distance, vshift)
