@@ -7,7 +7,8 @@ for one window (5 frames + 0.2 s of audio), in windows per second, with Paddle (
 and a same-topology PyTorch model in the same run, at 1 and 2 threads:
 - ``syncnet_v2``: the original SyncNet v2 (224 px, 3-D conv lip stream), batch 20 as the reference;
 - ``expert``: our SyncNetColor at full width and at the demo width (0.25), batch 64.
-It also times the numpy MFCC (python_speech_features semantics) on 60 s of audio and a whole
+Paddle runs both ways the scorers can: the dynamic graph and the exported inference program with
+oneDNN (``engine="static"``, what the evaluation uses on CPU). It also times the numpy MFCC (python_speech_features semantics) on 60 s of audio and a whole
 ``evaluate_videos`` run over synthetic clips, as seconds per minute of video.
 """
 
@@ -83,36 +84,41 @@ def _set_threads(threads):
     torch.set_num_threads(threads)
 
 
+def _compare(paddle_runs, torch_run, batch, repeats):
+    """windows/s of each Paddle engine and of torch, and time ratios against torch."""
+    th = _time(torch_run, repeats)
+    result = {"torch_windows_per_s": batch / th}
+    for engine, run in paddle_runs.items():
+        pd = _time(run, repeats)
+        result[f"paddle_{engine}_windows_per_s"] = batch / pd
+        result[f"paddle_{engine}_over_torch_time"] = pd / th
+    return result
+
+
 def bench_syncnet_v2(threads, repeats, batch=20):
-    import paddle
     import torch
-    from ppgan.metrics.syncnet_v2 import SyncNetV2
+    from ppgan.metrics.syncnet_v2 import SyncNetV2, SyncNetV2Scorer
 
     _set_threads(threads)
     rng = np.random.default_rng(0)
     lips = rng.uniform(0, 255, (batch, 3, 5, 224, 224)).astype(np.float32)
     mfccs = rng.normal(size=(batch, 1, 13, 20)).astype(np.float32)
     net, ref = SyncNetV2(), torch_syncnet_v2()
-    net.eval()
     ref.eval()
-
-    def paddle_run():
-        with paddle.no_grad():
-            net.forward_lip(paddle.to_tensor(lips))
-            net.forward_aud(paddle.to_tensor(mfccs))
+    runs = {}
+    for engine in ("dynamic", "static"):
+        scorer = SyncNetV2Scorer(net, batch_size=batch, engine=engine, threads=threads)
+        runs[engine] = lambda s=scorer: (s.embed_lips(lips), s.embed_audio(mfccs))
 
     def torch_run():
         with torch.no_grad():
             ref.forward_lip(torch.from_numpy(lips))
             ref.forward_aud(torch.from_numpy(mfccs))
 
-    pd, th = _time(paddle_run, repeats), _time(torch_run, repeats)
-    return {"paddle_windows_per_s": batch / pd, "torch_windows_per_s": batch / th,
-            "paddle_over_torch_time": pd / th}
+    return _compare(runs, torch_run, batch, repeats)
 
 
 def bench_expert(width, threads, repeats, batch=64):
-    import paddle
     import torch
     from ppgan.metrics.lse import ExpertScorer
     from ppgan.models.discriminators.syncnet import SyncNetColor
@@ -122,21 +128,19 @@ def bench_expert(width, threads, repeats, batch=64):
     rng = np.random.default_rng(0)
     faces = rng.uniform(0, 1, (batch, 15, 48, 96)).astype(np.float32)
     mels = rng.normal(size=(batch, 1, 80, 16)).astype(np.float32)
-    scorer = ExpertScorer(SyncNetColor(width_mult=width), batch_size=batch)
+    net = SyncNetColor(width_mult=width)
     ref = build_torch_network("syncnet", width_mult=width)
     ref.eval()
-
-    def paddle_run():
-        scorer._encode(scorer.net.face_encoder, faces)
-        scorer._encode(scorer.net.audio_encoder, mels)
+    runs = {}
+    for engine in ("dynamic", "static"):
+        scorer = ExpertScorer(net, batch_size=batch, engine=engine, threads=threads)
+        runs[engine] = lambda s=scorer: (s.embed_face(faces), s.embed_audio(mels))
 
     def torch_run():
         with torch.no_grad():
             ref(torch.from_numpy(mels), torch.from_numpy(faces))
 
-    pd, th = _time(paddle_run, repeats), _time(torch_run, repeats)
-    return {"paddle_windows_per_s": batch / pd, "torch_windows_per_s": batch / th,
-            "paddle_over_torch_time": pd / th}
+    return _compare(runs, torch_run, batch, repeats)
 
 
 def bench_mfcc(repeats):
@@ -148,7 +152,8 @@ def bench_mfcc(repeats):
 
 
 def bench_evaluate(threads, clips=3, frames=250):
-    """Seconds of ``evaluate_videos`` per minute of video (expert at width 0.25, 10 s clips)."""
+    """Seconds of ``evaluate_videos`` per minute of video (expert at width 0.25, 10 s clips,
+    default engine), including building the scorer."""
     from ppgan.apps.evaluate import evaluate_videos
     from ppgan.datasets.synthetic import random_speaker, synthesize_clip
     from ppgan.metrics.lse import ExpertScorer
@@ -162,8 +167,8 @@ def bench_evaluate(threads, clips=3, frames=250):
             speaker = random_speaker(np.random.default_rng([1, index]))
             video, wav, _ = synthesize_clip(np.random.default_rng([2, index]), speaker, frames)
             write_video(os.path.join(folder, "videos", f"{index}.mp4"), video, 25, audio=wav)
-        scorer = ExpertScorer(SyncNetColor(width_mult=0.25))
         start = time.perf_counter()
+        scorer = ExpertScorer(SyncNetColor(width_mult=0.25), threads=threads)  # + one-off export
         evaluate_videos(os.path.join(folder, "videos"), scorer=scorer,
                         out_dir=os.path.join(folder, "report"), progress=False)
         seconds = time.perf_counter() - start
@@ -181,7 +186,7 @@ def main():
         results[f"syncnet_v2_threads{threads}"] = bench_syncnet_v2(threads, args.repeats)
         for width in (1.0, 0.25):
             results[f"expert_w{width}_threads{threads}"] = bench_expert(width, threads, args.repeats)
-    results["evaluate_videos_threads1"] = bench_evaluate(1)
+    results["evaluate_videos_threads2"] = bench_evaluate(2)
     print(json.dumps(results, indent=2))
 
 

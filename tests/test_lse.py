@@ -217,13 +217,14 @@ def tiny_expert():
     return net
 
 
-def test_expert_scorer_embeds_like_the_network(tiny_expert, talking_clips):
+@pytest.mark.parametrize("engine", ["dynamic", "static"])
+def test_expert_scorer_embeds_like_the_network(tiny_expert, talking_clips, engine):
     import paddle
     from ppgan.utils.audio import mel_index, melspectrogram
 
     frames, wav = talking_clips[0]
     frames, wav = frames[:30], wav[:30 * 640]
-    scorer = ExpertScorer(tiny_expert, batch_size=7)
+    scorer = ExpertScorer(tiny_expert, batch_size=7, engine=engine)
     count = scorer.num_windows(len(frames), len(wav), 25)
     # 26 windows of 5 frames fit; the mel (1 + 19200 // 200 = 97 steps) ends the last at 80 + 16
     assert count == 26
@@ -237,11 +238,19 @@ def test_expert_scorer_embeds_like_the_network(tiny_expert, talking_clips):
     audio_in = mel[:, mel_index(i, 25):mel_index(i, 25) + 16][None, None]
     with paddle.no_grad():
         audio_emb, face_emb = tiny_expert(paddle.to_tensor(audio_in), paddle.to_tensor(face))
+    # the static program runs oneDNN kernels: equal up to float rounding
     np.testing.assert_allclose(video[i], face_emb.numpy()[0], atol=1e-5)
     np.testing.assert_allclose(audio[i], audio_emb.numpy()[0], atol=1e-5)
 
     result = score_clip(scorer, frames, wav, 25)
     assert result.num_windows == count and np.isfinite(result.mdist).all()
+
+
+def test_unknown_engine_is_a_config_error(tiny_expert):
+    from ppgan.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="engine"):
+        ExpertScorer(tiny_expert, engine="fastest")
 
 
 def test_expert_width_is_read_from_the_weights(tiny_expert):
@@ -333,9 +342,14 @@ def test_syncnet_v2_conversion_matches_pytorch(tmp_path):
     scale = max(np.abs(want_lip).max(), 1.0)
     np.testing.assert_allclose(got_aud, want_aud, atol=1e-4 * max(np.abs(want_aud).max(), 1.0))
     np.testing.assert_allclose(got_lip, want_lip, atol=1e-4 * scale)
+    # the static inference program (oneDNN) the evaluation runs on CPU gives the same embeddings
+    static = SyncNetV2Scorer(net, engine="static")
+    np.testing.assert_allclose(static.embed_lips(frames_in), want_lip, atol=1e-4 * scale)
+    np.testing.assert_allclose(static.embed_audio(mfcc_in), want_aud,
+                               atol=1e-4 * max(np.abs(want_aud).max(), 1.0))
 
     # The scorer feeds the network exactly the protocol's windows.
-    scorer = SyncNetV2Scorer(net, batch_size=4)
+    scorer = SyncNetV2Scorer(net, batch_size=4, engine="dynamic")
     assert scorer.num_windows(num_frames=12, num_samples=12 * 640, fps=25) == 7  # L - 5
     wav = rng.normal(scale=0.1, size=8 * 640).astype(np.float32)
     audio = scorer.audio_features(wav, 25, 3)

@@ -40,9 +40,9 @@ def parse_args(argv=None):
     parser.add_argument("--min-frames", type=int, default=50)
     parser.add_argument("--max-frames", type=int, default=75)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--expert-iters", type=int, default=400,
+    parser.add_argument("--expert-iters", type=int, default=650,
                         help="expert iterations (per-process batch from configs/demo/syncnet.yaml)")
-    parser.add_argument("--generator-iters", type=int, default=250,
+    parser.add_argument("--generator-iters", type=int, default=450,
                         help="generator iterations (per-process batch from configs/demo/wav2lip.yaml)")
     parser.add_argument("--hq-iters", type=int, default=20, help="HQ generator iterations")
     parser.add_argument("--eval-clips", type=int, default=None,

@@ -26,7 +26,8 @@ import numpy as np
 
 from ..metrics.image import PairedFrameMetrics
 from ..metrics.lse import (
-    VSHIFT, aggregate_lse, build_sync_scorer, lse_from_features, sync_pair_accuracy)
+    VSHIFT, aggregate_lse, build_sync_scorer, clip_features, lse_from_features,
+    sync_pair_accuracy)
 from ..metrics.report import markdown_table, write_report
 from ..utils.audio import load_audio
 from ..utils.errors import DataError, MediaError
@@ -131,12 +132,7 @@ class _ScoredClip:
         self.key, self.path = key, path
         faces, self.wav, self.fps = load_faces(path, scorer, box)
         self.num_frames = len(faces)
-        count = scorer.num_windows(len(faces), len(self.wav), self.fps)
-        if count < 1:
-            raise DataError(f"{path}: {len(faces)} frames / {len(self.wav) / 16000:.2f} s is too "
-                            f"short for one sync window")
-        self.video = scorer.video_features(faces, count)
-        self.audio = scorer.audio_features(self.wav, self.fps, count)
+        self.video, self.audio = clip_features(scorer, faces, self.wav, self.fps, name=path)
         self.lse = lse_from_features(self.video, self.audio, scorer.distance, vshift)
         self.accuracy = None
         if getattr(scorer, "pair_threshold", None) is not None:

@@ -20,12 +20,13 @@ The embedding model is pluggable (``SYNC_SCORERS``): ``expert`` is our trained `
 (Euclidean distance, MFCC audio, 224-px frames; see ``ppgan.metrics.syncnet_v2``).
 """
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..utils.audio import MEL_STEP_SIZE, mel_index, melspectrogram
-from ..utils.errors import DataError, WeightsError
+from ..utils.errors import ConfigError, DataError, WeightsError
 from ..utils.registry import Registry, build_from_config
 
 VSHIFT = 15  # offsets searched on each side, in video frames (the reference's --vshift)
@@ -236,6 +237,102 @@ def _batched(count, batch_size):
         yield start, min(count, start + batch_size)
 
 
+ENGINES = ("auto", "static", "dynamic")
+
+
+def _embedding_layer(trunk, head=None, normalize=False):
+    """A Layer computing ``normalize?(head?(flatten(trunk(x))))``: one embedding stream of a
+    sync model, so the static program and the dynamic fallback run the same layers."""
+    import paddle
+    import paddle.nn as nn
+    import paddle.nn.functional as F
+
+    class Embedding(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.trunk, self.head, self.normalize = trunk, head, normalize
+
+        def forward(self, x):
+            emb = paddle.flatten(self.trunk(x), 1)
+            if self.head is not None:
+                emb = self.head(emb)
+            return F.normalize(emb, p=2, axis=1) if self.normalize else emb
+
+    return Embedding()
+
+
+class _DynamicEmbedding:
+    """Run an embedding Layer in the dynamic graph: ndarray batch -> ndarray embeddings."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, batch):
+        import paddle
+
+        self.layer.eval()
+        with paddle.no_grad():
+            return self.layer(paddle.to_tensor(batch)).numpy()
+
+
+class _StaticEmbedding:
+    """The same Layer exported to a Paddle Inference program run with oneDNN on all CPU cores
+    (several times faster than the dynamic graph on CPU; see benchmarks/BENCHMARKS.md)."""
+
+    def __init__(self, layer, input_shape, threads=None):
+        import shutil
+        import tempfile
+
+        import paddle
+
+        layer.eval()
+        folder = tempfile.mkdtemp(prefix="ppgan-lse-")
+        try:
+            spec = [paddle.static.InputSpec([None, *input_shape], "float32", "x")]
+            paddle.jit.save(layer, os.path.join(folder, "embedding"), input_spec=spec)
+            config = paddle.inference.Config(os.path.join(folder, "embedding.json"),
+                                             os.path.join(folder, "embedding.pdiparams"))
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
+            config.enable_onednn()
+            config.disable_glog_info()
+            self.predictor = paddle.inference.create_predictor(config)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the predictor holds the program in memory
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, batch):
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.input.reshape(batch.shape)
+        self.input.copy_from_cpu(batch)
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def build_embedding(layer, input_shape, engine="auto", threads=None):
+    """A callable ``(N, *input_shape) ndarray -> (N, D) ndarray`` running ``layer``.
+
+    ``engine``: "static" (Paddle Inference + oneDNN, CPU), "dynamic", or "auto" (static on CPU,
+    dynamic elsewhere or when the export fails - the reason is logged).
+    """
+    import paddle
+
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "dynamic" or (engine == "auto" and not paddle.get_device().startswith("cpu")):
+        return _DynamicEmbedding(layer)
+    try:
+        return _StaticEmbedding(layer, input_shape, threads)
+    except Exception as exc:  # noqa: BLE001 - Paddle's export raises many unrelated types
+        if engine == "static":
+            raise
+        from ..utils.logger import get_logger
+        get_logger().warning(f"sync scorer: static inference unavailable ({type(exc).__name__}: "
+                             f"{str(exc).strip()[:120]}); using the dynamic graph")
+        return _DynamicEmbedding(layer)
+
+
 class ExpertScorer(SyncScorer):
     """Our lip-sync expert (``SyncNetColor``) as the LSE embedding model.
 
@@ -246,16 +343,24 @@ class ExpertScorer(SyncScorer):
     Args:
         net: a ``SyncNetColor`` (any width); it is put in eval mode.
         batch_size: windows per forward pass.
+        engine: "auto" | "static" | "dynamic" (see ``build_embedding``).
+        threads: CPU threads of the static engine (default: all cores).
     """
 
     name = "expert"
     face_size = 96
     pair_threshold = 0.5  # trained with BCE on the cosine similarity
 
-    def __init__(self, net, batch_size=64):
+    def __init__(self, net, batch_size=64, engine="auto", threads=None):
         self.net = net
         self.net.eval()
         self.batch_size = int(batch_size)
+        half = self.face_size // 2
+        # The same flatten + L2 normalisation as SyncNetColor.forward, one stream at a time.
+        self.embed_face = build_embedding(_embedding_layer(net.face_encoder, normalize=True),
+                                          (SYNC_T * 3, half, self.face_size), engine, threads)
+        self.embed_audio = build_embedding(_embedding_layer(net.audio_encoder, normalize=True),
+                                           (1, 80, MEL_STEP_SIZE), engine, threads)
 
     def num_windows(self, num_frames, num_samples, fps):
         mel_frames = 1 + num_samples // 200
@@ -264,15 +369,6 @@ class ExpertScorer(SyncScorer):
                and mel_index(count, fps) + MEL_STEP_SIZE <= mel_frames):
             count += 1
         return count
-
-    def _encode(self, encoder, batch):
-        import paddle
-        import paddle.nn.functional as F
-
-        with paddle.no_grad():
-            emb = encoder(paddle.to_tensor(batch))
-            emb = F.normalize(emb.reshape([emb.shape[0], -1]), p=2, axis=1)
-        return emb.numpy().astype(np.float32)
 
     def video_features(self, faces, num_windows):
         faces = np.asarray(faces)
@@ -283,7 +379,7 @@ class ExpertScorer(SyncScorer):
         for start, stop in _batched(num_windows, self.batch_size):
             index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
             windows = lower[index].reshape(stop - start, SYNC_T * 3, half, self.face_size)
-            out.append(self._encode(self.net.face_encoder, windows))
+            out.append(self.embed_face(windows))
         return np.concatenate(out)
 
     def audio_features(self, wav, fps, num_windows):
@@ -292,7 +388,7 @@ class ExpertScorer(SyncScorer):
         for start, stop in _batched(num_windows, self.batch_size):
             chunk = [mel[:, mel_index(i, fps):mel_index(i, fps) + MEL_STEP_SIZE]
                      for i in range(start, stop)]
-            out.append(self._encode(self.net.audio_encoder, np.stack(chunk)[:, None]))
+            out.append(self.embed_audio(np.stack(chunk)[:, None]))
         return np.concatenate(out)
 
 
@@ -339,14 +435,15 @@ def load_expert(weights, net_name=None, width_mult=None):
 
 
 @SYNC_SCORERS.register("expert")
-def build_expert_scorer(weights=None, net=None, net_name=None, width_mult=None, batch_size=64):
+def build_expert_scorer(weights=None, net=None, net_name=None, width_mult=None, batch_size=64,
+                        engine="auto"):
     """``{name: expert, weights: CKPT}``: our trained expert (cosine distance)."""
     if net is None:
         if not weights:
             raise WeightsError("the expert sync scorer needs weights: pass the expert checkpoint "
-                               "(e.g. --weights output/syncnet/.../final.pdparams)")
+                               "(e.g. --weights output/syncnet/best.pdparams)")
         net = load_expert(weights, net_name=net_name, width_mult=width_mult)
-    return ExpertScorer(net, batch_size=batch_size)
+    return ExpertScorer(net, batch_size=batch_size, engine=engine)
 
 
 def build_sync_scorer(cfg, where="sync_scorer"):
@@ -356,12 +453,13 @@ def build_sync_scorer(cfg, where="sync_scorer"):
     return build_from_config(cfg, SYNC_SCORERS, where=where)
 
 
-def clip_features(scorer, faces, wav, fps):
+def clip_features(scorer, faces, wav, fps, name="clip"):
     """Video and own-audio window embeddings of one clip.
 
     Args:
         faces: (T, S, S, 3) uint8 BGR crops at ``scorer.face_size``.
         wav: (N,) float32 16 kHz audio.
+        name: the clip's file, for the error message.
     Returns:
         (video_feats (W, D), audio_feats (W, D)).
     Raises:
@@ -369,8 +467,8 @@ def clip_features(scorer, faces, wav, fps):
     """
     count = scorer.num_windows(len(faces), len(wav), fps)
     if count < 1:
-        raise DataError(f"clip of {len(faces)} frames / {len(wav) / 16000:.2f} s is too short "
-                        f"for one {SYNC_T}-frame sync window")
+        raise DataError(f"{name} ({len(faces)} frames / {len(wav) / 16000:.2f} s) is too short "
+                        f"for one {SYNC_T}-frame sync window: score clips of at least 0.3 s")
     return scorer.video_features(faces, count), scorer.audio_features(wav, fps, count)
 
 

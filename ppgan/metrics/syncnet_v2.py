@@ -21,7 +21,9 @@ import math
 import numpy as np
 
 from ..utils.errors import ConfigError, WeightsError
-from .lse import SYNC_SCORERS, SYNC_T, SyncScorer, _batched, euclidean_distance
+from .lse import (
+    SYNC_SCORERS, SYNC_T, SyncScorer, _batched, _embedding_layer, build_embedding,
+    euclidean_distance)
 
 MFCC_PER_FRAME = 4  # 100 MFCC frames per second over 25 video frames per second
 MFCC_WINDOW = 20  # MFCC frames in one audio window (0.2 s = 5 video frames)
@@ -211,6 +213,10 @@ class SyncNetV2Scorer(SyncScorer):
     Frames: whole face crops resized to 224x224, BGR values 0..255; audio: MFCC of 16-bit
     samples, window v = MFCC columns 4v .. 4v+19. Usable length L = min(frames, samples // 640)
     and, like the reference, windows start at frames 0 .. L-6 (L - 5 windows).
+
+    Args:
+        net: a ``SyncNetV2`` with converted weights; batch_size: windows per forward pass;
+        engine: "auto" | "static" | "dynamic"; threads: CPU threads of the static engine.
     """
 
     name = "syncnet_v2"
@@ -218,10 +224,15 @@ class SyncNetV2Scorer(SyncScorer):
     required_fps = 25.0
     distance = staticmethod(euclidean_distance)
 
-    def __init__(self, net, batch_size=20):
+    def __init__(self, net, batch_size=20, engine="auto", threads=None):
         self.net = net
         self.net.eval()
         self.batch_size = int(batch_size)
+        # forward_lip / forward_aud as single-input layers (static program or dynamic graph)
+        self.embed_lips = build_embedding(_embedding_layer(net.netcnnlip, net.netfclip),
+                                          (3, SYNC_T, FACE_SIZE, FACE_SIZE), engine, threads)
+        self.embed_audio = build_embedding(_embedding_layer(net.netcnnaud, net.netfcaud),
+                                           (1, 13, MFCC_WINDOW), engine, threads)
 
     def num_windows(self, num_frames, num_samples, fps):
         if abs(fps - self.required_fps) > 1e-3:
@@ -230,29 +241,23 @@ class SyncNetV2Scorer(SyncScorer):
         return max(0, min(num_frames, num_samples // 640) - SYNC_T)
 
     def video_features(self, faces, num_windows):
-        import paddle
-
         faces = np.asarray(faces)
         out = []
         for start, stop in _batched(num_windows, self.batch_size):
             index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
             # (B, 5, H, W, 3) -> (B, 3, 5, H, W), values 0..255 as the original feeds them
             clip = faces[index].transpose(0, 4, 1, 2, 3).astype(np.float32)
-            with paddle.no_grad():
-                out.append(self.net.forward_lip(paddle.to_tensor(clip)).numpy())
+            out.append(self.embed_lips(clip))
         return np.concatenate(out)
 
     def audio_features(self, wav, fps, num_windows):
-        import paddle
-
         # The reference reads int16 wav samples; our decoder gives value / 32768.
         ceps = mfcc(np.asarray(wav, np.float64) * 32768.0).T.astype(np.float32)  # (13, M)
         out = []
         for start, stop in _batched(num_windows, self.batch_size):
             patches = np.stack([ceps[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW]
                                 for v in range(start, stop)])[:, None]
-            with paddle.no_grad():
-                out.append(self.net.forward_aud(paddle.to_tensor(patches)).numpy())
+            out.append(self.embed_audio(patches))
         return np.concatenate(out)
 
 
@@ -268,7 +273,7 @@ def load_syncnet_v2(weights):
 
 
 @SYNC_SCORERS.register("syncnet_v2")
-def build_syncnet_v2_scorer(weights=None, net=None, batch_size=20):
+def build_syncnet_v2_scorer(weights=None, net=None, batch_size=20, engine="auto"):
     """``{name: syncnet_v2, weights: syncnet_v2.pdparams}``: the original protocol's model."""
     if net is None:
         if not weights:
@@ -276,7 +281,7 @@ def build_syncnet_v2_scorer(weights=None, net=None, batch_size=20):
                                "tools/convert_weights.py --src syncnet_v2.model --arch syncnet_v2 "
                                "--out syncnet_v2.pdparams and pass that file")
         net = load_syncnet_v2(weights)
-    return SyncNetV2Scorer(net, batch_size=batch_size)
+    return SyncNetV2Scorer(net, batch_size=batch_size, engine=engine)
 
 
 _register_converter()
