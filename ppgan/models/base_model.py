@@ -201,19 +201,19 @@ class BaseModel:
     # ------------------------------------------------------------------ the trainer's API
     def setup_input(self, batch):
         """Take one batch (dict of tensors from the DataLoader)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every model implements it
 
     def train_iter(self, optimizers):
         """One optimisation step on the current batch; returns {loss name: float}."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every model implements it
 
     def test_iter(self):
         """Accumulate evaluation statistics for the current batch (no gradients)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every model implements it
 
     def eval_metrics(self):
         """Metrics over everything ``test_iter`` saw since the last call, averaged over ranks."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every model implements it
 
     def visual_items(self):
         """{name: (B, 3, T, H, W) or (B, 3, H, W) BGR [0, 1] tensor} of the last training batch."""
