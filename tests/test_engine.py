@@ -11,7 +11,9 @@ import pytest
 
 from ppgan.engine.checkpoint import load_checkpoint
 from ppgan.engine.hooks import make_grid
-from ppgan.engine.trainer import EpochBatches, Trainer, check_config
+from ppgan.engine.batches import EpochBatches
+from ppgan.engine.setup import check_config
+from ppgan.engine.trainer import Trainer
 from ppgan.models.builder import MODELS
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.syncnet_model import SyncNetModel

@@ -11,6 +11,8 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_SYNCNET = os.path.join(REPO, "configs", "demo", "syncnet.yaml")
+DEMO_WAV2LIP = os.path.join(REPO, "configs", "demo", "wav2lip.yaml")
+LIPSYNC_ROWS = ("ground_truth", "generated", "shuffled_audio")
 
 
 def load_tool():
@@ -112,6 +114,7 @@ def test_train_then_evaluate_only_and_truncated_resume(synthetic_corpus, tmp_pat
     assert set(report["metrics"]) == {"accuracy", "sync_loss"}
     assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
     assert not list(evaluation.glob("*.pdparams"))               # evaluation writes no checkpoint
+    assert "lipsync" not in report and not (evaluation / "evaluation").exists()  # no generator
 
     code, _ = run_tool(tiny(synthetic_corpus, tmp_path / "eval2") + ["--evaluate-only", "--load",
                                                                      str(checkpoint)], capsys)
@@ -123,3 +126,41 @@ def test_train_then_evaluate_only_and_truncated_resume(synthetic_corpus, tmp_pat
     code, err = run_tool(tiny(synthetic_corpus, tmp_path / "r") + ["--resume", str(truncated)],
                          capsys)
     assert_one_error_line(code, err, r"cut.pdparams is corrupt or truncated")
+
+
+def test_evaluate_only_scores_a_generator_with_its_expert(synthetic_corpus, tmp_path, capsys):
+    import paddle
+    from ppgan.models.discriminators.syncnet import SyncNetColor
+    from ppgan.models.generators.wav2lip import Wav2Lip
+    from ppgan.utils.weights import save_weights_file
+
+    paddle.seed(0)
+    expert, generator = tmp_path / "expert.pdparams", tmp_path / "generator.pdparams"
+    save_weights_file(SyncNetColor(width_mult=0.125).state_dict(), str(expert))
+    save_weights_file(Wav2Lip(width_mult=0.125).state_dict(), str(generator))
+    out = tmp_path / "eval"
+    code, err = run_tool(["-c", DEMO_WAV2LIP, "--output-dir", str(out), "-o",
+                          f"dataset.train.dataroot={synthetic_corpus}",
+                          f"dataset.test.dataroot={synthetic_corpus}", f"model.syncnet_weights={expert}",
+                          "model.discriminator.width_mult=0.125", "dataset.test.batch_size=2",
+                          "validate.max_eval_steps=1", "enable_visualdl=false",
+                          "--evaluate-only", "--load", str(generator)], capsys)
+    assert code == 0, err
+    report = json.loads((out / "eval_metrics.json").read_text())
+    assert report["weights"] == str(generator) and {"l1_loss", "sync_loss"} <= set(report["metrics"])
+    lipsync = report["lipsync"]
+    assert lipsync["clips"] == 2  # the demo config's test split is the corpus's 2 val clips
+    assert lipsync["psnr"] > 0 and 0 < lipsync["ssim"] <= 1
+    evaluation = out / "evaluation"
+    for stem in ("lipsync", "reconstruction"):
+        for suffix in (".json", ".md", "_offsets.png"):
+            assert (evaluation / f"{stem}{suffix}").is_file()
+    # eval_metrics.json holds the three rows exactly as the written report has them
+    written = json.loads((evaluation / "lipsync.json").read_text())["rows"]
+    assert set(lipsync["rows"]) == set(LIPSYNC_ROWS)
+    for key, row in zip(LIPSYNC_ROWS, written):
+        assert lipsync["rows"][key] == {"lse_d": row["lse_d"], "lse_c": row["lse_c"],
+                                        "num_videos": 2}
+        assert row["lse_d"] > 0 and row["lse_c"] >= 0
+    assert "| shuffled audio (floor) |" in (evaluation / "lipsync.md").read_text()
+    assert "lip sync on 2 test clips: LSE-D" in (out / "log.txt").read_text()

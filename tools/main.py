@@ -35,7 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--resume", help="checkpoint (or folder of checkpoints) to continue from")
     parser.add_argument("--load", help="weights to start from or to evaluate")
     parser.add_argument("--evaluate-only", action="store_true",
-                        help="evaluate on dataset.test and write <output_dir>/eval_metrics.json")
+                        help="evaluate on dataset.test and write <output_dir>/eval_metrics.json "
+                             "(generator models: plus lip-sync reports in <output_dir>/evaluation)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config's seed)")
     parser.add_argument("--output-dir", help="run folder (overrides the config's output_dir)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
@@ -45,7 +46,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ppgan.engine.trainer import run
+    from ppgan.engine.run import run
     run(args.config_file, args.opt, resume=args.resume, load=args.load,
         evaluate_only=args.evaluate_only, seed=args.seed, output_dir=args.output_dir,
         device=args.device, amp=args.amp)

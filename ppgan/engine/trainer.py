@@ -9,12 +9,12 @@ shards, rank-0 files, per-rank logs).
     trainer = Trainer(cfg, config_path="configs/demo/syncnet.yaml")
     trainer.resume("output/syncnet/iter_200_checkpoint.pdparams")   # optional
     trainer.train()
+
+``ppgan.engine.run.run`` is the same from a config file (what ``tools/main.py`` calls).
 """
 
-import hashlib
 import json
 import os
-import random
 import time
 
 import numpy as np
@@ -28,128 +28,11 @@ from ..utils import comm
 from ..utils.config import dump_config, to_plain
 from ..utils.errors import ConfigError, TrainingError, WeightsError
 from ..utils.logger import get_logger, setup_logger
-from ..utils.registry import accepted_keys, closest
+from ..utils.registry import accepted_keys
 from . import checkpoint as ckpt_io
+from .batches import EpochBatches
 from .hooks import CheckpointHook, EvalHook, LoggerHook, LRSchedulerHook, VisualHook
-
-# Every key a training config may hold, with the sub-keys of the blocks the trainer reads.
-CONFIG_KEYS = {
-    "total_iters": None, "output_dir": None, "seed": None, "model": None, "dataset": None,
-    "optimizer": None, "lr_scheduler": None, "enable_visualdl": None, "to_static": None,
-    "onednn": None, "threads": None, "find_unused_parameters": None,
-    "validate": ("interval", "max_eval_steps"),
-    "log_config": ("interval", "visual_interval"),
-    "snapshot_config": ("interval", "keep_last", "best_metric", "best_mode"),
-}
-
-
-def check_config(cfg, where="the config"):
-    """Fail on unknown or misspelt keys of the trainer's part of the config."""
-    def unknown(key, options, block):
-        hint = closest(key, options)
-        hint = f"; did you mean {hint!r}?" if hint else f"; allowed: {', '.join(options)}"
-        return ConfigError(f"unknown key {block + key!r} in {where}{hint}")
-
-    for key, value in cfg.items():
-        if key not in CONFIG_KEYS:
-            raise unknown(key, list(CONFIG_KEYS), "")
-        subkeys = CONFIG_KEYS[key]
-        if subkeys and value is not None:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{key} in {where} must be a mapping with keys {subkeys}")
-            for sub in value:
-                if sub not in subkeys:
-                    raise unknown(sub, list(subkeys), f"{key}.")
-    for key in ("total_iters", "model", "dataset", "optimizer", "lr_scheduler"):
-        if key not in cfg:
-            raise ConfigError(f"{where} lacks the required key {key!r}")
-    if not isinstance(cfg.total_iters, int) or cfg.total_iters <= 0:
-        raise ConfigError(f"total_iters in {where} must be a positive integer, "
-                          f"got {cfg.total_iters!r}")
-    if "train" not in (cfg.dataset or {}):
-        raise ConfigError(f"dataset in {where} needs a 'train' block")
-    if (cfg.get("validate") or {}).get("interval") and "test" not in cfg.dataset:
-        raise ConfigError(f"validate.interval is set in {where} but dataset has no 'test' block "
-                          f"to evaluate on; add one or set validate.interval: 0")
-
-
-def resolve_device(device):
-    """'auto' | 'cpu' | 'gpu' -> the Paddle device actually used ('cpu' or 'gpu')."""
-    if device not in ("auto", "cpu", "gpu"):
-        raise ConfigError(f"--device must be auto, cpu or gpu, got {device!r}")
-    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if device == "gpu" and not has_gpu:
-        raise ConfigError("--device gpu: this Paddle build has no CUDA support or no GPU is "
-                          "visible; use --device cpu (or auto)")
-    return "gpu" if device == "gpu" or (device == "auto" and has_gpu) else "cpu"
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    paddle.seed(seed)
-
-
-def weights_digest(state_dicts):
-    """Short SHA-1 over every tensor of {net: state dict} (same weights <=> same digest)."""
-    digest = hashlib.sha1()
-    for net_name in sorted(state_dicts):
-        for key, value in sorted(state_dicts[net_name].items()):
-            digest.update(f"{net_name}.{key}".encode())
-            digest.update(np.ascontiguousarray(value.numpy()).tobytes())
-    return digest.hexdigest()[:16]
-
-
-class EpochBatches:
-    """Endless batches from a DataLoader whose sampler/dataset reshuffle by epoch.
-
-    Epoch ``e`` always sees the same order (``set_epoch(e)`` on the sampler and the dataset),
-    and starting at iteration ``k`` skips the first ``k mod len`` index batches of its epoch
-    without loading them, so a resumed run reads exactly the batches an uninterrupted one would.
-    """
-
-    def __init__(self, loader, start_iter=0):
-        self.loader = loader
-        self.sampler = loader.batch_sampler
-        self.per_epoch = len(loader)
-        if self.per_epoch == 0:
-            raise ConfigError("the training DataLoader yields no batch: use a smaller "
-                              "dataset.train.batch_size or a bigger filelist")
-        self.epoch, skip = divmod(start_iter, self.per_epoch)
-        self._start(skip)
-
-    def _start(self, skip):
-        from ..datasets.builder import set_loader_epoch
-        self.loader.batch_sampler = self.sampler
-        set_loader_epoch(self.loader, self.epoch)
-        self.loader.batch_sampler = _SkipFirst(self.sampler, skip) if skip else self.sampler
-        self._iter = iter(self.loader)
-
-    def __next__(self):
-        try:
-            return next(self._iter)
-        except StopIteration:
-            self.epoch += 1
-            self._start(0)
-            return next(self._iter)
-
-
-class _SkipFirst:
-    """A batch sampler that drops the first ``skip`` index batches of ``inner``."""
-
-    def __init__(self, inner, skip):
-        self.inner, self.skip = inner, skip
-
-    def __iter__(self):
-        for i, indices in enumerate(self.inner):
-            if i >= self.skip:
-                yield indices
-
-    def __len__(self):
-        return max(0, len(self.inner) - self.skip)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+from .setup import check_config, resolve_device, seed_everything, weights_digest
 
 
 class Trainer:
@@ -439,42 +322,3 @@ class Trainer:
         with open(tmp, "w") as f:
             json.dump(record, f, indent=2)
         os.replace(tmp, path)
-
-
-def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
-        output_dir=None, device="auto", amp=False):
-    """What ``tools/main.py`` does: load the config, then train or evaluate.
-
-    Args:
-        config_file: YAML config; ``overrides`` are ``a.b.c=value`` strings.
-        resume: checkpoint (or folder of checkpoints) to continue from exactly.
-        load: weights to start from (our checkpoint, a PaddleGAN or converted file).
-        evaluate_only: evaluate the (loaded) weights on ``dataset.test`` and write
-            ``<output_dir>/eval_metrics.json`` instead of training.
-        seed, output_dir: override the config's ``seed`` / ``output_dir``.
-        device: 'auto' | 'cpu' | 'gpu'; amp: float16 mixed precision (GPU only).
-    Returns:
-        The trainer (for tests and the Python API).
-    """
-    from ..utils.config import load_config
-    cfg = load_config(config_file, overrides)
-    if seed is not None:
-        cfg.seed = int(seed)
-    if output_dir:
-        cfg.output_dir = output_dir
-    if resume and load:
-        raise ConfigError("--resume and --load exclude each other: --resume continues a run, "
-                          "--load only initialises weights")
-    trainer = Trainer(cfg, config_path=config_file, device=device, amp=amp)
-    if resume:
-        trainer.resume(resume)
-    elif load:
-        trainer.load(load)
-    if evaluate_only:
-        trainer.evaluate()
-        trainer.write_metrics(os.path.join(trainer.output_dir, "eval_metrics.json"),
-                              {"weights": resume or load})
-        trainer.close()
-        return trainer
-    trainer.train()
-    return trainer

@@ -1,0 +1,106 @@
+"""What ``tools/main.py`` runs: a config file to a trained model, or to evaluation reports.
+
+``--evaluate-only`` writes ``<output_dir>/eval_metrics.json`` with the model's validation metrics
+(``Trainer.evaluate``). For a generator model (``netG`` beside a frozen lip-sync expert) it also
+regenerates the config's test split and scores lip sync with that expert
+(``ppgan.apps.evaluate.evaluate_generator_from_config``): the JSON / markdown / PNG reports go to
+``<output_dir>/evaluation`` and their headline numbers into eval_metrics.json under ``lipsync``.
+"""
+
+import os
+
+from ..utils import comm
+from ..utils.errors import ConfigError
+from ..utils.logger import get_logger
+from .trainer import Trainer
+
+# eval_metrics.json names of the three report rows, in ``ppgan.apps.evaluate.ROW_NAMES`` order.
+LIPSYNC_ROW_KEYS = ("ground_truth", "generated", "shuffled_audio")
+
+
+def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
+        output_dir=None, device="auto", amp=False):
+    """Load the config, then train or evaluate.
+
+    Args:
+        config_file: YAML config; ``overrides`` are ``a.b.c=value`` strings.
+        resume: checkpoint (or folder of checkpoints) to continue from exactly.
+        load: weights to start from (our checkpoint, a PaddleGAN or converted file).
+        evaluate_only: evaluate the (loaded) weights on ``dataset.test`` and write
+            ``<output_dir>/eval_metrics.json`` instead of training (generator models: plus the
+            lip-sync reports, see the module docstring).
+        seed, output_dir: override the config's ``seed`` / ``output_dir``.
+        device: 'auto' | 'cpu' | 'gpu'; amp: float16 mixed precision (GPU only).
+    Returns:
+        The trainer (for tests and the Python API).
+    """
+    from ..utils.config import load_config
+    cfg = load_config(config_file, overrides)
+    if seed is not None:
+        cfg.seed = int(seed)
+    if output_dir:
+        cfg.output_dir = output_dir
+    if resume and load:
+        raise ConfigError("--resume and --load exclude each other: --resume continues a run, "
+                          "--load only initialises weights")
+    trainer = Trainer(cfg, config_path=config_file, device=device, amp=amp)
+    if resume:
+        trainer.resume(resume)
+    elif load:
+        trainer.load(load)
+    if evaluate_only:
+        trainer.evaluate()
+        extra = {"weights": resume or load}
+        # Regenerating videos is single-process work; the other ranks are done after evaluate().
+        if is_generator_model(trainer.model) and comm.is_main_process():
+            extra["lipsync"] = evaluate_lipsync(trainer)
+        trainer.write_metrics(os.path.join(trainer.output_dir, "eval_metrics.json"), extra)
+        trainer.close()
+        return trainer
+    trainer.train()
+    return trainer
+
+
+def is_generator_model(model):
+    """True for models with a generator ``netG`` and a frozen expert (Wav2Lip, Wav2Lip HQ)."""
+    expert = getattr(model, "expert_name", None)
+    return "netG" in model.nets and expert in model.nets and expert in model.frozen
+
+
+def evaluate_lipsync(trainer):
+    """Score the trainer's generator on the test split with its own expert; log one line.
+
+    Returns:
+        The JSON-ready summary stored under ``lipsync`` in eval_metrics.json: ``clips``,
+        ``rows`` {ground_truth, generated, shuffled_audio: {lse_d, lse_c, num_videos}},
+        ``closer_to_ground_truth``, ``psnr`` / ``ssim`` (reconstructions from each clip's own
+        audio) and ``reports`` (paths of the lip-sync and reconstruction reports).
+    """
+    from ..apps.evaluate import evaluate_generator_from_config
+    from ..metrics.report import json_safe
+
+    model = trainer.model
+    result = evaluate_generator_from_config(trainer.cfg, model.net("netG"),
+                                            model.net(model.expert_name),
+                                            config_dir=trainer.config_dir)
+    summary = result["summary"]
+    rows = {key: {"lse_d": row["lse_d"], "lse_c": row["lse_c"], "num_videos": row["num_videos"]}
+            for key, row in zip(LIPSYNC_ROW_KEYS, result["lipsync"]["rows"])}
+    gap = summary["lipsync"]
+    record = {"clips": summary["clips"], "rows": rows,
+              "closer_to_ground_truth": gap["closer_to_ground_truth"] if gap else None,
+              "psnr": summary["psnr"], "ssim": summary["ssim"], "reports": summary["reports"]}
+    get_logger().info(f"lip sync on {summary['clips']} test clips: " + format_lipsync(record))
+    return json_safe(record)
+
+
+def format_lipsync(record):
+    """``LSE-D a / b / c, LSE-C a / b / c (ground truth / generated / shuffled audio); PSNR, SSIM``."""
+    def number(value, digits):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    lse = ", ".join(name + " " + " / ".join(number(record["rows"][row][key], 3)
+                                             for row in LIPSYNC_ROW_KEYS)
+                    for name, key in (("LSE-D", "lse_d"), ("LSE-C", "lse_c")))
+    return (f"{lse} (ground truth / generated / shuffled audio); "
+            f"PSNR {number(record['psnr'], 2)}, SSIM {number(record['ssim'], 4)}")
