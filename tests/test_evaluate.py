@@ -226,3 +226,13 @@ def test_generator_evaluation_on_the_test_split(synthetic_corpus, tmp_path):
     summary = result["summary"]
     assert summary["clips"] == 2 and summary["psnr"] > 0 and 0 < summary["ssim"] <= 1
     assert set(summary["lipsync"]) == {"ground_truth", "generated", "floor", "closer_to_ground_truth"}
+
+
+def test_generation_uses_the_offset_the_generator_was_trained_with():
+    from ppgan.apps.evaluate import trained_mel_frame_offset
+    from ppgan.utils.config import AttrDict
+
+    unset = AttrDict({"dataset": {"train": {"name": "Wav2LipDataset"}}})
+    assert trained_mel_frame_offset(unset) == -1  # the dataset's default: the reference's windows
+    as_inference = AttrDict({"dataset": {"train": {"mel_frame_offset": 0}}})
+    assert trained_mel_frame_offset(as_inference) == 0

@@ -40,9 +40,9 @@ def parse_args(argv=None):
     parser.add_argument("--min-frames", type=int, default=50)
     parser.add_argument("--max-frames", type=int, default=75)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--expert-iters", type=int, default=650,
+    parser.add_argument("--expert-iters", type=int, default=900,
                         help="expert iterations (per-process batch from configs/demo/syncnet.yaml)")
-    parser.add_argument("--generator-iters", type=int, default=450,
+    parser.add_argument("--generator-iters", type=int, default=420,
                         help="generator iterations (per-process batch from configs/demo/wav2lip.yaml)")
     parser.add_argument("--hq-iters", type=int, default=20, help="HQ generator iterations")
     parser.add_argument("--eval-clips", type=int, default=None,
@@ -188,7 +188,9 @@ def main(argv=None):
     expert_dir = os.path.join(out, "syncnet")
     small = ["dataset.train.batch_size=2", "dataset.test.batch_size=2",
              "validate.max_eval_steps=2"] if args.quick else []
-    expert_opts = corpus_overrides(corpus, small + schedule(args.expert_iters, evaluations=2))
+    # The expert's learning rate decays to 0 over exactly the iterations run.
+    expert_opts = corpus_overrides(corpus, small + schedule(args.expert_iters, evaluations=2)
+                                   + [f"lr_scheduler.T_max={args.expert_iters}"])
     run_tool("expert training", ["-c", "configs/demo/syncnet.yaml", "--output-dir", expert_dir,
                                  "-o", *expert_opts], args.nproc, os.path.join(out, "logs", "syncnet"))
     expert_weights = os.path.join(expert_dir, "best.pdparams")
@@ -223,18 +225,24 @@ def main(argv=None):
     lap("HQ generator training")
 
     # 6. evaluation of the plain generator on the held-out clips
-    from ppgan.apps.evaluate import evaluate_generator_on_split
+    from ppgan.apps.evaluate import evaluate_generator_on_split, trained_mel_frame_offset
     from ppgan.apps.generator_loader import load_generator
     from ppgan.metrics.lse import ExpertScorer, load_expert
+    from ppgan.utils.config import load_config
 
     generator_weights = os.path.join(generator_dir, "best.pdparams")
     generator = load_generator(generator_weights)
+    # Generate with the audio alignment the generator was trained with (the run's saved config).
+    mel_frame_offset = trained_mel_frame_offset(load_config(os.path.join(generator_dir,
+                                                                         "config.yaml")))
     scorer = ExpertScorer(load_expert(expert_weights))
     test_keys = read_keys(corpus, "test")
     print("\n== evaluation", flush=True)
     evaluation = evaluate_generator_on_split(generator, corpus, test_keys,
                                              os.path.join(out, "evaluation"), scorer,
-                                             max_clips=args.eval_clips)
+                                             max_clips=args.eval_clips,
+                                             predictor_options={"mel_frame_offset":
+                                                                mel_frame_offset})
     lap("evaluation")
 
     # 7. inference: a held-out face driven by another held-out clip's audio
@@ -245,7 +253,8 @@ def main(argv=None):
     audio_path = os.path.join(corpus, audio_key, "audio.wav")
     result_path = os.path.join(out, "result.mp4")
     print(f"\n== inference: face {face_key} driven by the audio of {audio_key}", flush=True)
-    predictor = Wav2LipPredictor(generator=generator, box=(0, -1, 0, -1), pads=(0, 0, 0, 0))
+    predictor = Wav2LipPredictor(generator=generator, box=(0, -1, 0, -1), pads=(0, 0, 0, 0),
+                                 mel_frame_offset=mel_frame_offset)
     result = predictor.run(face_video, audio_path, result_path)
     grid_path = os.path.join(out, "grid.png")
     save_grid(grid_path, face_video, result_path, os.path.join(corpus, audio_key))

@@ -401,5 +401,19 @@ def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_
     dataroot = resolve_dataroot(test["dataroot"], config_dir)
     keys = read_filelist(resolve_filelist(test["filelist"], dataroot, config_dir))
     out_dir = out_dir or os.path.join(cfg.get("output_dir") or "output", "evaluation")
+    # Generate with the audio alignment the generator was trained with, so a config that keeps
+    # the reference's one-frame-early training windows is not scored one frame out of step.
+    offset = trained_mel_frame_offset(cfg)
     return evaluate_generator_on_split(generator, dataroot, keys, out_dir, ExpertScorer(expert),
-                                       max_clips=max_clips, progress=progress)
+                                       max_clips=max_clips, progress=progress,
+                                       predictor_options={"mel_frame_offset": offset})
+
+
+def trained_mel_frame_offset(cfg):
+    """The ``mel_frame_offset`` of a config's training set (the dataset's default when unset)."""
+    import inspect
+
+    from ..datasets.lrs2 import Wav2LipDataset
+
+    default = inspect.signature(Wav2LipDataset).parameters["mel_frame_offset"].default
+    return int((cfg["dataset"].get("train") or {}).get("mel_frame_offset", default))
