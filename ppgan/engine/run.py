@@ -96,11 +96,11 @@ def evaluate_lipsync(trainer):
 
 def format_lipsync(record):
     """``LSE-D a / b / c, LSE-C a / b / c (ground truth / generated / shuffled audio); PSNR, SSIM``."""
-    def number(value, digits):
-        return "–" if value is None else f"{value:.{digits}f}"
+    from ..metrics.report import format_value
 
-    lse = ", ".join(name + " " + " / ".join(number(record["rows"][row][key], 3)
+    lse = ", ".join(name + " " + " / ".join(format_value(record["rows"][row][key], "{:.3f}")
                                              for row in LIPSYNC_ROW_KEYS)
                     for name, key in (("LSE-D", "lse_d"), ("LSE-C", "lse_c")))
     return (f"{lse} (ground truth / generated / shuffled audio); "
-            f"PSNR {number(record['psnr'], 2)}, SSIM {number(record['ssim'], 4)}")
+            f"PSNR {format_value(record['psnr'], '{:.2f}')}, "
+            f"SSIM {format_value(record['ssim'], '{:.4f}')}")

@@ -34,7 +34,8 @@ def json_safe(value):
     return value
 
 
-def _format(value, spec):
+def format_value(value, spec):
+    """``spec.format(value)``; a missing value prints as "–", an infinite one as "∞"."""
     if value is None:
         return "–"
     if isinstance(value, float) and math.isinf(value):
@@ -48,7 +49,7 @@ def markdown_table(rows, title=None):
     lines.append("| " + " | ".join(header for header, _, _ in REPORT_COLUMNS) + " |")
     lines.append("|" + "|".join("---" for _ in REPORT_COLUMNS) + "|")
     for row in rows:
-        cells = [_format(row.get(key), spec) for _, key, spec in REPORT_COLUMNS]
+        cells = [format_value(row.get(key), spec) for _, key, spec in REPORT_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {row['name']}: {row['note']}" for row in rows if row.get("note")]
     if notes:
