@@ -32,6 +32,7 @@ from paddle.io import DistributedBatchSampler
 from ..utils import comm
 from ..utils.errors import ConfigError, DataError
 from ..utils.registry import Registry, build_from_config
+from .worker_pool import SharedMemoryWorkers
 from .workers import single_threaded_opencv_while_forking
 
 DATASETS = Registry("dataset")
@@ -117,36 +118,35 @@ class ExpandingDataLoader(paddle.io.DataLoader):
 
     Batches are equal to collating ``dataset[i]`` (float32 Tensors, batch axis first); the float32
     arrays are never copied into Paddle. With ``num_workers=0`` the expansion runs in Paddle's reader
-    thread, overlapping the consumer; with workers only the uint8 form crosses the process boundary
-    and each batch is expanded in this process. ``loader.dataset`` is the dataset itself, so
-    ``set_epoch`` and indexing work on it as with a plain loader.
+    thread, overlapping the consumer. With workers, compact batches come from our own worker
+    processes through shared-memory slots (``worker_pool``: Paddle's hand-over of a batch costs
+    more than making it) and are expanded in this process. ``loader.dataset`` is the dataset
+    itself, so ``set_epoch`` and indexing work on it as with a plain loader.
     """
 
     def __iter__(self):
         compact = hasattr(self.dataset, "compact_item")
+        opencv_once = single_threaded_opencv_while_forking(self.num_workers > 0)  # the workers start in it
+        if compact and self.num_workers > 0:
+            sampler = self.batch_sampler
+            seed = getattr(sampler, "seed", 0) * 1000003 + getattr(sampler, "epoch", 0)
+            pool = SharedMemoryWorkers(self.dataset, sampler, self.num_workers, self.dataset.expand_batch,
+                                       seed=seed, fork_context=opencv_once)
+            return ({key: _as_tensor(value, paddle.CPUPlace()) for key, value in batch.items()} for batch in pool)
         fetching = self
         if compact:
-            # Paddle's iterators fetch from ``loader.dataset``: give them a copy of this loader whose
+            # Paddle's iterator fetches from ``loader.dataset``: give it a copy of this loader whose
             # dataset is the compact view (the sampler and all other settings are shared).
             fetching = copy.copy(self)
             fetching.dataset = _CompactItems(self.dataset)
-            if self.num_workers == 0:
-                fetching.collate_fn = self._collate_expanded
-        with single_threaded_opencv_while_forking(self.num_workers > 0):  # the workers start here
-            batches = paddle.io.DataLoader.__iter__(fetching)
-        return self._expanded(batches) if compact and self.num_workers > 0 else batches
+            fetching.collate_fn = self._collate_expanded
+        with opencv_once:
+            return paddle.io.DataLoader.__iter__(fetching)
 
     def _collate_expanded(self, samples):
         """Compact samples -> one float32 batch of CPU Tensors (in the reader thread)."""
         batch = self.dataset.expand_batch({key: np.stack([s[key] for s in samples]) for key in samples[0]})
         return {key: _as_tensor(value, paddle.CPUPlace()) for key, value in batch.items()}
-
-    def _expanded(self, batches):
-        """Expand batches of compact Tensors arriving from the workers, on the batches' device."""
-        for batch in batches:
-            arrays = {key: value.numpy() if value.dtype == paddle.uint8 else value for key, value in batch.items()}
-            place = next(iter(batch.values())).place
-            yield {key: _as_tensor(value, place) for key, value in self.dataset.expand_batch(arrays).items()}
 
 
 def _as_tensor(value, place):

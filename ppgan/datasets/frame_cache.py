@@ -158,9 +158,13 @@ class CachedFrames:
         if row is None:
             return False
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.data_offset + row * self.frame_bytes)
-                return f.readinto(memoryview(out).cast("B")) == out.nbytes
+            # Raw descriptor and one positioned read: a Python file object costs more than the read.
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                return os.preadv(fd, [memoryview(out).cast("B")], self.data_offset + row * self.frame_bytes) \
+                    == out.nbytes
+            finally:
+                os.close(fd)
         except OSError:
             return False
 

@@ -380,12 +380,19 @@ class LipSyncWindows(Dataset):
 
     def mel_window(self, clip, frame):
         """(80, mel_step_size) float32 mel window starting at video frame ``frame``."""
-        start = mel_index(frame, self.fps)
-        window = self.mel(clip)[:, start:start + self.mel_step_size]
-        if start < 0 or window.shape[1] != self.mel_step_size:
-            raise UnreadableFrame(os.path.join(self.clip_dirs[clip], "mel.npy"),
-                                  f"shorter than its header said (window at frame {frame})")
-        return np.ascontiguousarray(window, dtype=np.float32)
+        return self.mel_windows(clip, np.array([frame]))[0]
+
+    def mel_windows(self, clip, frames):
+        """(len(frames), 80, mel_step_size) float32 mel windows starting at each video frame."""
+        mel, steps = self.mel(clip), self.mel_step_size
+        out = np.empty((len(frames), mel.shape[0], steps), dtype=np.float32)
+        for n, frame in enumerate(frames):
+            start = mel_index(int(frame), self.fps)
+            if start < 0 or start + steps > mel.shape[1]:
+                raise UnreadableFrame(os.path.join(self.clip_dirs[clip], "mel.npy"),
+                                      f"shorter than its header said (window at frame {int(frame)})")
+            out[n] = mel[:, start:start + steps]
+        return out
 
 
 @DATASETS.register()
@@ -503,10 +510,10 @@ class Wav2LipDataset(LipSyncWindows):
     def _make_sample(self, window_index, requested_index, epoch, rng):
         clip, start = self.window(window_index)
         video_windows = self.clip_video_starts[clip]
-        reference = int(rng.choice(video_windows[video_windows != start]))
+        others = video_windows[video_windows != start]
+        reference = int(others[rng.integers(len(others))])  # the draw of rng.choice(others), cheaper
         frames = self.augmented(self.read_frames(clip, [start, reference]), rng)  # (2T, 3, S, S)
-        indiv_mels = np.stack([self.mel_window(clip, start + k + self.mel_frame_offset)
-                               for k in range(self.syncnet_T)])
+        indiv_mels = self.mel_windows(clip, np.arange(self.syncnet_T) + start + self.mel_frame_offset)
         return {"frames": frames,
                 "indiv_mels": indiv_mels[:, None],
                 "mel": self.mel_window(clip, start)[None]}
