@@ -2,12 +2,16 @@
 
 import multiprocessing
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from ppgan.datasets.worker_pool import SharedMemoryWorkers, read_batch, slot_bytes_for, write_batch
 from ppgan.utils.errors import DataError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class CountingItems:
@@ -116,6 +120,33 @@ def test_breaking_off_stops_the_workers():
     assert len(multiprocessing.active_children()) == 2
     batches.close()  # what garbage collection of an abandoned loop does
     assert_no_workers_left()
+
+
+STOPPED_WORKERS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from ppgan.datasets.worker_pool import SharedMemoryWorkers
+
+class Items:
+    def compact_item(self, index):
+        return {"a": np.full(3, index, np.uint8)}
+
+batches = iter(SharedMemoryWorkers(Items(), [[i] for i in range(30)], 2, lambda b: {"a": b["a"].copy()}))
+next(batches)
+batches.close()
+print("stopped")
+"""
+
+
+def test_stopped_workers_print_no_crash_report():
+    # Workers inherit Paddle's SIGTERM handler, which prints a C++ "FatalError" report. In a fresh
+    # process, as a user's script is (under pytest that handler does not fire).
+    run = subprocess.run([sys.executable, "-c", STOPPED_WORKERS, REPO_ROOT], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=120)
+    assert run.returncode == 0 and "stopped" in run.stdout, run.stderr[-2000:]
+    printed = run.stdout + run.stderr  # Paddle prints the report on stdout
+    assert "FatalError" not in printed and "Termination signal" not in printed, printed[-2000:]
 
 
 class RandomItems(CountingItems):

@@ -33,7 +33,7 @@ from ..utils.errors import ConfigError, DataError, MediaError, PPGanError
 from ..utils.logger import get_logger
 from ..utils.video import iter_frames, probe_video
 from .frame_cache import FrameCacheWriter, write_jpg
-from .workers import single_threaded_opencv_while_forking
+from .workers import default_termination, single_threaded_opencv_while_forking
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg")
 STATUS_DIR = ".preprocess"
@@ -294,7 +294,9 @@ def process_video(key, path, out_root, detector, options):
 _WORKER = {}  # per process: detector spec, output root, options, built detector
 
 
-def _init_worker(spec, out_root, options):
+def _init_worker(spec, out_root, options, forked=False):
+    if forked:
+        default_termination()
     _WORKER.clear()
     _WORKER.update(spec=spec, out_root=out_root, options=options, cache={})
 
@@ -437,7 +439,7 @@ def preprocess_corpus(data_root, out_root, detector=None, workers=1, options=Non
 
         with single_threaded_opencv_while_forking():  # one worker per core already
             pool = multiprocessing.get_context("fork").Pool(min(workers, len(todo)), initializer=_init_worker,
-                                                            initargs=(detector, out_root, options))
+                                                            initargs=(detector, out_root, options, True))
         outcomes = pool.imap_unordered(_run_job, todo)
     try:
         for result in outcomes:
@@ -447,11 +449,13 @@ def preprocess_corpus(data_root, out_root, detector=None, workers=1, options=Non
             bar.update(1)
             bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
         if pool is not None:
-            pool.close()
+            pool.close()  # all done: the workers exit on their own
+            pool.join()
+            pool = None
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()  # after close() this only reaps idle workers; on an error it stops them
+        if pool is not None:  # an error or an interrupt: stop the workers now
+            pool.terminate()
             pool.join()
         shutil.rmtree(os.path.join(out_root, STAGING_DIR), ignore_errors=True)
     splits = write_split_lists(out_root, splits_dir, val_fraction, test_fraction)

@@ -29,6 +29,7 @@ import traceback
 import numpy as np
 
 from ..utils.errors import DataError, PPGanError
+from .workers import default_termination
 
 ALIGN = 64  # bytes; every array in a slot starts on a cache line
 PREFETCH_PER_WORKER = 2  # batches in flight per worker, as Paddle's default prefetch factor
@@ -85,6 +86,7 @@ def _portable_error(error):
 
 def _worker_loop(dataset, worker_id, seed, tasks, results, buffer, slot_size, parent):
     """Body of one worker: fetch (batch number, slot, indices) tasks until told to stop."""
+    default_termination()
     # Forked workers share the parent's global RNG states; give each its own stream.
     np.random.seed((seed * 7919 + worker_id) % 2 ** 32)
     random.seed(seed * 7919 + worker_id)

@@ -8,6 +8,7 @@ children inherit the setting without touching the pool.
 """
 
 import contextlib
+import signal
 
 
 @contextlib.contextmanager
@@ -24,3 +25,12 @@ def single_threaded_opencv_while_forking(enabled=True):
         yield
     finally:
         cv2.setNumThreads(previous)
+
+
+def default_termination():
+    """In a forked worker: let SIGTERM just end the process.
+
+    The worker inherits Paddle's handler from the parent, which prints a C++ "FatalError" report
+    for a termination signal; stopping a worker on purpose is not an error worth that report.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
