@@ -1,6 +1,6 @@
 """Training step time: this framework next to the same-topology PyTorch model, and data parallelism.
 
-    python benchmarks/train_step.py [--steps 2] [--skip-generator] > train_step.json
+    python benchmarks/train_step.py [--steps 2] [--only expert|generator] > train_step.json
 
 Measured (published widths, random weights and batches, Adam, median of ``--steps`` after one
 warm-up step):
@@ -209,10 +209,40 @@ def add_ratios(table):
     table["speedup_onednn_vs_dygraph_1t"] = table["paddle_dygraph_1t"] / table["paddle_onednn_1t"]
 
 
+def measure_expert(expert, batch, steps):
+    """Expert steps: Paddle's paths and torch at 1 and 2 threads, and 2 data-parallel processes."""
+    set_threads(1)
+    record(expert, "paddle_dygraph_1t", timed(paddle_expert_step(batch), steps))
+    record(expert, "paddle_to_static_1t", timed(paddle_expert_step(batch, static=True), steps))
+    record(expert, "paddle_onednn_1t", timed(paddle_expert_step(batch, onednn=True), steps))
+    record(expert, "torch_1t", timed(torch_expert_step(batch), steps))
+    set_threads(2)
+    record(expert, "paddle_onednn_2t", timed(paddle_expert_step(batch, onednn=True), steps))
+    record(expert, "torch_2t", timed(torch_expert_step(batch), steps))
+    set_threads(1)
+    record(expert, "paddle_onednn_dp_2proc_x1t", run_data_parallel(steps))
+    add_ratios(expert)
+    expert["dp_speedup_vs_onednn_1t"] = expert["paddle_onednn_1t"] / expert["paddle_onednn_dp_2proc_x1t"]
+    expert["ratio_dp_vs_torch_2t"] = expert["paddle_onednn_dp_2proc_x1t"] / expert["torch_2t"]
+
+
+def measure_generator(generator, batch, expert_path, steps):
+    """Generator + sync loss steps: Paddle dygraph and oneDNN convolutions, torch; 1 and 2 threads."""
+    set_threads(1)
+    record(generator, "paddle_dygraph_1t", timed(paddle_generator_step(batch, expert_path), steps))
+    record(generator, "paddle_onednn_1t", timed(paddle_generator_step(batch, expert_path, onednn=True), steps))
+    record(generator, "torch_1t", timed(torch_generator_step(batch), steps))
+    set_threads(2)
+    record(generator, "paddle_onednn_2t", timed(paddle_generator_step(batch, expert_path, onednn=True), steps))
+    record(generator, "torch_2t", timed(torch_generator_step(batch), steps))
+    set_threads(1)
+    add_ratios(generator)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
-    parser.add_argument("--skip-generator", action="store_true")
+    parser.add_argument("--only", choices=("expert", "generator"), help="measure one network only")
     parser.add_argument("--width-mult", type=float, default=1.0,
                         help="shrink the networks for a quick check (1.0 = published size)")
     parser.add_argument("--dp-worker", help=argparse.SUPPRESS)
@@ -227,39 +257,17 @@ def main():
     report = {"machine": "2-core AMD EPYC, no GPU", "date": "2026-11-21", "steps": args.steps,
               "width_mult": args.width_mult,
               "expert": {"batch": EXPERT_BATCH}, "generator": {"clips": CLIPS, "frames": FRAMES}}
-    set_threads(1)
-    expert = report["expert"]
-    record(expert, "paddle_dygraph_1t", timed(paddle_expert_step(expert_batch), args.steps))
-    record(expert, "paddle_to_static_1t",
-           timed(paddle_expert_step(expert_batch, static=True), args.steps))
-    record(expert, "paddle_onednn_1t",
-           timed(paddle_expert_step(expert_batch, onednn=True), args.steps))
-    record(expert, "torch_1t", timed(torch_expert_step(expert_batch), args.steps))
-    set_threads(2)
-    record(expert, "paddle_onednn_2t",
-           timed(paddle_expert_step(expert_batch, onednn=True), args.steps))
-    record(expert, "torch_2t", timed(torch_expert_step(expert_batch), args.steps))
-    set_threads(1)
-    record(expert, "paddle_onednn_dp_2proc_x1t", run_data_parallel(args.steps))
-    add_ratios(expert)
-    expert["dp_speedup_vs_onednn_1t"] = (expert["paddle_onednn_1t"]
-                                         / expert["paddle_onednn_dp_2proc_x1t"])
-    expert["ratio_dp_vs_torch_2t"] = expert["paddle_onednn_dp_2proc_x1t"] / expert["torch_2t"]
-
-    if not args.skip_generator:
-        generator = report["generator"]
+    if args.only != "generator":
+        measure_expert(report["expert"], expert_batch, args.steps)
+    else:
+        del report["expert"]
+    if args.only != "expert":
         with tempfile.TemporaryDirectory() as tmp:
             expert_path = os.path.join(tmp, "expert.pdparams")
             save_weights_file(SyncNetColor(args.width_mult).state_dict(), expert_path)
-            record(generator, "paddle_dygraph_1t",
-                   timed(paddle_generator_step(generator_batch, expert_path), args.steps))
-            record(generator, "paddle_onednn_1t",
-                   timed(paddle_generator_step(generator_batch, expert_path, onednn=True),
-                         args.steps))
-        record(generator, "torch_1t", timed(torch_generator_step(generator_batch), args.steps))
-        set_threads(2)
-        record(generator, "torch_2t", timed(torch_generator_step(generator_batch), args.steps))
-        add_ratios(generator)
+            measure_generator(report["generator"], generator_batch, expert_path, args.steps)
+    else:
+        del report["generator"]
     print(json.dumps(report, indent=2))
     return 0
 

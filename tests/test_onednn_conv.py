@@ -7,7 +7,8 @@ import pytest
 
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.losses import SyncLoss
-from ppgan.modules.onednn_conv import (OneDNNConv2D, onednn_available, onednn_kernels,
+from ppgan.models.generators.wav2lip import Wav2Lip
+from ppgan.modules.onednn_conv import (OneDNNConv2D, OneDNNConv2DTranspose, onednn_available, onednn_kernels,
                                        use_onednn_convolutions)
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="needs Paddle with oneDNN on CPU")
@@ -62,6 +63,49 @@ def test_convolution_and_its_gradients_match_dynamic_mode(case):
             scale = np.abs(w).max()
             np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * scale, err_msg=name)
     assert len(fast._onednn_programs) == 1  # one program per gradient pattern, built once
+
+
+# (in_channels, out_channels, kernel, stride, padding, output_padding, bias, input spatial size)
+TRANSPOSED_CASES = [
+    (16, 8, 3, 1, 0, 0, True, (1, 1)),      # the generator's first decoder layer: 1x1 -> 3x3
+    (12, 6, 3, 2, 1, 1, True, (6, 6)),      # its upsampling layers: 2x
+    (8, 4, 4, 2, 1, 0, False, (5, 7)),
+    (8, 4, 3, (2, 1), (1, 0), (1, 0), True, (5, 4)),
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSED_CASES)
+def test_transposed_convolution_gradients_match_dynamic_mode(case):
+    cin, cout, kernel, stride, padding, output_padding, bias, size = case
+    rng = np.random.RandomState(4)
+    paddle.seed(4)
+    plain = nn.Conv2DTranspose(cin, cout, kernel, stride, padding, output_padding=output_padding,
+                               bias_attr=None if bias else False)
+    fast = nn.Conv2DTranspose(cin, cout, kernel, stride, padding, output_padding=output_padding,
+                              bias_attr=None if bias else False)
+    fast.set_state_dict(plain.state_dict())
+    assert use_onednn_convolutions(fast) == 1 and isinstance(fast, OneDNNConv2DTranspose)
+    x = paddle.to_tensor(rng.randn(3, cin, *size).astype("float32"), stop_gradient=False)
+    grad_out = paddle.to_tensor(rng.randn(*plain(x).shape).astype("float32"))
+    want = step(plain, x, grad_out, onednn=False)
+    for _ in range(2):
+        got = step(fast, x, grad_out, onednn=True)
+        for name, w, g in zip(("output", "dx", "dweight", "dbias"), want, got):
+            if w is None:
+                assert g is None
+                continue
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * np.abs(w).max(), err_msg=name)
+    assert "_onednn_adjoint" in fast.__dict__  # the gradients did come from the program
+    # Input without gradient (nothing to compute for the adjoint): Paddle's own path.
+    frozen = step(fast, paddle.to_tensor(x.numpy()), grad_out, onednn=True)
+    np.testing.assert_allclose(frozen[2], want[2], rtol=0, atol=1e-5 * np.abs(want[2]).max())
+
+
+def test_generator_switches_every_convolution():
+    net = Wav2Lip(width_mult=0.125)
+    plain = sum(type(layer) is nn.Conv2D for layer in net.sublayers())
+    transposed = sum(type(layer) is nn.Conv2DTranspose for layer in net.sublayers())
+    assert transposed == 6 and use_onednn_convolutions(net) == plain + transposed
 
 
 def test_switch_keeps_parameters_and_falls_back_outside_the_scope():

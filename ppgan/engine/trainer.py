@@ -65,7 +65,7 @@ class Trainer:
         if self.onednn:
             switched = self.model.use_onednn_convolutions()
             self.onednn = switched > 0
-            get_logger().info(f"{switched} convolutions run as static oneDNN programs")
+            get_logger().info(f"{switched} convolutions use static oneDNN programs")
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler)
         self.optimizers = build_optimizers(cfg.optimizer, self.model.trained_nets(),
                                            self.lr_scheduler, self.model.optimizer_keys)

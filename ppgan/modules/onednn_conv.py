@@ -1,4 +1,4 @@
-"""Training-speed path for CPU: every ``nn.Conv2D`` runs as a tiny static oneDNN program.
+"""Training-speed path for CPU: convolutions run as tiny static oneDNN programs.
 
 Paddle's dynamic-graph CPU convolution (im2col + GEMM) and its gradient are about 3.5x slower
 than oneDNN's, and dynamic mode never uses oneDNN. Compiling a whole network to a static
@@ -9,6 +9,8 @@ convolutions refuse training, some programs crash). So only the convolutions are
 kernels), while batch norm, activations, residual additions and everything else stay dynamic
 with Paddle's plain kernels - batch-norm statistics and every other op behave exactly as in
 dynamic mode, and convolution results differ from it by float rounding only (~1e-6 relative).
+Each ``nn.Conv2DTranspose`` keeps Paddle's dynamic forward, and its two gradients come from one
+oneDNN program of the plain convolution it is the adjoint of (about 2/3 of its cost).
 
     from ppgan.modules.onednn_conv import onednn_kernels, use_onednn_convolutions
     use_onednn_convolutions(net)          # in place; parameters, names and outputs unchanged
@@ -28,8 +30,6 @@ import paddle.nn.functional as F
 
 # Flag name of Paddle 3.x; older builds spell it FLAGS_use_mkldnn.
 _ONEDNN_FLAG = "FLAGS_use_onednn"
-# The lower bound of the identity ``maximum`` that ends every program (see _ConvProgram).
-_FLOAT32_LOWEST = -3.4028234e38
 
 
 def onednn_available():
@@ -65,24 +65,57 @@ def onednn_kernels(enabled=True):
 
 
 class _ConvProgram(nn.Layer):
-    """The static program of one convolution without its bias, ending in an identity maximum.
+    """The static program of one bias-free convolution (weight passed in), ending in a copy.
 
     Shaped by Paddle 3.3.1 oneDNN quirks: a program whose output comes straight from a oneDNN
-    kernel crashes when its outputs are created, so it ends in ``maximum`` against the lowest
-    float (an identity with no oneDNN kernel); stride, padding and dilation are read from the
-    layer, so they are program constants (list arguments crash it too). The bias is added
-    outside: oneDNN's gradient of a broadcast add is a slow reference reduction.
+    kernel crashes when its outputs are created, so it ends in ``assign``, a plain copy with no
+    oneDNN kernel (cheaper than the ``maximum`` against the lowest float used before; ``scale``
+    and ``reshape`` crash); stride, padding and dilation are attributes of
+    this layer, so they are program constants (list arguments crash it too). Biases are added
+    outside (``_ChannelBias``): oneDNN's gradient of a broadcast add is a slow reference reduction.
     """
 
-    def __init__(self, conv):
+    def __init__(self, stride, padding, dilation):
         super().__init__()
-        self.conv = conv
+        self.stride, self.padding, self.dilation = stride, padding, dilation
 
-    def forward(self, x):
-        conv = self.conv
-        y = F.conv2d(x, conv.weight, None, stride=conv._stride, padding=conv._padding,
-                     dilation=conv._dilation, groups=conv._groups, data_format=conv._data_format)
-        return paddle.maximum(y, paddle.full([1], _FLOAT32_LOWEST, dtype=y.dtype))
+    def forward(self, x, weight):
+        y = F.conv2d(x, weight, None, stride=self.stride, padding=self.padding, dilation=self.dilation)
+        return paddle.assign(y)
+
+
+class _ChannelBias(paddle.autograd.PyLayer):
+    """(N, C, H, W) + bias (C,) through matrix products, with the same result as the broadcast add.
+
+    Paddle's CPU broadcast add and its bias gradient (a reduction over N, H, W) run several
+    times slower than a same-shape add and do not use a second thread: on the expert they were
+    a sixth of a training step. As a rank-1 update of the (N*C, H*W) matrix (``addmm``) the add
+    is exact and about 3x faster, and the bias gradient becomes one matrix-vector product.
+    """
+
+    @staticmethod
+    def forward(ctx, y, bias):
+        n, c, h, w = y.shape
+        ctx.needs_bias_grad = not bias.stop_gradient
+        per_row = bias.reshape([1, c]).expand([n, c]).reshape([n * c, 1])
+        out = paddle.addmm(y.reshape([n * c, h * w]), per_row, paddle.ones([1, h * w], dtype=y.dtype))
+        return out.reshape([n, c, h, w])
+
+    @staticmethod
+    def backward(ctx, dy):
+        if not ctx.needs_bias_grad:
+            return dy, None
+        n, c, h, w = dy.shape
+        per_row = paddle.matmul(dy.reshape([n * c, h * w]), paddle.ones([h * w, 1], dtype=dy.dtype))
+        return dy, per_row.reshape([n, c]).sum(axis=0)
+
+
+def _add_bias(y, bias):
+    return y if bias is None else _ChannelBias.apply(y, bias)
+
+
+def _autograd_on_cpu_onednn(x):
+    return paddle.is_grad_enabled() and _onednn_flag() and x.place.is_cpu_place()
 
 
 class OneDNNConv2D(nn.Conv2D):
@@ -95,30 +128,86 @@ class OneDNNConv2D(nn.Conv2D):
     """
 
     def forward(self, x):
-        if not (paddle.is_grad_enabled() and _onednn_flag() and x.place.is_cpu_place()):
+        if not _autograd_on_cpu_onednn(x):
             return super().forward(x)
         # One program per gradient pattern: which of input / weight need a gradient decides
         # the backward program, and the frozen expert (weights fixed) differs from trained nets.
         key = (x.stop_gradient, self.weight.stop_gradient)
         programs = self.__dict__.setdefault("_onednn_programs", {})
         if key not in programs:
-            programs[key] = paddle.jit.to_static(_ConvProgram(self), full_graph=True)
-        y = programs[key](x)
-        return y if self.bias is None else y + self.bias.reshape([1, -1, 1, 1])
+            programs[key] = paddle.jit.to_static(_ConvProgram(self._stride, self._padding, self._dilation),
+                                                 full_graph=True)
+        return _add_bias(programs[key](x, self.weight), self.bias)
+
+
+class _TransposedConvolution(paddle.autograd.PyLayer):
+    """A transposed convolution whose gradients are computed by one oneDNN convolution program.
+
+    A transposed convolution with weight W is the adjoint of the plain convolution with the same
+    W, stride and padding: so its input gradient is that convolution of the output gradient dy,
+    and its weight gradient is that convolution's weight gradient for input dy and output
+    gradient x. One program run (forward + weight backward) gives both. The forward stays
+    Paddle's dynamic kernel: the oneDNN transposed convolution refuses training programs.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, layer):
+        ctx.save_for_backward(x, weight)
+        ctx.adjoint = layer.__dict__["_onednn_adjoint"]
+        return F.conv2d_transpose(x, weight, stride=layer._stride, padding=layer._padding,
+                                  output_padding=layer.output_padding, dilation=layer._dilation)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensor()
+        with paddle.enable_grad():
+            free_weight = weight.detach()
+            free_weight.stop_gradient = False
+            dx = ctx.adjoint(dy.detach(), free_weight)  # (N, C_in, H, W), the shape of x
+            (dweight,) = paddle.grad([dx], [free_weight], grad_outputs=[x])
+        return dx.detach(), dweight
+
+
+class OneDNNConv2DTranspose(nn.Conv2DTranspose):
+    """``nn.Conv2DTranspose`` whose gradients, inside ``onednn_kernels()`` on CPU, come from a
+    oneDNN convolution program (see ``_TransposedConvolution``); forward is unchanged.
+
+    Switched to by ``use_onednn_convolutions``, like ``OneDNNConv2D``.
+    Shapes: (N, C_in, H, W) -> (N, C_out, H', W'), exactly as ``nn.Conv2DTranspose``.
+    """
+
+    def forward(self, x, output_size=None):
+        if output_size is not None or x.stop_gradient or self.weight.stop_gradient \
+                or not _autograd_on_cpu_onednn(x):
+            return super().forward(x, output_size)
+        if "_onednn_adjoint" not in self.__dict__:
+            self.__dict__["_onednn_adjoint"] = paddle.jit.to_static(
+                _ConvProgram(self._stride, self._padding, self._dilation), full_graph=True)
+        return _add_bias(_TransposedConvolution.apply(x, self.weight, self), self.bias)
+
+
+_SWITCHES = {nn.Conv2D: OneDNNConv2D, nn.Conv2DTranspose: OneDNNConv2DTranspose}
 
 
 def _eligible(layer):
-    # NCHW, ungrouped, zero padding: what the Wav2Lip nets use and the tests check.
-    return (type(layer) is nn.Conv2D and layer._data_format == "NCHW" and layer._groups == 1
-            and layer._padding_mode == "zeros")
+    # NCHW, ungrouped, zero padding: what the Wav2Lip nets use and the tests check. Transposed
+    # convolutions also need numeric padding and no dilation, for their adjoint convolution.
+    if type(layer) is nn.Conv2D:
+        return layer._data_format == "NCHW" and layer._groups == 1 and layer._padding_mode == "zeros"
+    if type(layer) is nn.Conv2DTranspose:
+        padding, dilation = layer._padding, layer._dilation
+        numeric = isinstance(padding, int) or (isinstance(padding, (list, tuple)) and len(padding) == 2
+                                               and all(isinstance(p, int) for p in padding))
+        undilated = all(d == 1 for d in (dilation if isinstance(dilation, (list, tuple)) else [dilation]))
+        return layer._data_format == "NCHW" and layer._groups == 1 and numeric and undilated
+    return False
 
 
 def use_onednn_convolutions(net):
-    """Switch every plain ``nn.Conv2D`` inside ``net`` to ``OneDNNConv2D`` (in place).
+    """Switch every plain ``nn.Conv2D`` / ``nn.Conv2DTranspose`` inside ``net`` to its oneDNN
+    variant (in place).
 
     Returns the number of layers switched (0 when oneDNN is unavailable or not on CPU).
-    Transposed convolutions stay dynamic: Paddle's oneDNN transposed convolution is inference
-    only.
     """
     if not onednn_available():
         return 0
@@ -126,6 +215,6 @@ def use_onednn_convolutions(net):
     for layer in net.sublayers(include_self=True):
         if _eligible(layer):
             # Same object, same parameters and keys; only the class (its forward) changes.
-            layer.__class__ = OneDNNConv2D
+            layer.__class__ = _SWITCHES[type(layer)]
             switched += 1
     return switched
