@@ -104,6 +104,21 @@ def test_resume_reaches_the_same_weights_losses_and_lr(synthetic_corpus, tmp_pat
     assert steps == [1, 2, 3, 4, 5, 6]                          # the real global step
 
 
+def test_loader_workers_train_exactly_as_the_in_process_loader(synthetic_corpus, tmp_path):
+    # Same windows, same per-sample draws, same order: 2 worker processes change nothing but speed.
+    runs = {}
+    for workers in (0, 2):
+        out = str(tmp_path / f"workers{workers}")
+        cfg, path = syncnet_config(synthetic_corpus, out, [
+            "total_iters=4", "validate.interval=4", "snapshot_config.interval=4",
+            f"dataset.train.num_workers={workers}", f"dataset.test.num_workers={workers}"])
+        Trainer(cfg, path).train()
+        runs[workers] = (train_log(out), final_state(out, 4)["nets"])
+    assert [r["iter"] for r in runs[0][0]] == [1, 2, 3, 4]
+    assert runs[0][0] == runs[2][0]
+    assert_same_tree(runs[0][1], runs[2][1], "nets")
+
+
 def test_epoch_batches_resume_mid_epoch_and_across_epochs():
     class Numbers(paddle.io.Dataset):
         def __len__(self):

@@ -42,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--expert-iters", type=int, default=900,
                         help="expert iterations (per-process batch from configs/demo/syncnet.yaml)")
-    parser.add_argument("--generator-iters", type=int, default=420,
+    parser.add_argument("--generator-iters", type=int, default=540,
                         help="generator iterations (per-process batch from configs/demo/wav2lip.yaml)")
     parser.add_argument("--hq-iters", type=int, default=20, help="HQ generator iterations")
     parser.add_argument("--eval-clips", type=int, default=None,
