@@ -164,3 +164,31 @@ def test_workers_do_not_share_a_random_stream():
     batches = list(SharedMemoryWorkers(data, [[i] for i in range(40)], 2, data.expand, seed=5))
     values = [float(b["feature"][0, 0]) for b in batches]
     assert len(set(values)) == len(values)
+
+
+INTERRUPTED_WORKER = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from ppgan.datasets.worker_pool import SharedMemoryWorkers
+from ppgan.utils.errors import DataError
+
+class Items:
+    def compact_item(self, index):
+        if index == 3 and os.getpid() != PARENT:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the terminal sends it to every process
+        return {"a": np.full(3, index, np.uint8)}
+
+PARENT = os.getpid()
+try:
+    list(SharedMemoryWorkers(Items(), [[i] for i in range(8)], 2, lambda b: {"a": b["a"].copy()}))
+except DataError as error:
+    print("raised:", error)
+"""
+
+
+def test_an_interrupted_worker_leaves_without_a_traceback():
+    run = subprocess.run([sys.executable, "-c", INTERRUPTED_WORKER, REPO_ROOT], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=120)
+    assert "raised: DataLoader worker" in run.stdout and "exited unexpectedly" in run.stdout, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr, run.stderr[-2000:]

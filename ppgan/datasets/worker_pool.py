@@ -90,23 +90,32 @@ def _worker_loop(dataset, worker_id, seed, tasks, results, buffer, slot_size, pa
     # Forked workers share the parent's global RNG states; give each its own stream.
     np.random.seed((seed * 7919 + worker_id) % 2 ** 32)
     random.seed(seed * 7919 + worker_id)
-    while True:
-        try:
-            task = tasks.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            if os.getppid() != parent:  # the training process is gone: do not linger
-                return
-            continue
-        if task is None:
-            return
-        number, slot, indices = task
-        try:
-            items = [dataset.compact_item(index) for index in indices]
-            layout = write_batch(items, buffer, slot * slot_size, slot_size)
-            # A batch that does not fit (items of another size) travels through the queue instead.
-            results.put((number, slot, layout, None if layout is not None else items, None))
-        except Exception as error:  # reported to the main process, which raises it
-            results.put((number, slot, None, None, _portable_error(error)))
+    try:
+        while _serve_one_task(dataset, tasks, results, buffer, slot_size, parent):
+            pass
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group: the training process reports it, the
+        # workers just leave (one traceback per worker would bury that report).
+        return
+
+
+def _serve_one_task(dataset, tasks, results, buffer, slot_size, parent):
+    """Wait for one task and answer it; False when the worker should stop."""
+    try:
+        task = tasks.get(timeout=POLL_SECONDS)
+    except queue.Empty:
+        return os.getppid() == parent  # the training process is gone: do not linger
+    if task is None:
+        return False
+    number, slot, indices = task
+    try:
+        items = [dataset.compact_item(index) for index in indices]
+        layout = write_batch(items, buffer, slot * slot_size, slot_size)
+        # A batch that does not fit (items of another size) travels through the queue instead.
+        results.put((number, slot, layout, None if layout is not None else items, None))
+    except Exception as error:  # reported to the main process, which raises it
+        results.put((number, slot, None, None, _portable_error(error)))
+    return True
 
 
 def _raise_worker_error(worker_error):
