@@ -145,6 +145,7 @@ class SharedMemoryWorkers:
     def __init__(self, dataset, batch_sampler, num_workers, finish, seed=0, fork_context=None):
         self.dataset, self.finish = dataset, finish
         self.indices = iter(batch_sampler)
+        self.batch_size = getattr(batch_sampler, "batch_size", None) or 0  # slot size; 0: the first batch's
         self.num_workers, self.seed = int(num_workers), int(seed)
         self.fork_context = fork_context
         self.workers = []
@@ -155,7 +156,7 @@ class SharedMemoryWorkers:
             return
         ctx = multiprocessing.get_context("fork")
         # One probe item in this process sizes the slots (a few hundred microseconds per pass).
-        slot_size = slot_bytes_for(self.dataset.compact_item(first[0]), len(first))
+        slot_size = slot_bytes_for(self.dataset.compact_item(first[0]), max(len(first), self.batch_size))
         slots = PREFETCH_PER_WORKER * self.num_workers
         buffer = mmap.mmap(-1, slot_size * slots)  # anonymous and shared: inherited by the fork
         tasks, results = ctx.Queue(), ctx.Queue()
@@ -224,8 +225,8 @@ class SharedMemoryWorkers:
 
     def _stop_workers(self, tasks, results, idle):
         """Idle workers (the pass is complete) are told to stop; busy ones (broken off) are terminated."""
-        for _ in self.workers:
-            if idle:
+        if idle:
+            for _ in self.workers:
                 tasks.put(None)
         for process in self.workers:
             if idle:
