@@ -114,6 +114,11 @@ def _add_bias(y, bias):
     return y if bias is None else _ChannelBias.apply(y, bias)
 
 
+def _conv_program(layer):
+    """A compiled ``_ConvProgram`` with ``layer``'s stride, padding and dilation."""
+    return paddle.jit.to_static(_ConvProgram(layer._stride, layer._padding, layer._dilation), full_graph=True)
+
+
 def _autograd_on_cpu_onednn(x):
     return paddle.is_grad_enabled() and _onednn_flag() and x.place.is_cpu_place()
 
@@ -135,8 +140,7 @@ class OneDNNConv2D(nn.Conv2D):
         key = (x.stop_gradient, self.weight.stop_gradient)
         programs = self.__dict__.setdefault("_onednn_programs", {})
         if key not in programs:
-            programs[key] = paddle.jit.to_static(_ConvProgram(self._stride, self._padding, self._dilation),
-                                                 full_graph=True)
+            programs[key] = _conv_program(self)
         return _add_bias(programs[key](x, self.weight), self.bias)
 
 
@@ -181,8 +185,7 @@ class OneDNNConv2DTranspose(nn.Conv2DTranspose):
                 or not _autograd_on_cpu_onednn(x):
             return super().forward(x, output_size)
         if "_onednn_adjoint" not in self.__dict__:
-            self.__dict__["_onednn_adjoint"] = paddle.jit.to_static(
-                _ConvProgram(self._stride, self._padding, self._dilation), full_graph=True)
+            self.__dict__["_onednn_adjoint"] = _conv_program(self)  # the adjoint: same stride, padding
         return _add_bias(_TransposedConvolution.apply(x, self.weight, self), self.bias)
 
 
