@@ -14,8 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from ppgan.utils.audio import (MEL_STEP_SIZE, SAMPLE_RATE, load_audio, mel_index, mel_window,
-                               melspectrogram, save_wav, to_pcm16)
+from ppgan.utils.audio import SAMPLE_RATE, load_audio, melspectrogram, save_wav, to_pcm16
 from ppgan.utils.errors import MediaError
 
 N_FFT, HOP, NUM_MELS, FMIN, FMAX = 800, 200, 80, 55.0, 7600.0
@@ -147,22 +146,6 @@ def test_mel_rejects_bad_shapes():
         melspectrogram(np.zeros(0, np.float32))
     with pytest.raises(MediaError):
         melspectrogram(np.zeros((2, 1000), np.float32))
-
-
-def test_mel_index_and_window():
-    assert [mel_index(i, 25) for i in (0, 1, 2, 5, 25)] == [0, 3, 6, 16, 80]
-    assert mel_index(3, 30) == 8
-    mel = np.arange(80 * 40, dtype=np.float32).reshape(80, 40)
-    window = mel_window(mel, 1, 25)
-    assert window.shape == (80, MEL_STEP_SIZE)
-    assert np.array_equal(window, mel[:, 3:3 + MEL_STEP_SIZE])
-
-
-def test_mel_window_past_the_end_is_none():
-    mel = np.zeros((80, 40), np.float32)
-    assert mel_window(mel, 7, 25) is not None  # 22 + 16 = 38 <= 40
-    assert mel_window(mel, 8, 25) is None  # 25 + 16 = 41 > 40
-    assert mel_window(mel, -1, 25) is None
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -11,7 +11,6 @@ from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.generators.wav2lip import Wav2Lip
 from ppgan.models.losses import GANLoss, SyncLoss
 from ppgan.models.wav2lip_hq_model import split_real_fake
-from ppgan.models.wav2lip_model import lower_half_stack
 from ppgan.solver import build_optimizers
 from ppgan.utils.errors import ConfigError, WeightsError
 from ppgan.utils.weights import save_weights_file
@@ -79,14 +78,6 @@ def test_gan_loss_targets():
     prob = paddle.to_tensor([[0.9], [0.8]])
     assert float(gan(prob, True)) == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, abs=1e-6)
     assert float(gan(prob, False)) == pytest.approx(-(math.log(0.1) + math.log(0.2)) / 2, abs=1e-5)
-
-
-def test_lower_half_stack_orders_frames_on_channels():
-    faces = paddle.arange(2 * 3 * 5 * 4 * 2, dtype="float32").reshape([2, 3, 5, 4, 2])
-    stacked = lower_half_stack(faces).numpy()
-    assert stacked.shape == (2, 15, 2, 2)
-    # channel 3*t + c is colour c of frame t, lower rows 2..3
-    np.testing.assert_array_equal(stacked[1, 3 * 4 + 2], faces.numpy()[1, 2, 4, 2:])
 
 
 def test_split_real_fake_undoes_the_time_major_unroll():

@@ -7,7 +7,7 @@ from ppgan.apps import Wav2LipPredictor
 from ppgan.apps.face_paste import feather_mask, paste_face
 from ppgan.apps.frame_io import FrameSource, pingpong_index, prepare_frame
 from ppgan.apps.generator_loader import generator_width, load_generator
-from ppgan.apps.wav2lip_predictor import generator_inputs, mel_window_at
+from ppgan.apps.wav2lip_predictor import generator_inputs
 from ppgan.utils.audio import load_audio, save_wav
 from ppgan.utils.errors import ConfigError, WeightsError
 from ppgan.utils.video import probe_video, read_video, write_video
@@ -246,13 +246,6 @@ def test_frame_source_reads_backward_in_blocks_exactly(tmp_path):
 def test_pingpong_order():
     assert [pingpong_index(k, 4) for k in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
     assert [pingpong_index(k, 1) for k in range(3)] == [0, 0, 0]
-
-
-def test_mel_windows_follow_the_frame_index_and_take_the_tail_at_the_end():
-    mel = np.arange(80 * 50, dtype=np.float32).reshape(80, 50)
-    np.testing.assert_array_equal(mel_window_at(mel, 2, 25.0), mel[:, 6:22])  # int(80*2/25) = 6
-    np.testing.assert_array_equal(mel_window_at(mel, 40, 25.0), mel[:, 34:50])
-    np.testing.assert_array_equal(mel_window_at(mel, -1, 25.0), mel[:, 0:16])
 
 
 def test_generator_inputs_mask_the_lower_half_and_append_the_reference():

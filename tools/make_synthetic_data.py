@@ -10,6 +10,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ppgan.datasets.synthetic import make_synthetic_corpus  # noqa: E402
+from ppgan.data.contract import FACE_SIZE  # noqa: E402
 from ppgan.utils.cli import run_main  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-frames", type=int, default=50)
     parser.add_argument("--max-frames", type=int, default=75)
-    parser.add_argument("--img-size", type=int, default=96, help="side of the face crops in pixels")
+    parser.add_argument("--img-size", type=int, default=FACE_SIZE, help="side of the face crops in pixels")
     parser.add_argument("--raw-videos", action="store_true",
                         help="also write raw/<speaker>/<clip>.mp4 with the face inside a larger frame")
     parser.add_argument("--raw-frame-size", type=int, nargs=2, default=(160, 160),

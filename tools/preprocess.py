@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, load_boxes_json,  # noqa: E402
                                        preprocess_corpus)
+from ppgan.data.contract import FACE_SIZE  # noqa: E402
 from ppgan.utils.cli import run_main  # noqa: E402
 from ppgan.utils.errors import ConfigError  # noqa: E402
 
@@ -34,7 +35,7 @@ def parse_args(argv):
     face.add_argument("--batch-size", type=int, default=32, help="frames per detector call")
     crop = parser.add_argument_group("crops")
     crop.add_argument("--fps", type=float, default=25.0, help="output frame rate (videos are resampled to it)")
-    crop.add_argument("--img-size", type=int, default=96, help="side of the saved crops; 0 keeps their size")
+    crop.add_argument("--img-size", type=int, default=FACE_SIZE, help="side of the saved crops; 0 keeps their size")
     crop.add_argument("--pads", type=int, nargs=4, default=(0, 0, 0, 0), metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                       help="pixels added around each face box")
     crop.add_argument("--smooth-window", type=int, default=5, help="frames averaged per box (1 = no smoothing)")

@@ -1,6 +1,6 @@
-"""Face crops for the generator and pasting generated faces back into frames.
+"""Pasting generated faces back into frames (the crops come from ``ppgan.data.contract.crop_face``).
 
-The generator redraws only the lower half of its 96x96 input (the upper half is masked out of
+The generator redraws only the lower half of its S x S input (the upper half is masked out of
 the target and comes back blurred), so by default only the lower face is pasted, with a mask
 that fades to zero at the box's edges: no rectangular seam, eyes untouched. ``hard`` pastes the
 whole box as the reference inference does.
@@ -10,15 +10,7 @@ import functools
 
 import numpy as np
 
-IMG_SIZE = 96  # the generator's face size
-
-
-def crop_face(frame, box):
-    """(96, 96, 3) uint8 resize of the ``[x1, y1, x2, y2]`` box of ``frame``."""
-    import cv2
-
-    x1, y1, x2, y2 = (int(v) for v in box)
-    return cv2.resize(frame[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
+from ..data.contract import resize_face
 
 
 def _smoothstep(t):
@@ -31,7 +23,7 @@ def feather_mask(height, width):
     """(height, width, 1) float32 weights of the generated face when pasting back.
 
     1 over the lower face, where the generator redraws the mouth; falling smoothly to 0 above the
-    nose line (the generator only reproduces the upper half, blurred at 96 px) and towards the
+    nose line (the generator only reproduces the upper half, blurred) and towards the
     box's sides and bottom, so no seam shows.
     """
     # Pixel centres from 0 (first row / column) to 1 (last), so the box's edge pixels get exactly 0.
@@ -46,17 +38,15 @@ def paste_face(frame, box, face, mode="feather", inplace=False):
     """Paste a generated face back into the frame.
 
     Args:
-        frame: (H, W, 3) uint8; box: [x1, y1, x2, y2]; face: (96, 96, 3) float in [0, 255].
+        frame: (H, W, 3) uint8; box: [x1, y1, x2, y2]; face: (S, S, 3) float in [0, 255].
         mode: "feather" blends with ``feather_mask``; "hard" replaces the whole box (reference).
         inplace: write into ``frame`` (saves a full-frame copy) instead of a copy of it.
     Returns:
         (H, W, 3) uint8 frame.
     """
-    import cv2
-
     x1, y1, x2, y2 = (int(v) for v in box)
     out = frame if inplace else frame.copy()
-    resized = cv2.resize(face.astype(np.float32), (x2 - x1, y2 - y1))
+    resized = resize_face(face.astype(np.float32), x2 - x1, y2 - y1)
     if mode == "hard":
         out[y1:y2, x1:x2] = np.clip(resized + 0.5, 0, 255).astype(np.uint8)
         return out

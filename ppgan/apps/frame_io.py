@@ -8,6 +8,7 @@ back without keeping the clip in memory.
 
 import itertools
 
+from ..data.contract import resize_face
 from ..utils.errors import ConfigError, MediaError
 from ..utils.video import frame_to_bgr, iter_frames
 
@@ -27,8 +28,7 @@ def prepare_frame(frame, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
 
     if resize_factor > 1:
         h, w = frame.shape[:2]
-        frame = cv2.resize(frame, (max(1, w // resize_factor), max(1, h // resize_factor)),
-                           interpolation=cv2.INTER_AREA)
+        frame = resize_face(frame, max(1, w // resize_factor), max(1, h // resize_factor))
     if rotate:
         frame = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
     top, bottom, left, right = crop

@@ -27,12 +27,13 @@ from ..faceutils.boxes import pad_box
 from ..faceutils.detector import BoxDetector, build_detector
 from ..faceutils.track import NO_FACE_POLICIES, FaceTrack, FaceTracker, finalize_track, \
     is_out_of_memory
-from ..utils.audio import MEL_STEP_SIZE, load_audio, mel_index, melspectrogram, num_video_frames
+from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, crop_face, generator_faces, mel_windows
+from ..utils.audio import load_audio, melspectrogram, num_video_frames
 from ..utils.errors import ConfigError, MediaError
 from ..utils.logger import get_logger
 from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, VideoWriter, is_image_file, \
     probe_video, read_image
-from .face_paste import IMG_SIZE, crop_face, paste_face
+from .face_paste import paste_face
 from .frame_io import FrameSource, prepare_frame
 from .generator_loader import load_generator, wrap_generator
 
@@ -41,7 +42,6 @@ STAGES = ("decode", "detect", "generate", "blend", "encode")
 # Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
 UNSUPPORTED_IMAGE_EXTENSIONS = (".svg", ".heic", ".heif", ".avif", ".jxl", ".psd", ".ico", ".eps",
                                 ".raw", ".dng", ".cr2", ".nef", ".arw")
-_MEL_SILENCE = -4.0  # mel value of digital silence, used to pad audio shorter than one window
 
 
 @dataclasses.dataclass
@@ -110,7 +110,8 @@ class Wav2LipPredictor:
         mel_frame_offset: shift the audio window by this many video frames (training uses -1
             relative to the reference inference). Default: 0.
         generator: an in-memory generator (``paddle.nn.Layer`` or a callable
-            ``(mels (N,1,80,16), faces (N,6,96,96)) -> (N,3,96,96)``) used instead of a checkpoint.
+            ``(mels (N,1,80,16), faces (N,6,S,S)) -> (N,3,S,S)``) used instead of a checkpoint;
+            S is its ``img_size`` attribute (96 when it has none).
         engine: "auto" (exported program with oneDNN on CPU, dynamic graph elsewhere or if export
             fails), "static" or "dynamic". Default: "auto".
         progress: show progress bars.
@@ -121,7 +122,7 @@ class Wav2LipPredictor:
                  crop=(0, -1, 0, -1), box=(-1, -1, -1, -1), rotate=False, nosmooth=False,
                  detect_every=2, face_detector=None, face_detector_weights=None,
                  no_face="interpolate", device="cpu", threads=None, blend="feather",
-                 mel_frame_offset=0, generator=None, engine="auto", progress=True):
+                 mel_frame_offset=INFERENCE_MEL_FRAME_OFFSET, generator=None, engine="auto", progress=True):
         self.static = bool(static)
         self.fps = float(fps)
         self.pads = _four_ints(pads, "pads")
@@ -144,6 +145,8 @@ class Wav2LipPredictor:
         else:
             self.generator = load_generator(checkpoint_path, device=device, threads=threads,
                                             engine=engine)
+        # The face size the generator was built for: crops are cut and pasted back at it.
+        self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 
     def _check_options(self):
         if not self.fps > 0:
@@ -188,7 +191,7 @@ class Wav2LipPredictor:
         self.check_paths(face, audio, outfile)
         started = time.perf_counter()
         wav = load_audio(audio)
-        mel = _padded_mel(melspectrogram(wav))
+        mel = melspectrogram(wav)
         seconds["decode"] += time.perf_counter() - started
         source, fps = self._open_source(face)
         num_frames = num_video_frames(wav.size, fps)
@@ -303,9 +306,8 @@ class Wav2LipPredictor:
         started = time.perf_counter()
         with_face = [item for item in batch if item[1] is not None]
         if with_face:
-            crops = np.stack([crop_face(frame, box) for _, box, frame in with_face])
-            windows = np.stack([mel_window_at(mel, index + self.mel_frame_offset, fps)
-                                for index, _, _ in with_face])
+            crops = np.stack([crop_face(frame, box, self.img_size) for _, box, frame in with_face])
+            windows = mel_windows(mel, [index for index, _, _ in with_face], fps, self.mel_frame_offset)
             faces = self._generate(crops, windows)
             seconds["generate"] += time.perf_counter() - started
             started = time.perf_counter()
@@ -323,9 +325,9 @@ class Wav2LipPredictor:
         """Run the generator, halving the batch on out-of-memory.
 
         Args:
-            crops: (N, 96, 96, 3) uint8 BGR faces; mels: (N, 80, 16) windows.
+            crops: (N, S, S, 3) uint8 BGR faces; mels: (N, 80, 16) windows.
         Returns:
-            (N, 96, 96, 3) float32 BGR faces in [0, 255].
+            (N, S, S, 3) float32 BGR faces in [0, 255].
         """
         outputs, start = [], 0
         while start < len(crops):
@@ -348,30 +350,13 @@ def generator_inputs(crops, mels):
     """Network inputs for a batch.
 
     Args:
-        crops: (N, 96, 96, 3) uint8 BGR faces; mels: (N, 80, 16).
+        crops: (N, S, S, 3) uint8 BGR faces; mels: (N, 80, 16).
     Returns:
-        mels (N, 1, 80, 16) float32 and faces (N, 6, 96, 96) float32 in [0, 1]: the face with its
+        mels (N, 1, 80, 16) float32 and faces (N, 6, S, S) float32 in [0, 1]: the face with its
         lower half zeroed, then the face itself as the reference (as the reference inference does).
     """
-    faces = crops.astype(np.float32) / 255.0
-    masked = faces.copy()
-    masked[:, IMG_SIZE // 2:] = 0.0
-    stacked = np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(mels[:, None], dtype=np.float32), np.ascontiguousarray(stacked)
-
-
-def mel_window_at(mel, frame_index, fps):
-    """The (80, 16) window for video frame ``frame_index``; past the end, the last 16 steps."""
-    start = min(max(0, mel_index(frame_index, fps)), mel.shape[1] - MEL_STEP_SIZE)
-    return mel[:, start:start + MEL_STEP_SIZE]
-
-
-def _padded_mel(mel):
-    """Audio shorter than one window (0.2 s) is padded with silence so it still has one."""
-    if mel.shape[1] >= MEL_STEP_SIZE:
-        return mel
-    pad = np.full((mel.shape[0], MEL_STEP_SIZE - mel.shape[1]), _MEL_SILENCE, dtype=mel.dtype)
-    return np.concatenate([mel, pad], axis=1)
+    planes = crops.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(mels[:, None], dtype=np.float32), generator_faces(planes, planes)
 
 
 def _timed(iterable, seconds, stage):

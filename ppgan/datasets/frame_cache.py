@@ -7,9 +7,10 @@ cache is only used while it provably matches them, and is rebuilt from them othe
 File: ``<clip>/frames_<S>_<signature>.npy``, an ordinary ``.npy`` holding (N, 3, S, S) uint8 BGR
 planes, row k = the k-th frame id in ascending order, S = side (crops of another size are resized,
 as the datasets would). Planes, not pixels, because the networks take channels first: a window is
-copied out as it will be used, with no per-sample transpose. ``signature`` is 8 hex digits of a CRC-32 over S and every jpg's (id, byte size),
-so adding, removing or renaming a frame, or rewriting one with a different size, changes the name
-the readers look for. A cache with the right name is still stale when any jpg was modified after it
+copied out as it will be used, with no per-sample transpose. ``signature`` is 8 hex digits of a
+CRC-32 over S, the resampling policy (``ppgan.data.contract``) and every jpg's (id, byte size), so
+adding, removing or renaming a frame, or rewriting one with a different size, changes the name the
+readers look for. A cache with the right name is still stale when any jpg was modified after it
 (mtime) or when its size does not match its header (a truncated copy). Stale caches are rebuilt;
 a rebuild deletes the other ``frames_<S>_*.npy`` of the clip.
 
@@ -24,6 +25,8 @@ import os
 import zlib
 
 import numpy as np
+
+from ..data.contract import RESIZE_POLICY, resize_face
 
 CACHE_PREFIX = "frames_"
 _TEMP_NAMES = itertools.count()  # unique temp names within one process
@@ -58,8 +61,9 @@ def scan_jpgs(clip_dir):
 
 def cache_file_name(img_size, listing):
     """``frames_<S>_<signature>.npy`` for crops of side ``img_size`` and the jpgs in ``listing``."""
+    # The resampling policy is part of what a cache holds (crops stored at another size are resized).
     signature = zlib.crc32(np.stack([listing.ids, listing.sizes]).astype("<i8").tobytes(),
-                           zlib.crc32(str(int(img_size)).encode()))
+                           zlib.crc32(f"{int(img_size)} {RESIZE_POLICY}".encode()))
     return f"{CACHE_PREFIX}{int(img_size)}_{signature:08x}.npy"
 
 
@@ -100,9 +104,7 @@ def decode_frame(path, img_size):
         image = None
     if image is None:
         raise UnreadableFrame(path, "corrupt jpg")
-    if image.shape[:2] != (img_size, img_size):
-        image = cv2.resize(image, (img_size, img_size))
-    return image
+    return resize_face(image, img_size, img_size)
 
 
 def write_jpg(path, image, quality=95):

@@ -38,7 +38,9 @@ import numpy as np
 from paddle.io import Dataset
 from tqdm import tqdm
 
-from ..utils.audio import MEL_FPS, MEL_STEP_SIZE, NUM_MELS, load_audio, mel_index, melspectrogram
+from ..data.contract import (FACE_SIZE, SYNC_T, TRAIN_MEL_FRAME_OFFSET, check_face_size, generator_faces,
+                             lower_half_stack, mel_window_fits, mel_windows, to_unit_float)
+from ..utils.audio import MEL_STEP_SIZE, NUM_MELS, load_audio, melspectrogram
 from ..utils.comm import is_main_process
 from ..utils.errors import ConfigError, DataError, MediaError
 from ..utils.logger import get_logger
@@ -121,13 +123,6 @@ def window_starts(ids, length):
     return ids[:len(ids) - length + 1][ids[length - 1:] - ids[:len(ids) - length + 1] == length - 1]
 
 
-def to_unit_float(frames, out=None):
-    """uint8 pixels as float32 in [0, 1], into ``out`` when given, else into a new C-ordered array."""
-    if out is None:
-        out = np.empty(frames.shape, dtype=np.float32)  # whatever the input's strides are
-    return np.multiply(frames, np.float32(1.0 / 255.0), out=out, dtype=np.float32)
-
-
 class LipSyncWindows(Dataset):
     """Shared machinery of the two datasets: clip scan, window index, frame and mel reading.
 
@@ -135,12 +130,12 @@ class LipSyncWindows(Dataset):
     ``_make_sample`` (the compact sample) and ``expand_batch`` (compact batch -> float32 batch).
     """
 
-    def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE,
+    def __init__(self, dataroot, filelist, img_size=FACE_SIZE, syncnet_T=SYNC_T, mel_step_size=MEL_STEP_SIZE,
                  fps=25, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
-        for key, value in dict(img_size=img_size, syncnet_T=syncnet_T, mel_step_size=mel_step_size).items():
-            if not isinstance(value, int) or value <= 0 or (key == "img_size" and value % 2):
-                raise ConfigError(f"dataset.{key} must be a positive{' even' if key == 'img_size' else ''} "
-                                  f"integer, got {value!r}")
+        check_face_size(img_size, "dataset.img_size")
+        for key, value in dict(syncnet_T=syncnet_T, mel_step_size=mel_step_size).items():
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"dataset.{key} must be a positive integer, got {value!r}")
         if not fps > 0:
             raise ConfigError(f"dataset.fps must be positive, got {fps!r}")
         if not isinstance(seed, int) or seed < 0:
@@ -221,9 +216,7 @@ class LipSyncWindows(Dataset):
 
     def _mel_starts_ok(self, frames, mel_len):
         """Boolean mask: the ``mel_step_size`` window starting at each frame lies inside the mel."""
-        # Same arithmetic as audio.mel_index (int(80 * f / fps)), so the index and the reads agree.
-        starts = np.trunc(MEL_FPS * frames.astype(np.float64) / self.fps).astype(np.int64)
-        return (frames >= 0) & (starts + self.mel_step_size <= mel_len)
+        return (frames >= 0) & mel_window_fits(frames, self.fps, mel_len, steps=self.mel_step_size)
 
     def _usable_starts(self, video_starts, mel_len):
         """Which of a clip's complete video windows a sample can be built at.
@@ -383,16 +376,18 @@ class LipSyncWindows(Dataset):
         return self.mel_windows(clip, np.array([frame]))[0]
 
     def mel_windows(self, clip, frames):
-        """(len(frames), 80, mel_step_size) float32 mel windows starting at each video frame."""
-        mel, steps = self.mel(clip), self.mel_step_size
-        out = np.empty((len(frames), mel.shape[0], steps), dtype=np.float32)
-        for n, frame in enumerate(frames):
-            start = mel_index(int(frame), self.fps)
-            if start < 0 or start + steps > mel.shape[1]:
-                raise UnreadableFrame(os.path.join(self.clip_dirs[clip], "mel.npy"),
-                                      f"shorter than its header said (window at frame {int(frame)})")
-            out[n] = mel[:, start:start + steps]
-        return out
+        """(len(frames), 80, mel_step_size) float32 mel windows starting at each video frame.
+
+        Windows are only ever asked for where they fit (``_usable_starts``); one that does not is
+        a mel file that changed under the index, reported instead of clamped.
+        """
+        mel = self.mel(clip)
+        fits = mel_window_fits(frames, self.fps, mel.shape[1], steps=self.mel_step_size)
+        if not np.all(fits):
+            frame = int(np.asarray(frames)[~fits][0])
+            raise UnreadableFrame(os.path.join(self.clip_dirs[clip], "mel.npy"),
+                                  f"shorter than its header said (window at frame {frame})")
+        return mel_windows(mel, frames, self.fps, steps=self.mel_step_size)
 
 
 @DATASETS.register()
@@ -422,8 +417,8 @@ class SyncNetDataset(LipSyncWindows):
     ``face``.
     """
 
-    def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE, fps=25,
-                 min_offset=5, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
+    def __init__(self, dataroot, filelist, img_size=FACE_SIZE, syncnet_T=SYNC_T, mel_step_size=MEL_STEP_SIZE,
+                 fps=25, min_offset=5, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
         if not isinstance(min_offset, int) or min_offset < 1:
             raise ConfigError(f"dataset.min_offset must be a positive integer (frames), got {min_offset!r}")
         self.min_offset = min_offset
@@ -448,11 +443,10 @@ class SyncNetDataset(LipSyncWindows):
             # Any video window of the clip will do: only the audio has to lie inside the clip's mel.
             video_windows = self.clip_video_starts[clip]
             video_start = int(rng.choice(video_windows[np.abs(video_windows - start) >= self.min_offset]))
-        half = self.img_size // 2
-        # Augment whole crops (a zoom needs them), then (T, 3, S/2, S) lower halves -> the T frames
-        # stacked on channels.
-        lower = self.augmented(self.read_frames(clip, [video_start]), rng)[:, :, half:]
-        return {"frames": lower.reshape(-1, half, self.img_size),  # a copy: the halves are not contiguous
+        # Augment whole crops (a zoom needs them), then stack the lower halves of the
+        # (T, 3, S, S) window, viewed as one (1, 3, T, S, S) clip.
+        frames = self.augmented(self.read_frames(clip, [video_start]), rng)
+        return {"frames": lower_half_stack(frames[None].transpose(0, 2, 1, 3, 4))[0],
                 "mel": self.mel_window(clip, start)[None],
                 "label": np.array([1.0 if positive else 0.0], dtype=np.float32)}
 
@@ -490,8 +484,8 @@ class Wav2LipDataset(LipSyncWindows):
     of ``x`` and ``y``.
     """
 
-    def __init__(self, dataroot, filelist, img_size=96, syncnet_T=5, mel_step_size=MEL_STEP_SIZE, fps=25,
-                 mel_frame_offset=-1, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
+    def __init__(self, dataroot, filelist, img_size=FACE_SIZE, syncnet_T=SYNC_T, mel_step_size=MEL_STEP_SIZE,
+                 fps=25, mel_frame_offset=TRAIN_MEL_FRAME_OFFSET, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
         if not isinstance(mel_frame_offset, int):
             raise ConfigError(f"dataset.mel_frame_offset must be an integer (frames), got {mel_frame_offset!r}")
         self.mel_frame_offset = mel_frame_offset
@@ -521,10 +515,7 @@ class Wav2LipDataset(LipSyncWindows):
     def expand_batch(self, batch):
         """{frames (B, 2T, 3, S, S) uint8, indiv_mels, mel} -> {x, indiv_mels, mel, y} float32."""
         # (B, 3, 2T, S, S) view: converting through it moves whole S x S planes, no transpose copy.
-        frames, steps, half = batch["frames"].transpose(0, 2, 1, 3, 4), self.syncnet_T, self.img_size // 2
-        y = to_unit_float(frames[:, :, :steps])
-        x = np.empty((len(frames), 6) + y.shape[2:], dtype=np.float32)
-        to_unit_float(frames[:, :, :steps, :half], out=x[:, :3, :, :half])
-        x[:, :3, :, half:] = 0.0  # the mouth the generator has to draw
-        to_unit_float(frames[:, :, steps:], out=x[:, 3:])
-        return {"x": x, "indiv_mels": batch["indiv_mels"], "mel": batch["mel"], "y": y}
+        frames, steps = batch["frames"].transpose(0, 2, 1, 3, 4), self.syncnet_T
+        target, reference = frames[:, :, :steps], frames[:, :, steps:]
+        return {"x": generator_faces(target, reference), "indiv_mels": batch["indiv_mels"],
+                "mel": batch["mel"], "y": to_unit_float(target)}

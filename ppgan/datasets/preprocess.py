@@ -28,6 +28,7 @@ import numpy as np
 
 from ..faceutils.boxes import fill_missing, pad_box, pick_face, smooth_boxes
 from ..faceutils.detector import build_detector
+from ..data.contract import FACE_SIZE, check_face_size, crop_face
 from ..utils.audio import SAMPLE_RATE, load_audio, melspectrogram, save_wav
 from ..utils.errors import ConfigError, DataError, MediaError, PPGanError
 from ..utils.logger import get_logger
@@ -61,7 +62,7 @@ class PreprocessOptions:
     """
 
     fps: float = 25.0
-    img_size: int = 96
+    img_size: int = FACE_SIZE
     pads: tuple = (0, 0, 0, 0)
     smooth_window: int = 5
     max_gap: int = 5
@@ -72,8 +73,10 @@ class PreprocessOptions:
     frame_cache: bool = True
 
     def check(self):
-        if not self.fps > 0 or self.img_size < 0 or self.img_size % 2:
-            raise ConfigError(f"need fps > 0 and an even img_size >= 0, got fps={self.fps} img_size={self.img_size}")
+        if not self.fps > 0:
+            raise ConfigError(f"need fps > 0, got fps={self.fps}")
+        if self.img_size != 0:  # 0 keeps every crop's own size
+            check_face_size(self.img_size, "img_size")
         if len(self.pads) != 4:
             raise ConfigError(f"pads must be four integers (top bottom left right), got {self.pads}")
         if self.smooth_window < 1 or self.max_gap < 0 or self.min_frames < 1 or self.detect_batch < 1:
@@ -194,13 +197,10 @@ def _pieces(boxes, min_frames):
 
 
 def _crop(frame, box, options):
-    import cv2
-
-    x1, y1, x2, y2 = pad_box(box, options.pads, frame.shape)
-    crop = frame[y1:y2, x1:x2]
-    if options.img_size and crop.shape[:2] != (options.img_size, options.img_size):
-        crop = cv2.resize(crop, (options.img_size, options.img_size), interpolation=cv2.INTER_AREA)
-    return crop
+    x1, y1, x2, y2 = box = pad_box(box, options.pads, frame.shape)
+    if not options.img_size:
+        return frame[y1:y2, x1:x2]
+    return crop_face(frame, box, options.img_size)
 
 
 def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):

@@ -23,6 +23,7 @@ import shutil
 
 import numpy as np
 
+from ..data.contract import FACE_SIZE, check_face_size
 from ..utils.audio import SAMPLE_RATE, melspectrogram, save_wav, to_pcm16
 from ..utils.errors import ConfigError, DataError
 from .frame_cache import write_frame_cache, write_jpg
@@ -216,7 +217,7 @@ class _Pose:
 def _head_poses(rng, num_frames, img_size):
     """Per-frame small head motion (a couple of pixels, +-2 % scale) and blinks every 1.5-4 s."""
     t = np.arange(num_frames) / FPS
-    unit = img_size / 96.0
+    unit = img_size / FACE_SIZE  # the drawing is designed at 96 px and scales with the crop
     dx = rng.uniform(0.5, 1.5) * unit * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t + rng.uniform(0, 6.3))
     dy = rng.uniform(0.5, 1.2) * unit * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t + rng.uniform(0, 6.3))
     scale = 1.0 + 0.02 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 6.3))
@@ -298,7 +299,7 @@ def draw_face(speaker, shape, pose, img_size):
     return image
 
 
-def synthesize_clip(rng, speaker, num_frames, img_size=96):
+def synthesize_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
     """One talking-face clip in memory.
 
     Returns:
@@ -374,7 +375,7 @@ def _check_params(speakers, clips, seed, min_frames, max_frames, img_size, raw_v
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     if not 1 <= min_frames <= max_frames:
         raise ConfigError(f"need 1 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
-    if img_size < 32:
+    if check_face_size(img_size) < 32:
         raise ConfigError(f"img_size must be at least 32 pixels, got {img_size}")
     if raw_videos and (raw_frame_size[0] < img_size or raw_frame_size[1] < img_size
                        or raw_frame_size[0] % 2 or raw_frame_size[1] % 2):
@@ -420,7 +421,7 @@ def _write_clip(folder, frames, wav):
 
 
 def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, max_frames=75,
-                          img_size=96, raw_videos=False, raw_frame_size=(160, 160),
+                          img_size=FACE_SIZE, raw_videos=False, raw_frame_size=(160, 160),
                           splits=(0.7, 0.15, 0.15), progress=True, overwrite=False):
     """Write a synthetic corpus in the preprocessed LRS2 layout.
 

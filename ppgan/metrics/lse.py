@@ -25,12 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..utils.audio import MEL_STEP_SIZE, mel_index, melspectrogram
+from ..data.contract import (FACE_SIZE, MEL_STEP_SIZE, SYNC_T, expert_face_shape, lower_half_stack,
+                             mel_window_fits, mel_windows, resize_face, to_unit_float)
+from ..utils.audio import melspectrogram, num_mel_steps
 from ..utils.errors import ConfigError, DataError, WeightsError
 from ..utils.registry import Registry, build_from_config
 
 VSHIFT = 15  # offsets searched on each side, in video frames (the reference's --vshift)
-SYNC_T = 5  # video frames per sync window
 
 SYNC_SCORERS = Registry("sync scorer")
 
@@ -206,7 +207,7 @@ class SyncScorer:
     """
 
     name = "base"
-    face_size = 96
+    face_size = FACE_SIZE
     required_fps = None
     distance = staticmethod(cosine_distance)
     pair_threshold = None  # cosine-similarity boundary for sync-pair accuracy (experts only)
@@ -224,12 +225,8 @@ class SyncScorer:
         raise NotImplementedError  # abstract
 
     def prepare_frame(self, face):
-        """Resize one BGR face crop to the model's input size (bilinear, as the references)."""
-        import cv2
-
-        if face.shape[0] == self.face_size and face.shape[1] == self.face_size:
-            return np.ascontiguousarray(face)
-        return cv2.resize(face, (self.face_size, self.face_size))
+        """Resize one BGR face crop to the model's input size (the contract's ``resize_face``)."""
+        return np.ascontiguousarray(resize_face(face, self.face_size, self.face_size))
 
 
 def _batched(count, batch_size):
@@ -336,60 +333,62 @@ def build_embedding(layer, input_shape, engine="auto", threads=None):
 class ExpertScorer(SyncScorer):
     """Our lip-sync expert (``SyncNetColor``) as the LSE embedding model.
 
-    Face input: lower halves of 5 consecutive 96x96 crops stacked on channels, (15, 48, 96),
-    BGR in [0, 1]; audio: the 16-step mel window starting at ``mel_index(i, fps)``. Distance:
+    Face input: lower halves of 5 consecutive S x S crops stacked on channels, (15, S/2, S),
+    BGR in [0, 1]; audio: the 16-step mel window of frame i (``ppgan.data.contract``). Distance:
     1 - cosine of the L2-normalised embeddings.
 
     Args:
-        net: a ``SyncNetColor`` (any width); it is put in eval mode.
+        net: a ``SyncNetColor`` (any width and size); it is put in eval mode.
         batch_size: windows per forward pass.
         engine: "auto" | "static" | "dynamic" (see ``build_embedding``).
         threads: CPU threads of the static engine (default: all cores).
     """
 
     name = "expert"
-    face_size = 96
     pair_threshold = 0.5  # trained with BCE on the cosine similarity
 
     def __init__(self, net, batch_size=64, engine="auto", threads=None):
         self.net = net
         self.net.eval()
+        self.face_size = int(getattr(net, "img_size", FACE_SIZE))
         self.batch_size = int(batch_size)
-        half = self.face_size // 2
         # The same flatten + L2 normalisation as SyncNetColor.forward, one stream at a time.
         self.embed_face = build_embedding(_embedding_layer(net.face_encoder, normalize=True),
-                                          (SYNC_T * 3, half, self.face_size), engine, threads)
+                                          expert_face_shape(self.face_size), engine, threads)
         self.embed_audio = build_embedding(_embedding_layer(net.audio_encoder, normalize=True),
                                            (1, 80, MEL_STEP_SIZE), engine, threads)
 
     def num_windows(self, num_frames, num_samples, fps):
-        mel_frames = 1 + num_samples // 200
+        mel_frames = num_mel_steps(num_samples)
         count = 0
-        while (count + SYNC_T <= num_frames
-               and mel_index(count, fps) + MEL_STEP_SIZE <= mel_frames):
+        while count + SYNC_T <= num_frames and mel_window_fits(count, fps, mel_frames):
             count += 1
         return count
 
+    def face_windows(self, faces, start, stop):
+        """The expert's face input of windows ``start .. stop - 1``.
+
+        Args:
+            faces: (T, S, S, 3) uint8 BGR crops of the clip.
+        Returns:
+            (stop - start, 3 * SYNC_T, S/2, S) float32 in [0, 1] (``contract.lower_half_stack``).
+        """
+        planes = np.asarray(faces).transpose(0, 3, 1, 2)  # (T, 3, S, S) view
+        index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
+        return to_unit_float(lower_half_stack(planes[index].transpose(0, 2, 1, 3, 4)))
+
+    def audio_windows(self, mel, fps, start, stop):
+        """(stop - start, 1, 80, 16) mel windows of frames ``start .. stop - 1`` (offset 0)."""
+        return mel_windows(mel, np.arange(start, stop), fps)[:, None]
+
     def video_features(self, faces, num_windows):
-        faces = np.asarray(faces)
-        half = self.face_size // 2
-        # (T, 3, 48, 96) lower halves, channels first, in [0, 1]
-        lower = faces[:, half:].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        out = []
-        for start, stop in _batched(num_windows, self.batch_size):
-            index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
-            windows = lower[index].reshape(stop - start, SYNC_T * 3, half, self.face_size)
-            out.append(self.embed_face(windows))
-        return np.concatenate(out)
+        return np.concatenate([self.embed_face(self.face_windows(faces, start, stop))
+                               for start, stop in _batched(num_windows, self.batch_size)])
 
     def audio_features(self, wav, fps, num_windows):
         mel = melspectrogram(wav)
-        out = []
-        for start, stop in _batched(num_windows, self.batch_size):
-            chunk = [mel[:, mel_index(i, fps):mel_index(i, fps) + MEL_STEP_SIZE]
-                     for i in range(start, stop)]
-            out.append(self.embed_audio(np.stack(chunk)[:, None]))
-        return np.concatenate(out)
+        return np.concatenate([self.embed_audio(self.audio_windows(mel, fps, start, stop))
+                               for start, stop in _batched(num_windows, self.batch_size)])
 
 
 def infer_expert_width(state_dict, path=None):

@@ -11,20 +11,12 @@ state, so checkpoints carry it and a resumed run continues with the same weight.
 
 import paddle
 
+from ..data.contract import lower_half_stack
 from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
 from .base_model import BaseModel, MetricSums, apply_init, resolve_path, to_tensor
 from .builder import MODELS, build_discriminator, build_generator
 from .losses import L1Loss, SyncLoss
-
-
-def lower_half_stack(faces):
-    """(B, 3, T, H, W) frames -> (B, 3T, H/2, W): lower halves stacked on channels in time order,
-    the expert's face input."""
-    batch, channels, steps, height, width = faces.shape
-    lower = faces[:, :, :, height // 2:]
-    return lower.transpose([0, 2, 1, 3, 4]).reshape([batch, steps * channels, height - height // 2,
-                                                      width])
 
 
 def psnr(prediction, target):

@@ -4,7 +4,8 @@ The mel follows the reference Wav2Lip features exactly: pre-emphasis 0.97; STFT 
 hop 200, window 800, Hann, centred with *reflect* padding; magnitude; Slaney mel with 80 bands
 from 55 to 7600 Hz; 20*log10(max(1e-5, x)) - 20 dB; symmetric normalisation clipped to [-4, 4].
 At 16 kHz that is 80 mel frames per second, and video frame i at ``fps`` starts at mel index
-``int(80 * i / fps)``; the networks see 16-step windows (0.2 s, 5 frames at 25 fps).
+``int(80 * i / fps)``; the networks see 16-step windows (0.2 s, 5 frames at 25 fps), cut by
+``ppgan.data.contract``.
 """
 
 import functools
@@ -140,7 +141,7 @@ def melspectrogram(wav):
     Args:
         wav: (N,) float array at 16 kHz.
     Returns:
-        (80, 1 + N // 200) float32 array with values in [-4, 4] (silence gives -4).
+        (80, num_mel_steps(N)) float32 array with values in [-4, 4] (silence gives -4).
     """
     import librosa
 
@@ -155,23 +156,22 @@ def melspectrogram(wav):
     return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
 
 
+def num_mel_steps(num_samples):
+    """Length of the mel of ``num_samples`` samples: 1 + N // 200 (centred frames)."""
+    return 1 + int(num_samples) // HOP_SIZE
+
+
 def mel_index(frame_index, fps):
-    """First mel frame belonging to video frame ``frame_index`` at ``fps``: int(80 * i / fps)."""
-    return int(MEL_FPS * frame_index / fps)
-
-
-def mel_window(mel, frame_index, fps, steps=MEL_STEP_SIZE):
-    """The ``steps``-long mel window starting at video frame ``frame_index``.
+    """First mel step of video frame ``frame_index`` at ``fps``: int(80 * i / fps).
 
     Args:
-        mel: (80, T) spectrogram.
+        frame_index: an int, or an array of them (negative ones truncate towards zero, like int()).
     Returns:
-        (80, steps) view, or None when the window would run past the end (or start before 0).
+        int, or an int64 array of the same shape.
     """
-    start = mel_index(frame_index, fps)
-    if start < 0 or start + steps > mel.shape[1]:
-        return None
-    return mel[:, start:start + steps]
+    if np.ndim(frame_index) == 0:
+        return int(MEL_FPS * frame_index / fps)
+    return np.trunc(MEL_FPS * np.asarray(frame_index, dtype=np.float64) / fps).astype(np.int64)
 
 
 def num_video_frames(num_samples, fps, sample_rate=SAMPLE_RATE):

@@ -8,6 +8,7 @@ entries, 14,113,793 trainable parameters (the original ``visual_quality_disc.pth
 import paddle
 import paddle.nn as nn
 
+from ...data.contract import lower_half
 from ...modules.conv import ConvLeakyRelu, channel_scaler
 from ..builder import DISCRIMINATORS
 
@@ -46,7 +47,7 @@ class Wav2LipDiscQual(nn.Layer):
         """
         if len(faces.shape) == 5:
             faces = paddle.flatten(faces.transpose([2, 0, 1, 3, 4]), 0, 1)
-        x = faces[:, :, faces.shape[2] // 2:]
+        x = lower_half(faces)
         for block in self.face_encoder_blocks:
             x = block(x)
         return paddle.flatten(self.binary_pred(x), 1)

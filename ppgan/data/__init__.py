@@ -1,0 +1,1 @@
+"""Data contracts shared by preprocessing, datasets, models, inference and evaluation."""
