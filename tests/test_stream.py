@@ -1,0 +1,149 @@
+"""Streaming: the chunked mel equals the whole-file mel, and Wav2LipStream yields the predictor's
+frames whatever the chunk sizes, in order, with bounded memory."""
+
+import numpy as np
+import pytest
+
+from ppgan.apps import Wav2LipPredictor, Wav2LipStream
+from ppgan.apps import wav2lip_predictor
+from ppgan.utils.audio import load_audio, mel_index, melspectrogram, num_video_frames
+from ppgan.utils.errors import MediaError
+from ppgan.utils.mel_stream import MelStream
+from test_predictor import astronaut, index_video, make_speech, make_tiny_weights, write_image
+
+
+def push_randomly(push, wav, rng, largest=3000):
+    """Push ``wav`` in chunks of random length (1..largest); returns what ``push`` returned."""
+    out, start = [], 0
+    while start < wav.size:
+        size = int(rng.integers(1, largest + 1))
+        out.append(push(wav[start:start + size]))
+        start += size
+    return out
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stream_media")
+    return {"weights": make_tiny_weights(folder / "tiny.pdparams"),
+            "speech": make_speech(folder / "speech.wav", 1.3, seed=3),
+            "photo": write_image(folder / "astronaut.png", astronaut(256))}
+
+
+# ------------------------------------------------------------------------------ mel
+
+@pytest.mark.parametrize("length", [1, 399, 401, 3400, 16000 * 2 + 123])
+def test_streamed_mel_equals_the_whole_file_mel(length):
+    rng = np.random.default_rng(length)
+    wav = (0.3 * rng.standard_normal(length)).astype(np.float32)
+    stream = MelStream()
+    parts = push_randomly(stream.push, wav, rng, largest=1500) + [stream.finish()]
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), melspectrogram(wav))
+
+
+def test_mel_steps_come_out_as_soon_as_they_are_final():
+    stream = MelStream()
+    assert stream.push(np.zeros(400, np.float32)).shape == (80, 0)   # step 0 needs 401 samples
+    assert stream.push(np.zeros(1, np.float32)).shape == (80, 1)
+    assert stream.push(np.zeros(198, np.float32)).shape == (80, 0)
+    assert stream.push(np.zeros(1, np.float32)).shape == (80, 1)     # step 1 needs 600
+    assert stream.finish().shape == (80, 2)                           # 1 + 600 // 200 = 4 in all
+    with pytest.raises(MediaError, match="finished"):
+        stream.push(np.zeros(10, np.float32))
+
+
+def test_mel_stream_rejects_bad_chunks():
+    stream = MelStream()
+    with pytest.raises(MediaError, match="mono"):
+        stream.push(np.zeros((2, 100), np.float32))
+    with pytest.raises(MediaError, match="NaN"):
+        stream.push(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(MediaError, match="no audio"):
+        MelStream().finish()
+
+
+# ------------------------------------------------------------------------------ frames
+
+def predictor_frames(predictor, face, audio, out, monkeypatch):
+    """Frames ``Wav2LipPredictor.run`` hands to its video writer (before encoding)."""
+    captured = []
+
+    class Capture:
+        def __init__(self, path, fps, audio=None):
+            self.frames_written = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, frame):
+            captured.append(np.array(frame))
+            self.frames_written += 1
+
+    monkeypatch.setattr(wav2lip_predictor, "VideoWriter", Capture)
+    predictor.run(face, audio, out)
+    return captured
+
+
+@pytest.mark.parametrize("face_kind", ["photo", "video"])
+def test_random_chunks_give_the_predictors_frames(media, tmp_path, monkeypatch, face_kind):
+    if face_kind == "photo":
+        face = media["photo"]
+        options = dict(checkpoint_path=media["weights"], engine="dynamic", wav2lip_batch_size=8)
+    else:  # 12 frames for 1.3 s of audio: played forward, back and forward again
+        face = index_video(tmp_path / "twelve.mp4", 12)
+        options = dict(checkpoint_path=media["weights"], engine="dynamic", box=(8, 56, 8, 56),
+                       wav2lip_batch_size=8)
+    predictor = Wav2LipPredictor(progress=False, **options)
+    expected = predictor_frames(predictor, face, media["speech"], tmp_path / "o.mp4", monkeypatch)
+    wav = load_audio(media["speech"])
+    assert len(expected) == num_video_frames(wav.size, 25.0) == 32
+    stream = Wav2LipStream(predictor)
+    avatar = stream.prepare(face)
+    assert avatar.fps == 25.0 and avatar.source_frames == (1 if face_kind == "photo" else 12)
+    for seed in (0, 1):
+        stream.reset()
+        rng = np.random.default_rng(seed)
+        got = [f for part in push_randomly(stream.push, wav, rng, largest=2500) for f in part]
+        got += stream.finish()
+        assert [f.index for f in got] == list(range(32))
+        assert [f.timestamp for f in got] == [i / 25.0 for i in range(32)]
+        for frame, reference in zip(got, expected):
+            np.testing.assert_array_equal(frame.image, reference)
+
+
+def test_frames_come_out_while_audio_arrives_with_bounded_memory(tmp_path):
+    """A cheap generator and 60 s of audio in 40 ms chunks: every frame is out 0.21 s of audio
+    after its start, and the mel kept does not grow."""
+    face = index_video(tmp_path / "ten.mp4", 10)
+    stream = Wav2LipStream(generator=lambda mels, faces: faces[:, 3:], box=(8, 56, 8, 56))
+    stream.prepare(face)
+    rng = np.random.default_rng(0)
+    chunk, seconds = 640, 60
+    produced, held = 0, []
+    for k in range(seconds * 25):
+        frames = stream.push((0.1 * rng.standard_normal(chunk)).astype(np.float32))
+        produced += len(frames)
+        held.append(stream.buffered_mel_steps)
+        # Every frame the audio heard so far certainly has and whose 16 mel steps are final.
+        heard = (k + 1) * chunk
+        final_steps = (heard - 400) // 200 + 1
+        assert produced == sum(1 for i in range(k + 1) if mel_index(i, 25.0) + 16 <= final_steps)
+    produced += len(stream.finish())
+    assert produced == seconds * 25
+    assert max(held) <= 20
+
+
+def test_stream_needs_an_avatar_and_audio(media, tmp_path):
+    stream = Wav2LipStream(generator=lambda mels, faces: faces[:, 3:], box=(8, 56, 8, 56))
+    with pytest.raises(MediaError, match="prepare"):
+        stream.push(np.zeros(100, np.float32))
+    with pytest.raises(MediaError, match="not found"):
+        stream.prepare(tmp_path / "missing.mp4")
+    stream.prepare(media["photo"])
+    with pytest.raises(MediaError, match="no audio"):
+        stream.finish()
+    stream.push(np.zeros(100, np.float32))
+    assert stream.finish() == []  # 100 samples are less than half a frame at 25 fps
