@@ -271,9 +271,10 @@ def test_existing_corpus_is_protected_and_failures_leave_nothing(tmp_path, monke
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("disk full")
-        return synthesize_clip(*args, **kwargs)
+        return synthetic_clip_plan(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "synthesize_clip", failing_clip)
+    synthetic_clip_plan = synthetic.synthesize_clip_plan
+    monkeypatch.setattr(synthetic, "synthesize_clip_plan", failing_clip)
     with pytest.raises(RuntimeError):
         make_synthetic_corpus(str(out), seed=1, overwrite=True, **options)
     assert _tree(out) == before  # the old corpus is intact

@@ -264,6 +264,25 @@ def _draw_mouth(image, centre, shape, speaker, size):
         _ellipse(image, tongue_centre, (0.6 * half_width, 0.35 * half_height), (90, 80, 185))
 
 
+def _face_geometry(speaker, pose, img_size):
+    """(size, cx, cy, rx, ry) of a face drawn at ``pose``: scaled side, centre and half axes."""
+    size = img_size * pose.scale
+    cx, cy = img_size * 0.5 + pose.dx, img_size * 0.53 + pose.dy
+    return size, cx, cy, speaker.face_rx * size, speaker.face_ry * size
+
+
+def mouth_box(speaker, shape, pose, img_size):
+    """(left, top, right, bottom) float pixel bounds of the lips drawn for ``shape`` at ``pose``
+    (anti-aliasing may touch one more pixel on each side)."""
+    size, cx, cy, _, ry = _face_geometry(speaker, pose, img_size)
+    height, width, roundness = shape
+    lip = size * (0.016 + 0.018 * roundness)
+    half_width = size * (0.06 + 0.12 * width) + lip
+    half_height = max(size * 0.10 * height, 0.35) + lip
+    centre_y = cy + 0.5 * ry
+    return cx - half_width, centre_y - half_height, cx + half_width, centre_y + half_height
+
+
 def draw_face(speaker, shape, pose, img_size):
     """Render one face crop.
 
@@ -275,11 +294,9 @@ def draw_face(speaker, shape, pose, img_size):
     """
     import cv2
 
-    size = img_size * pose.scale
+    size, cx, cy, rx, ry = _face_geometry(speaker, pose, img_size)
     image = np.empty((img_size, img_size, 3), np.uint8)
     image[:] = speaker.background
-    cx, cy = img_size * 0.5 + pose.dx, img_size * 0.53 + pose.dy
-    rx, ry = speaker.face_rx * size, speaker.face_ry * size
     _ellipse(image, (cx, cy - 0.25 * ry), (1.08 * rx, 0.85 * ry), speaker.hair)  # hair behind
     _ellipse(image, (cx, cy), (rx, ry), speaker.skin)
     _ellipse(image, (cx, cy - 0.55 * ry), (1.02 * rx, 0.5 * ry), speaker.hair, start=180, end=360)
@@ -299,6 +316,51 @@ def draw_face(speaker, shape, pose, img_size):
     return image
 
 
+@dataclasses.dataclass
+class ClipPlan:
+    """Everything the frames of one clip are drawn from (what the oracle stores per clip).
+
+    speaker: the ``Speaker``; track: (T,) unit indices into ``UNITS``; poses: T head poses;
+    img_size: side of the crops; raw: where the crop sits in its raw video, if any.
+    """
+
+    speaker: Speaker
+    track: np.ndarray
+    poses: list
+    img_size: int
+    raw: dict = None  # the raw video's layout (``plan_raw_layout``) when one was written
+
+    @property
+    def num_frames(self):
+        return len(self.track)
+
+
+def render_faces(speaker, shapes, poses, img_size):
+    """(T, img_size, img_size, 3) uint8 BGR frames: frame i draws ``shapes[i]`` at ``poses[i]``."""
+    return np.stack([draw_face(speaker, shape, pose, img_size) for shape, pose in zip(shapes, poses)])
+
+
+def plan_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
+    """Draw a clip's hidden track, its voice and its head poses (in this order from ``rng``).
+
+    Returns:
+        (ClipPlan, wav (T * 640,) float32 16 kHz).
+    """
+    if num_frames < 1:
+        raise ConfigError(f"a synthetic clip needs at least one frame, got {num_frames}")
+    track = sample_unit_track(rng, num_frames)
+    wav = synthesize_audio(rng, speaker, track)
+    poses = _head_poses(rng, num_frames, img_size)
+    return ClipPlan(speaker=speaker, track=track, poses=poses, img_size=int(img_size)), wav
+
+
+def synthesize_clip_plan(rng, speaker, num_frames, img_size=FACE_SIZE):
+    """``plan_clip`` and the frames it draws: (ClipPlan, frames (T, S, S, 3) uint8, wav)."""
+    plan, wav = plan_clip(rng, speaker, num_frames, img_size)
+    frames = render_faces(speaker, mouth_shapes(plan.track), plan.poses, img_size)
+    return plan, frames, wav
+
+
 def synthesize_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
     """One talking-face clip in memory.
 
@@ -307,29 +369,49 @@ def synthesize_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
         wav: (T * 640,) float32 16 kHz audio, frame i <-> samples [i*640, (i+1)*640);
         mouth_open: (T,) float mouth height in [0, 1] (the drawn opening, blends included).
     """
-    if num_frames < 1:
-        raise ConfigError(f"a synthetic clip needs at least one frame, got {num_frames}")
-    track = sample_unit_track(rng, num_frames)
-    shapes = mouth_shapes(track)
-    wav = synthesize_audio(rng, speaker, track)
-    poses = _head_poses(rng, num_frames, img_size)
-    frames = np.stack([draw_face(speaker, shape, pose, img_size) for shape, pose in zip(shapes, poses)])
-    return frames, wav, shapes[:, 0].copy()
+    plan, frames, wav = synthesize_clip_plan(rng, speaker, num_frames, img_size)
+    return frames, wav, mouth_shapes(plan.track)[:, 0].copy()
 
 
-def _raw_scene(rng, frame_size):
-    """(H, W, 3) static backdrop for a raw video: a colour gradient and a few blocks."""
-    import cv2
+def plan_raw_layout(rng, frame_size, crop):
+    """Where a raw video's crop sits and what surrounds it (drawn from ``rng`` in this order).
 
+    Returns:
+        dict: frame_size [H, W]; box [top, bottom, left, right] of the crop (bottom/right
+        exclusive); gradient [top colour, bottom colour]; blocks [[x, y, w, h, [b, g, r]], ...].
+    """
     height, width = frame_size
-    top, bottom = rng.integers(30, 226, 3), rng.integers(30, 226, 3)
-    ramp = np.linspace(0, 1, height)[:, None, None]
-    scene = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (height, width, 3)).astype(np.uint8).copy()
+    top = int(rng.integers(0, height - crop + 1))
+    left = int(rng.integers(0, width - crop + 1))
+    gradient = [[int(v) for v in rng.integers(30, 226, 3)] for _ in range(2)]
+    blocks = []
     for _ in range(3):
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         w, h = int(rng.integers(8, max(9, width // 3))), int(rng.integers(8, max(9, height // 3)))
-        cv2.rectangle(scene, (x, y), (x + w, y + h), _colour(rng.integers(0, 256, 3)), -1)
+        blocks.append([x, y, w, h, list(_colour(rng.integers(0, 256, 3)))])
+    return {"frame_size": [int(height), int(width)], "box": [top, top + crop, left, left + crop],
+            "gradient": gradient, "blocks": blocks}
+
+
+def draw_raw_scene(layout):
+    """(H, W, 3) uint8 static backdrop of a raw video (``plan_raw_layout``): a gradient and blocks."""
+    import cv2
+
+    height, width = layout["frame_size"]
+    top, bottom = (np.array(c, np.float64) for c in layout["gradient"])
+    ramp = np.linspace(0, 1, height)[:, None, None]
+    scene = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (height, width, 3)).astype(np.uint8).copy()
+    for x, y, w, h, colour in layout["blocks"]:
+        cv2.rectangle(scene, (x, y), (x + w, y + h), tuple(int(v) for v in colour), -1)
     return scene
+
+
+def compose_raw_frame(scene, face, box):
+    """A raw frame: ``face`` pasted into a copy of ``scene`` at ``box`` = [top, bottom, left, right]."""
+    top, bottom, left, right = box
+    raw = scene.copy()
+    raw[top:bottom, left:right] = face
+    return raw
 
 
 def split_clips(keys_by_speaker, fractions, rng):
@@ -428,7 +510,8 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
     Layout under ``out_dir``: ``<speaker>/<clip>/{0..T-1}.jpg`` (img_size^2 BGR crops),
     ``frames_<img_size>_<signature>.npy`` (their frame cache, see ``frame_cache``),
     ``audio.wav`` (16 kHz mono int16, T * 640 samples), ``mel.npy`` ((80, 1 + T*640 // 200), the
-    ``melspectrogram`` of the wav's samples); ``train.txt``, ``val.txt``, ``test.txt`` (lines
+    ``melspectrogram`` of the wav's samples), ``oracle.json`` (what its frames are drawn from, for
+    ``ppgan.datasets.oracle``); ``train.txt``, ``val.txt``, ``test.txt`` (lines
     ``<speaker>/<clip>``, all non-empty); ``corpus.json`` (seed, parameters, clip lengths, splits).
     With ``raw_videos``: ``raw/<speaker>/<clip>.mp4`` (25 fps H.264, the crop pasted at a fixed
     position in a ``raw_frame_size`` = (height, width) frame, FLAC audio bit-exact to audio.wav) and
@@ -444,6 +527,8 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
     """
     from tqdm import tqdm
 
+    from .oracle import write_clip_plan  # the oracle module builds on this one
+
     _check_params(speakers, clips, seed, min_frames, max_frames, img_size, raw_videos, raw_frame_size)
     staging = _prepare_staging(out_dir, overwrite)
     try:
@@ -456,10 +541,12 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
                 key = f"{speaker.name}/{c:05d}"
                 rng = np.random.default_rng([seed, s, c])
                 num_frames = int(rng.integers(min_frames, max_frames + 1))
-                frames, wav, _ = synthesize_clip(rng, speaker, num_frames, img_size)
+                plan, frames, wav = synthesize_clip_plan(rng, speaker, num_frames, img_size)
                 stored = _write_clip(os.path.join(staging, key), frames, wav)
                 if raw_videos:
-                    boxes[key] = _write_raw_video(staging, key, frames, stored, rng, raw_frame_size)
+                    plan.raw = plan_raw_layout(rng, raw_frame_size, img_size)
+                    boxes[key] = _write_raw_video(staging, key, frames, stored, plan.raw)
+                write_clip_plan(os.path.join(staging, key), plan)
                 lengths[key] = num_frames
                 keys_by_speaker[-1].append(key)
                 bar.update(1)
@@ -492,23 +579,13 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
     return dict(summary, out_dir=os.path.abspath(out_dir))
 
 
-def _write_raw_video(staging, key, frames, stored_wav, rng, frame_size):
-    """Paste the crops at one random position in a larger frame and write the mp4; returns the box."""
+def _write_raw_video(staging, key, frames, stored_wav, layout):
+    """Paste the crops into the layout's scene and write the mp4; returns the box."""
     from ..utils.video import write_video
 
-    height, width = frame_size
-    crop = frames.shape[1]
-    top = int(rng.integers(0, height - crop + 1))
-    left = int(rng.integers(0, width - crop + 1))
-    scene = _raw_scene(rng, frame_size)
-
-    def composed():
-        for frame in frames:
-            raw = scene.copy()
-            raw[top:top + crop, left:left + crop] = frame
-            yield raw
-
+    scene = draw_raw_scene(layout)
     path = os.path.join(staging, "raw", f"{key}.mp4")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_video(path, composed(), FPS, audio=stored_wav, audio_codec="flac")
-    return [top, top + crop, left, left + crop]
+    write_video(path, (compose_raw_frame(scene, frame, layout["box"]) for frame in frames), FPS,
+                audio=stored_wav, audio_codec="flac")
+    return layout["box"]
