@@ -177,3 +177,82 @@ def test_init_weights_normal_and_kaiming():
     assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.9 * bound
     with pytest.raises(ConfigError, match="init_type"):
         init_weights(disc, "xavier")
+
+
+# ------------------------------------------------------------------------------ face sizes
+
+# img_size -> state-dict entries of (Wav2Lip, SyncNetColor, Wav2LipDiscQual): one stage per factor
+# adds 2 conv units on each side of the generator (24 entries), 2 to the expert (12) and 2 convs
+# to the critic (4).
+SIZES = {96: (302, 186, 28), 192: (326, 198, 32), 288: (326, 198, 32), 384: (350, 210, 36)}
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_each_face_size_has_its_key_count_and_output_shapes(size):
+    paddle.seed(0)
+    gen, expert, critic = Wav2Lip(SMALL, size), SyncNetColor(SMALL, size), Wav2LipDiscQual(SMALL, size)
+    assert (len(gen.state_dict()), len(expert.state_dict()), len(critic.state_dict())) == SIZES[size]
+    assert gen.img_size == expert.img_size == critic.img_size == size
+    for net in (gen, expert, critic):
+        net.eval()
+    with paddle.no_grad():
+        clip = gen(rand(2, 2, 1, 80, 16, seed=1), rand(2, 6, 2, size, size, seed=2))
+        audio_emb, face_emb = expert(rand(2, 1, 80, 16, seed=3), rand(2, 15, size // 2, size, seed=4))
+        probs = critic(rand(2, 3, 2, size, size, seed=5))
+    assert clip.shape == [2, 3, 2, size, size]
+    assert audio_emb.shape == face_emb.shape == [2, 128]
+    assert probs.shape == [4, 1]
+
+
+def test_the_96_network_is_the_default_and_larger_sizes_keep_its_blocks(full_size):
+    """img_size=96 is the published network; at 192 the published blocks are all still there
+    (same shapes), behind one extra encoder block, and followed by one extra decoder block."""
+    assert list(Wav2Lip(SMALL, 96).state_dict()) == list(Wav2Lip(SMALL).state_dict())
+    small96 = {k: v.shape for k, v in Wav2Lip(SMALL).state_dict().items()}
+    small192 = {k: v.shape for k, v in Wav2Lip(SMALL, 192).state_dict().items()}
+
+    def shifted(key):  # encoder block i >= 1 of the 96 network is block i + 1 at 192
+        parts = key.split(".")
+        if parts[0] == "face_encoder_blocks" and int(parts[1]) >= 1:
+            parts[1] = str(int(parts[1]) + 1)
+        return ".".join(parts)
+    for key, shape in small96.items():
+        if key.startswith("output_block.0.conv_block.0.weight"):
+            continue  # its input is the extra decoder block's output, not the 96 decoder's
+        assert small192[shifted(key)] == shape, key
+    # the extra stages: 16 -> 16 channels (x width) at stride 2 and a 2x transposed conv
+    assert small192["face_encoder_blocks.1.0.conv_block.0.weight"] == [4, 4, 3, 3]
+    assert small192["face_decoder_blocks.7.0.conv_block.0.weight"] == [16 + 4, 8, 3, 3]
+    assert Wav2Lip(SMALL, 288).state_dict()["face_encoder_blocks.1.0.conv_block.0.weight"].shape == [4, 4, 5, 5]
+
+
+def test_the_skip_structure_is_symmetric_at_every_size():
+    """Each decoder block's output is concatenated with the encoder skip of its own resolution."""
+    for size in (192, 288, 576):
+        net = Wav2Lip(SMALL, size)
+        net.eval()
+        shapes = []
+        hooks = [block.register_forward_post_hook(lambda layer, inputs, out: shapes.append(out.shape[-1]))
+                 for block in list(net.face_encoder_blocks) + list(net.face_decoder_blocks)]
+        with paddle.no_grad():
+            net(rand(1, 1, 80, 16), rand(1, 6, size, size))
+        for hook in hooks:
+            hook.remove()
+        blocks = len(net.face_encoder_blocks)
+        assert len(net.face_decoder_blocks) == blocks
+        encoder, decoder = shapes[:blocks], shapes[blocks:]
+        assert encoder[0] == decoder[-1] == size
+        assert decoder == encoder[::-1]
+
+
+def test_a_face_of_another_size_or_a_bad_size_fails_clearly():
+    with pytest.raises(ValueError, match="192x192 inputs got 96x96.*img_size"):
+        Wav2Lip(SMALL, 192)(rand(1, 1, 80, 16), rand(1, 6, 96, 96))
+    with pytest.raises(ValueError, match="96x192 inputs got 48x96"):
+        SyncNetColor(SMALL, 192)(rand(1, 1, 80, 16), rand(1, 15, 48, 96))
+    with pytest.raises(ValueError, match="Wav2LipDiscQual built for 96x96"):
+        Wav2LipDiscQual(SMALL)(rand(1, 3, 192, 192))
+    for bad in (100, 480, 0, "192"):
+        with pytest.raises(ConfigError, match="img_size"):
+            build_generator({"name": "Wav2Lip", "width_mult": SMALL, "img_size": bad})
+    assert build_discriminator({"name": "SyncNetColor", "width_mult": SMALL, "img_size": 288}).img_size == 288

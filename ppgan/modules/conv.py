@@ -116,3 +116,38 @@ def audio_encoder(scale, residuals_at_256=1):
         ConvBNRelu(c128, c256, 3, (3, 2), 1), *residual_units(c256, residuals_at_256),  # -> 3x3
         ConvBNRelu(c256, c512, 3, 1, 0),                                   # -> 1x1
         ConvBNRelu(c512, c512, 1, 1, 0))
+
+
+# Kernel, stride and padding of the convolutions that change resolution by an exact factor.
+# Factor 2 is the published networks' stride-2 3x3 conv; factor 3 uses a 5x5 kernel so that
+# neighbouring windows overlap (a 3x3 stride-3 kernel would tile the image with no overlap).
+_RESAMPLE_KERNELS = {2: (3, 1, 1), 3: (5, 1, 0)}  # factor -> (kernel, padding, output padding)
+
+
+def downsample_args(factor):
+    """(kernel, stride, padding) of a conv that divides an H divisible by ``factor`` exactly by it."""
+    kernel, padding, _ = _RESAMPLE_KERNELS[factor]
+    return kernel, factor, padding
+
+
+def upsample_args(factor):
+    """(kernel, stride, padding, output_padding) of a transposed conv multiplying H by ``factor``.
+
+    The mirror of ``downsample_args``: (H - 1) * factor - 2 * padding + kernel + output_padding
+    = factor * H.
+    """
+    kernel, padding, output_padding = _RESAMPLE_KERNELS[factor]
+    return kernel, factor, padding, output_padding
+
+
+def check_input_size(images, height, width, net_name):
+    """Raise ValueError unless the last two axes of ``images`` are (height, width).
+
+    A face of the wrong size otherwise fails deep inside the network (at a skip concatenation
+    or the 1x1 embedding) with a message about tensor shapes. Dimensions unknown while a static
+    program is traced (negative) pass.
+    """
+    got_h, got_w = images.shape[-2], images.shape[-1]
+    if (got_h >= 0 and got_h != height) or (got_w >= 0 and got_w != width):
+        raise ValueError(f"{net_name} built for {height}x{width} inputs got {got_h}x{got_w} "
+                         f"(input shape {list(images.shape)}); set img_size to the face size")
