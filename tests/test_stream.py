@@ -1,13 +1,21 @@
 """Streaming: the chunked mel equals the whole-file mel, and Wav2LipStream yields the predictor's
 frames whatever the chunk sizes, in order, with bounded memory."""
 
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from ppgan.apps import Wav2LipPredictor, Wav2LipStream
 from ppgan.apps import wav2lip_predictor
-from ppgan.utils.audio import load_audio, mel_index, melspectrogram, num_video_frames
+from ppgan.utils.audio import load_audio, mel_index, melspectrogram, num_video_frames, to_pcm16
+from ppgan.utils.cli import run_main
 from ppgan.utils.errors import MediaError
+from ppgan.utils.video import probe_video
 from ppgan.utils.mel_stream import MelStream
 from test_predictor import astronaut, index_video, make_speech, make_tiny_weights, write_image
 
@@ -147,3 +155,58 @@ def test_stream_needs_an_avatar_and_audio(media, tmp_path):
         stream.finish()
     stream.push(np.zeros(100, np.float32))
     assert stream.finish() == []  # 100 samples are less than half a frame at 25 fps
+
+
+# ------------------------------------------------------------------------------ the tool
+
+TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                    "wav2lip_stream.py")
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("wav2lip_stream_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_streams_a_file_and_reports_latency(tool, media, tmp_path, capsys):
+    out = tmp_path / "stream.mp4"
+    with pytest.raises(SystemExit) as done:
+        run_main(tool.main, ["--face", media["photo"], "--audio", media["speech"], "--checkpoint_path",
+                             media["weights"], "--outfile", str(out), "--engine", "dynamic",
+                             "--chunk_ms", "30", "--box", "60", "200", "60", "200"])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out
+    assert "first frame" in printed and "sustained" in printed and "generate" in printed
+    info = probe_video(out)
+    assert info.num_frames == 32 and info.has_audio
+    assert 0 <= len(load_audio(str(out))) - 16000 * 1.3 < 1024  # AAC ends on a whole 1024-sample frame
+
+
+def test_tool_reads_raw_pcm_from_stdin(media, tmp_path):
+    wav = load_audio(media["speech"])
+    out = tmp_path / "stdin.mp4"
+    done = subprocess.run(
+        [sys.executable, TOOL, "--face", media["photo"], "--audio", "-", "--checkpoint_path",
+         media["weights"], "--outfile", str(out), "--engine", "dynamic", "--box", "60", "200", "60",
+         "200"], input=to_pcm16(wav).astype("<i2").tobytes(), capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    assert probe_video(out).num_frames == 32
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--audio", "-"], "no audio samples"),
+    (["--audio", "missing.wav"], "audio file not found"),
+    (["--outfile", "x.avi"], "use one of"),
+    (["--chunk_ms", "0"], "chunk_ms"),
+])
+def test_tool_bad_input_is_one_error_line_and_no_output(tool, media, tmp_path, capsys, flags, expected):
+    argv = ["--face", media["photo"], "--audio", media["speech"], "--checkpoint_path", media["weights"],
+            "--outfile", str(tmp_path / "out" / "o.mp4"), "--box", "60", "200", "60", "200"] + flags
+    with pytest.raises(SystemExit) as done:
+        run_main(lambda a: tool.main(a, stdin=io.BytesIO(b"")), argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert done.value.code == 2 and len(errors) == 1 and expected in errors[0], errors
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -155,6 +155,27 @@ def test_audio_longer_than_video_is_kept_whole(tmp_path):
     assert len(read_video(str(path))) == 10
 
 
+def test_live_audio_arriving_in_chunks_is_muxed_exactly(tmp_path):
+    """Audio added in pieces, before and after the frames it belongs to, ends up bit-exact."""
+    audio = np.random.default_rng(2).uniform(-1, 1, 16000 * 2).astype(np.float32)
+    frames = _indexed_frames(50)
+    path = tmp_path / "live.mp4"
+    with VideoWriter(str(path), 25, live_audio=True, audio_codec="flac") as writer:
+        done = 0
+        for i, frame in enumerate(frames):
+            if i % 3 == 0:  # audio runs ahead of the video, then behind it
+                writer.add_audio(audio[done:done + 1700])
+                done += 1700
+            writer.write(frame)
+        writer.add_audio(audio[done:])
+        assert writer._pending.size < audio.size  # encoded as the video went
+    assert np.array_equal(to_pcm16(load_audio(str(path))), to_pcm16(audio))
+    with pytest.raises(ConfigError, match="live_audio"):
+        VideoWriter(str(tmp_path / "x.mp4"), 25).add_audio(audio)
+    with pytest.raises(ConfigError, match="not both"):
+        VideoWriter(str(tmp_path / "x.mp4"), 25, audio=audio, live_audio=True)
+
+
 # ----------------------------------------------------------------------------- atomic writes and errors
 def test_exception_while_writing_leaves_nothing(tmp_path):
     path = tmp_path / "out.mp4"

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("GLOG_minloglevel", "2")
 warnings.filterwarnings("ignore", message="No ccache found")
 
+from ppgan.apps.predictor_args import add_predictor_arguments, predictor_options  # noqa: E402
 from ppgan.utils.cli import run_main  # noqa: E402
 
 
@@ -30,46 +31,7 @@ def parse_args(argv=None):
     parser.add_argument("--audio", required=True, help="speech: any audio file or a video's sound")
     parser.add_argument("--outfile", default="results/result_voice.mp4",
                         help="output video (.mp4, .mov, .mkv); default: %(default)s")
-    parser.add_argument("--checkpoint_path", default=None,
-                        help="generator weights, training checkpoint or exported program (required)")
-    parser.add_argument("--static", action="store_true", help="use only the first frame of --face")
-    parser.add_argument("--fps", type=float, default=25.0,
-                        help="frame rate for a still --face (videos keep theirs); default: %(default)s")
-    parser.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0],
-                        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                        help="pixels added around each detected face; default: 0 10 0 0")
-    parser.add_argument("--face_det_batch_size", type=int, default=16,
-                        help="frames per detector call (halves on out-of-memory); default: %(default)s")
-    parser.add_argument("--wav2lip_batch_size", type=int, default=32,
-                        help="frames per generator call (halves on out-of-memory); default: "
-                             "%(default)s (the reference's 128 is no faster on CPU and holds 4x "
-                             "the frames and activations)")
-    parser.add_argument("--resize_factor", type=int, default=1,
-                        help="divide the frame size by this integer first; default: %(default)s")
-    parser.add_argument("--crop", type=int, nargs=4, default=[0, -1, 0, -1],
-                        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                        help="keep this region (after resize/rotate); -1 = to the edge")
-    parser.add_argument("--box", type=int, nargs=4, default=[-1, -1, -1, -1],
-                        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                        help="fixed face box instead of detection; -1 -1 -1 -1 = detect")
-    parser.add_argument("--rotate", action="store_true", help="rotate frames 90 degrees clockwise")
-    parser.add_argument("--nosmooth", action="store_true", help="do not smooth face boxes over time")
-    parser.add_argument("--detect_every", type=int, default=2,
-                        help="search faces in every k-th frame, interpolate between; default: %(default)s")
-    parser.add_argument("--face_detector", choices=("haar", "s3fd"), default=None,
-                        help="default: s3fd when --face_detector_weights is given, else haar")
-    parser.add_argument("--face_detector_weights", default=None,
-                        help="S3FD weights (convert s3fd.pth with tools/convert_weights.py --arch s3fd)")
-    parser.add_argument("--no_face", choices=("interpolate", "keep", "error"), default="interpolate",
-                        help="frames without a face: interpolate the box over gaps up to 1 s "
-                             "(longer gaps stay unchanged), keep them unchanged, or fail")
-    parser.add_argument("--device", default="cpu", help="cpu or gpu; default: %(default)s")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads; default: all cores")
-    parser.add_argument("--blend", choices=("feather", "hard"), default="feather",
-                        help="paste the mouth region with a soft mask, or the whole box (reference)")
-    parser.add_argument("--engine", choices=("auto", "static", "dynamic"), default="auto",
-                        help="auto: on CPU export the generator to an inference program run with "
-                             "oneDNN (dynamic graph if that fails); default: %(default)s")
+    add_predictor_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -78,13 +40,7 @@ def main(argv=None):
     from ppgan.apps.wav2lip_predictor import Wav2LipPredictor
 
     Wav2LipPredictor.check_paths(args.face, args.audio, args.outfile)
-    predictor = Wav2LipPredictor(
-        checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,
-        face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
-        resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
-        nosmooth=args.nosmooth, detect_every=args.detect_every, face_detector=args.face_detector,
-        face_detector_weights=args.face_detector_weights, no_face=args.no_face,
-        device=args.device, threads=args.threads, blend=args.blend, engine=args.engine)
+    predictor = Wav2LipPredictor(**predictor_options(args))
     result = predictor.run(args.face, args.audio, args.outfile)
     print(f"wrote {result.outfile}: {result.frames} frames at {result.fps:.3f} fps in "
           f"{result.total_seconds:.1f} s (faces detected {result.faces_detected}, interpolated "

@@ -266,14 +266,15 @@ class VideoWriter:
     is PADDED by one row/column repeating the edge pixels (the file is then one pixel larger; no
     pixel of the input is lost). Audio (float mono in [-1, 1] at ``sample_rate``) is interleaved
     with the video as frames arrive and the rest is written at the end, whether it is shorter or
-    longer than the video. ``audio_codec`` "aac" (default) is lossy; "flac" or "alac" store the
+    longer than the video; with ``live_audio=True`` the samples arrive later through ``add_audio``
+    (a live source), and only those not yet encoded are held. ``audio_codec`` "aac" (default) is lossy; "flac" or "alac" store the
     int16 samples bit-exactly (``load_audio`` of the result equals ``load_audio`` of a wav written by
     ``save_wav``). Everything goes to a hidden temporary file in the destination folder that is
     renamed on success and removed on any error or when no frame was written.
     """
 
     def __init__(self, path, fps, audio=None, sample_rate=SAMPLE_RATE, crf=20, audio_codec="aac",
-                 preset="veryfast"):
+                 preset="veryfast", live_audio=False):
         self.path = str(path)
         folder, name = os.path.split(os.path.abspath(self.path))
         extension = os.path.splitext(name)[1].lower()
@@ -288,11 +289,17 @@ class VideoWriter:
         self.crf = crf
         self.preset = preset
         self.audio_codec = audio_codec
-        self.audio = None
+        self.live_audio = bool(live_audio)
+        if audio is not None and self.live_audio:
+            raise ConfigError("give the audio track or live_audio=True, not both")
+        # Samples not encoded yet: [_audio_done, _audio_done + _pending.size) of the track.
+        self._pending = np.zeros(0, np.float32)
+        self._has_audio = audio is not None or self.live_audio
         if audio is not None:
-            self.audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-            if self.audio.size == 0:
+            self._pending = np.asarray(audio, dtype=np.float32).reshape(-1)
+            if self._pending.size == 0:
                 raise MediaError(f"cannot write {self.path}: the audio to mux is empty")
+        if self._has_audio:
             self._audio_format = _audio_frame_format(audio_codec)
         self.frames_written = 0
         self._format = CONTAINER_FORMATS[extension]
@@ -324,7 +331,7 @@ class VideoWriter:
             self._video.width = width + width % 2
             self._video.pix_fmt = "yuv420p"
             self._video.options = {"crf": str(self.crf), "preset": self.preset}
-            if self.audio is not None:
+            if self._has_audio:
                 self._audio_stream = self._container.add_stream(self.audio_codec, rate=self.sample_rate)
                 self._audio_stream.layout = "mono"
         except (av.error.FFmpegError, ValueError) as exc:
@@ -366,10 +373,10 @@ class VideoWriter:
 
         if self._audio_stream is None:
             return
-        until = min(until, self.audio.size)
+        until = min(until, self._audio_done + self._pending.size)
         while self._audio_done < until:
             stop = min(until, self._audio_done + _AUDIO_CHUNK)
-            chunk = self.audio[self._audio_done:stop]
+            chunk, self._pending = self._pending[:stop - self._audio_done], self._pending[stop - self._audio_done:]
             samples = to_pcm16(chunk) if self._audio_format == "s16" else np.clip(chunk, -1.0, 1.0)
             audio_frame = av.AudioFrame.from_ndarray(samples[None, :], format=self._audio_format,
                                                      layout="mono")
@@ -378,6 +385,21 @@ class VideoWriter:
             audio_frame.time_base = fractions.Fraction(1, self.sample_rate)
             self._container.mux(self._audio_stream.encode(audio_frame))
             self._audio_done = stop
+
+    def add_audio(self, samples):
+        """Append mono float samples in [-1, 1] to a ``live_audio`` track.
+
+        They are encoded as the video reaches them (or at ``close``), so audio may run ahead of
+        the frames; only the samples not yet encoded are held.
+        """
+        if not self.live_audio:
+            raise ConfigError("add_audio needs a VideoWriter created with live_audio=True")
+        if self._closed:
+            raise RuntimeError(f"VideoWriter for {self.path} is already closed")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self._pending = np.concatenate([self._pending, samples])
+        if self._container is not None:  # frames already written: catch the audio up with them
+            self._write_audio(int(round(self.frames_written * self.sample_rate / self.fps)))
 
     def close(self):
         """Flush the encoders and move the finished file into place.
@@ -395,7 +417,7 @@ class VideoWriter:
         try:
             self._container.mux(self._video.encode(None))
             if self._audio_stream is not None:
-                self._write_audio(self.audio.size)
+                self._write_audio(self._audio_done + self._pending.size)
                 self._container.mux(self._audio_stream.encode(None))
             self._container.close()
             os.replace(self._tmp, self.path)
