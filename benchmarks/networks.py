@@ -9,7 +9,7 @@ three engines side by side in the same run:
 
 - ``dynamic``: Paddle dynamic graph (what training uses);
 - ``inference``: the exported program through Paddle Inference with oneDNN (what the predictor
-  uses, ``ppgan.utils.export.StaticGenerator``);
+  uses, ``ppgan.inference.generator.StaticGenerator``);
 - ``torch``: the same-topology PyTorch model (benchmarks/torch_reference.py), eager,
   ``inference_mode``.
 
@@ -56,7 +56,7 @@ def make_runner(engine, threads, export_prefix):
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(threads)
     if engine == "inference":
-        from ppgan.utils.export import StaticGenerator
+        from ppgan.inference.generator import StaticGenerator
         return StaticGenerator(export_prefix, threads=threads, use_onednn=True)
     from ppgan.models.generators.wav2lip import Wav2Lip
     net = Wav2Lip()
@@ -138,7 +138,7 @@ def network_sizes():
 def export_random_generator(prefix):
     import paddle
     from ppgan.models.generators.wav2lip import Wav2Lip
-    from ppgan.utils.export import export_generator
+    from ppgan.inference.generator import export_generator
     paddle.seed(0)
     export_generator(Wav2Lip(), prefix)
 

@@ -10,7 +10,7 @@ import pytest
 
 from ppgan.models.generators.wav2lip import Wav2Lip
 from ppgan.utils.errors import WeightsError
-from ppgan.utils.export import StaticGenerator, export_generator
+from ppgan.inference.generator import StaticGenerator, export_generator
 from ppgan.utils.weights import CHECKPOINT_FORMAT, save_weights_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +95,7 @@ def test_export_tool_from_training_checkpoint(exported, tmp_path):
 
 def test_export_from_config_block(exported, tmp_path):
     from ppgan.utils.errors import ConfigError
-    from ppgan.utils.export import export_from_weights
+    from ppgan.apps.generator_loader import export_from_weights
     net, _, _, _ = exported
     weights = str(tmp_path / "flat.pdparams")
     paddle.save(net.state_dict(), weights)  # a flat PaddleGAN-style generator dict

@@ -186,7 +186,7 @@ def test_generator_batch_halves_on_out_of_memory(media, tmp_path):
 
 
 def test_predictor_runs_the_exported_program_fast_path(media, tmp_path):
-    from ppgan.utils.export import export_generator
+    from ppgan.inference.generator import export_generator
 
     predictor = Wav2LipPredictor(checkpoint_path=media["weights"], box=(60, 200, 60, 200),
                                  engine="static", progress=False)  # export + oneDNN, CPU

@@ -6,7 +6,7 @@
 
 Accepts any weights file ``load_weights`` reads (PaddleGAN flat dicts, converted .pth, training
 checkpoints: ``--net-name`` picks the net, default netG). The predictor loads the result with
-``ppgan.utils.export.StaticGenerator``.
+``ppgan.inference.generator.StaticGenerator``.
 """
 
 import argparse
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ppgan.utils.cli import run_main  # noqa: E402
 from ppgan.utils.errors import ConfigError  # noqa: E402
-from ppgan.utils.export import export_from_weights  # noqa: E402
+from ppgan.apps.generator_loader import export_from_weights  # noqa: E402
 
 
 def parse_args(argv):

@@ -6,17 +6,16 @@ training checkpoint (the generator is built from the config stored inside), a fl
 state dict (PaddleGAN's ``wav2lip_hq.pdparams``, a converted PyTorch file; the width is read from
 the tensor shapes). On CPU the loaded network is exported to a temporary inference program and run
 by Paddle Inference with oneDNN on all cores, which is several times faster than the dynamic
-graph; the dynamic graph is the fallback (and the engine on GPU).
+graph; the dynamic graph is the fallback (and the engine on GPU). The engine itself is
+``ppgan.inference``.
 """
 
 import os
-import shutil
-import tempfile
 
+from ..inference.engine import ENGINES, check_engine  # noqa: F401  (ENGINES: the CLI's choices)
+from ..inference.generator import DynamicGenerator, StaticGenerator, export_generator, generator_runner
 from ..utils.errors import ConfigError, WeightsError
-from ..utils.logger import get_logger
 
-ENGINES = ("auto", "static", "dynamic")
 _PROGRAM_SUFFIXES = (".json", ".pdmodel", ".pdiparams")
 # The deepest face-encoder conv has 512 * width_mult output channels: the most precise width probe.
 _WIDTH_PROBES = (("face_encoder_blocks.6.0.conv_block.0.weight", 512),
@@ -70,26 +69,6 @@ def build_generator_for(weights, path):
     return net
 
 
-class DynamicGenerator:
-    """Run a ``paddle.nn.Layer`` generator in eval mode without gradients; restores train mode."""
-
-    def __init__(self, net):
-        self.net = net
-
-    def __call__(self, mels, faces):
-        import paddle
-
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with paddle.no_grad():
-                out = self.net(paddle.to_tensor(mels), paddle.to_tensor(faces))
-            return out.numpy()
-        finally:
-            if was_training:
-                self.net.train()
-
-
 def wrap_generator(generator):
     """A ``paddle.nn.Layer`` becomes a ``DynamicGenerator``; other callables are used as given."""
     import paddle
@@ -101,44 +80,30 @@ def wrap_generator(generator):
     return generator
 
 
-def to_static(net, threads=None):
-    """Export ``net`` to a temporary inference program and load it with oneDNN."""
-    from ..utils.export import StaticGenerator, export_generator
+def build_export_generator(width_mult=1.0, config=None, overrides=()):
+    """The generator to export: from a config's ``model.generator`` block, else ``Wav2Lip``."""
+    from ..models.builder import build_generator
+    if config is None:
+        return build_generator({"name": "Wav2Lip", "width_mult": width_mult})
+    from ..utils.config import load_config
+    cfg = load_config(config, overrides)
+    if "generator" not in cfg.get("model", {}):
+        raise ConfigError(f"{config} has no model.generator block to export")
+    return build_generator(cfg.model.generator)
 
-    folder = tempfile.mkdtemp(prefix="ppgan-wav2lip-")
-    try:
-        export_generator(net, os.path.join(folder, "generator"))
-        return StaticGenerator(os.path.join(folder, "generator"), threads=threads)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the predictor holds the program in memory
 
+def export_from_weights(weights, path_prefix, net_name=None, width_mult=1.0, config=None,
+                        overrides=()):
+    """Build the generator, load ``weights`` strictly (any supported file) and export it.
 
-class ExportOnFirstUse:
-    """Runs a loaded network through an inference program exported at the first call.
-
-    Exporting takes seconds, so it waits until frames are actually ready: bad input fails fast.
-    With ``required=False`` an export failure is logged and the dynamic graph is used instead.
-    ``engine`` tells which one ran ("static" / "dynamic"; None before the first call).
+    Returns:
+        (program path, parameters path).
     """
+    from ..utils.weights import load_weights
 
-    def __init__(self, net, threads=None, required=False):
-        self.net, self.threads, self.required = net, threads, required
-        self.engine, self._run = None, None
-
-    def __call__(self, mels, faces):
-        if self._run is None:
-            self._run, self.engine = self._prepare()
-        return self._run(mels, faces)
-
-    def _prepare(self):
-        try:
-            return to_static(self.net, self.threads), "static"
-        except Exception as exc:  # noqa: BLE001 - any export failure falls back to the same net
-            if self.required:
-                raise
-            reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
-            get_logger().warning("inference-program export failed (%s); using the dynamic graph", reason)
-            return DynamicGenerator(self.net), "dynamic"
+    net = build_export_generator(width_mult, config, overrides)
+    load_weights(net, weights, net_name=net_name)
+    return export_generator(net, path_prefix)
 
 
 def _set_device(device):
@@ -166,13 +131,11 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
         ConfigError: no checkpoint, bad device / engine.
         WeightsError: unreadable file or a network of another architecture.
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    check_engine(engine)
     if not checkpoint_path:
         raise ConfigError("no generator checkpoint given: pass --checkpoint_path with a weights "
                           "file (wav2lip_hq.pdparams, a converted .pth, a training checkpoint) or "
                           "an exported program; nothing is downloaded")
-    from ..utils.export import StaticGenerator
     from ..utils.weights import read_weights_file
 
     prefix = exported_prefix(checkpoint_path)
@@ -185,9 +148,9 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
         raise WeightsError(f"checkpoint not found: {checkpoint_path}")
     _set_device(device)
     net = build_generator_for(read_weights_file(checkpoint_path), os.fspath(checkpoint_path))
-    if engine == "static" or (engine == "auto" and str(device).startswith("cpu")):
-        return ExportOnFirstUse(net, threads, required=engine == "static")
-    if threads:
-        import paddle
-        paddle.base.core.set_num_threads(int(threads))
-    return DynamicGenerator(net)
+    if engine == "dynamic" or (engine == "auto" and str(device).startswith("gpu")):
+        if threads:
+            import paddle
+            paddle.base.core.set_num_threads(int(threads))
+        return DynamicGenerator(net)
+    return generator_runner(net, engine, threads)

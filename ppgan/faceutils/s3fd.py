@@ -13,7 +13,6 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..utils.convert import register_converter
 from ..utils.errors import ConfigError
 from .builder import DETECTORS
 from .detector import FaceDetector
@@ -204,9 +203,9 @@ class S3FDDetector(FaceDetector):
         return results
 
 
-@register_converter("s3fd", network_factory=S3FD)
 def convert_s3fd(state):
-    """Map the original face-alignment ``s3fd.pth`` state dict to ``S3FD``'s names.
+    """Map the original face-alignment ``s3fd.pth`` state dict to ``S3FD``'s names
+    (``--arch s3fd``; ``ppgan.utils.convert`` registers it).
 
     Every layer is a plain convolution or an L2Norm scale whose names and layouts are the same in
     both frameworks; the generic steps of ``convert_checkpoint`` (``module.`` prefix) suffice.

@@ -20,53 +20,25 @@ The embedding model is pluggable (``SYNC_SCORERS``): ``expert`` is our trained `
 (Euclidean distance, MFCC audio, 224-px frames; see ``ppgan.metrics.syncnet_v2``).
 """
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.contract import (FACE_SIZE, MEL_STEP_SIZE, SYNC_T, expert_face_shape, lower_half_stack,
-                             mel_window_fits, mel_windows, resize_face, to_unit_float)
+                             mel_window_fits, mel_windows, to_unit_float)
 from ..utils.audio import melspectrogram, num_mel_steps
-from ..utils.errors import ConfigError, DataError, WeightsError
-from ..utils.registry import Registry, build_from_config
+from ..utils.errors import DataError, WeightsError
+from ..utils.registry import build_from_config
+from .sync_scorer import (  # noqa: F401  (the protocol's public names live here too)
+    ENGINES, SYNC_SCORERS, SyncScorer, batched, build_embedding, cosine_distance, embedding_layer,
+    euclidean_distance)
 
 VSHIFT = 15  # offsets searched on each side, in video frames (the reference's --vshift)
-
-SYNC_SCORERS = Registry("sync scorer")
 
 
 # ---------------------------------------------------------------------------------------------
 # distances and the offset protocol (pure numpy)
 # ---------------------------------------------------------------------------------------------
-
-def cosine_distance(a, b):
-    """Row-wise 1 - cos(a, b); a zero vector (the protocol's edge padding) has cos 0.
-
-    Args:
-        a, b: (N, D) arrays.
-    Returns:
-        (N,) float64 distances in [0, 2].
-    """
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    dot = np.sum(a * b, axis=1)
-    cos = np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
-    return 1.0 - cos
-
-
-def euclidean_distance(a, b, eps=1e-6):
-    """Row-wise ||a - b + eps||, exactly what torch's ``pairwise_distance`` (SyncNet) computes.
-
-    Args:
-        a, b: (N, D) arrays.
-    Returns:
-        (N,) float64 distances.
-    """
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64) + eps
-    return np.linalg.norm(diff, axis=1)
-
 
 def offset_distances(video_feats, audio_feats, distance, vshift=VSHIFT):
     """Distances between every video window and the audio windows ``vshift`` either side.
@@ -198,138 +170,6 @@ def sync_pair_accuracy(video_feats, audio_feats, min_offset=5, threshold=0.5, se
 # embedding models
 # ---------------------------------------------------------------------------------------------
 
-class SyncScorer:
-    """An audio-visual embedding model used by the protocol.
-
-    Subclasses set ``face_size`` (square input size), ``distance`` (row-wise function),
-    ``required_fps`` (None = any frame rate), ``pair_threshold`` and implement the three
-    methods below.
-    """
-
-    name = "base"
-    face_size = FACE_SIZE
-    required_fps = None
-    distance = staticmethod(cosine_distance)
-    pair_threshold = None  # cosine-similarity boundary for sync-pair accuracy (experts only)
-
-    def num_windows(self, num_frames, num_samples, fps):
-        """How many 5-frame windows have both video frames and audio features."""
-        raise NotImplementedError  # abstract
-
-    def video_features(self, faces, num_windows):
-        """(T, S, S, 3) uint8 BGR face crops -> (num_windows, D) float32 embeddings."""
-        raise NotImplementedError  # abstract
-
-    def audio_features(self, wav, fps, num_windows):
-        """(N,) float32 16 kHz audio -> (num_windows, D) embeddings of the windows at frames 0.."""
-        raise NotImplementedError  # abstract
-
-    def prepare_frame(self, face):
-        """Resize one BGR face crop to the model's input size (the contract's ``resize_face``)."""
-        return np.ascontiguousarray(resize_face(face, self.face_size, self.face_size))
-
-
-def _batched(count, batch_size):
-    for start in range(0, count, batch_size):
-        yield start, min(count, start + batch_size)
-
-
-ENGINES = ("auto", "static", "dynamic")
-
-
-def _embedding_layer(trunk, head=None, normalize=False):
-    """A Layer computing ``normalize?(head?(flatten(trunk(x))))``: one embedding stream of a
-    sync model, so the static program and the dynamic fallback run the same layers."""
-    import paddle
-    import paddle.nn as nn
-    import paddle.nn.functional as F
-
-    class Embedding(nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.trunk, self.head, self.normalize = trunk, head, normalize
-
-        def forward(self, x):
-            emb = paddle.flatten(self.trunk(x), 1)
-            if self.head is not None:
-                emb = self.head(emb)
-            return F.normalize(emb, p=2, axis=1) if self.normalize else emb
-
-    return Embedding()
-
-
-class _DynamicEmbedding:
-    """Run an embedding Layer in the dynamic graph: ndarray batch -> ndarray embeddings."""
-
-    def __init__(self, layer):
-        self.layer = layer
-
-    def __call__(self, batch):
-        import paddle
-
-        self.layer.eval()
-        with paddle.no_grad():
-            return self.layer(paddle.to_tensor(batch)).numpy()
-
-
-class _StaticEmbedding:
-    """The same Layer exported to a Paddle Inference program run with oneDNN on all CPU cores
-    (several times faster than the dynamic graph on CPU; see benchmarks/BENCHMARKS.md)."""
-
-    def __init__(self, layer, input_shape, threads=None):
-        import shutil
-        import tempfile
-
-        import paddle
-
-        layer.eval()
-        folder = tempfile.mkdtemp(prefix="ppgan-lse-")
-        try:
-            spec = [paddle.static.InputSpec([None, *input_shape], "float32", "x")]
-            paddle.jit.save(layer, os.path.join(folder, "embedding"), input_spec=spec)
-            config = paddle.inference.Config(os.path.join(folder, "embedding.json"),
-                                             os.path.join(folder, "embedding.pdiparams"))
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
-            config.enable_onednn()
-            config.disable_glog_info()
-            self.predictor = paddle.inference.create_predictor(config)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)  # the predictor holds the program in memory
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
-
-    def __call__(self, batch):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self.input.reshape(batch.shape)
-        self.input.copy_from_cpu(batch)
-        self.predictor.run()
-        return self.output.copy_to_cpu()
-
-
-def build_embedding(layer, input_shape, engine="auto", threads=None):
-    """A callable ``(N, *input_shape) ndarray -> (N, D) ndarray`` running ``layer``.
-
-    ``engine``: "static" (Paddle Inference + oneDNN, CPU), "dynamic", or "auto" (static on CPU,
-    dynamic elsewhere or when the export fails - the reason is logged).
-    """
-    import paddle
-
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "dynamic" or (engine == "auto" and not paddle.get_device().startswith("cpu")):
-        return _DynamicEmbedding(layer)
-    try:
-        return _StaticEmbedding(layer, input_shape, threads)
-    except Exception as exc:  # noqa: BLE001 - Paddle's export raises many unrelated types
-        if engine == "static":
-            raise
-        from ..utils.logger import get_logger
-        get_logger().warning(f"sync scorer: static inference unavailable ({type(exc).__name__}: "
-                             f"{str(exc).strip()[:120]}); using the dynamic graph")
-        return _DynamicEmbedding(layer)
-
-
 class ExpertScorer(SyncScorer):
     """Our lip-sync expert (``SyncNetColor``) as the LSE embedding model.
 
@@ -353,9 +193,9 @@ class ExpertScorer(SyncScorer):
         self.face_size = int(getattr(net, "img_size", FACE_SIZE))
         self.batch_size = int(batch_size)
         # The same flatten + L2 normalisation as SyncNetColor.forward, one stream at a time.
-        self.embed_face = build_embedding(_embedding_layer(net.face_encoder, normalize=True),
+        self.embed_face = build_embedding(embedding_layer(net.face_encoder, normalize=True),
                                           expert_face_shape(self.face_size), engine, threads)
-        self.embed_audio = build_embedding(_embedding_layer(net.audio_encoder, normalize=True),
+        self.embed_audio = build_embedding(embedding_layer(net.audio_encoder, normalize=True),
                                            (1, 80, MEL_STEP_SIZE), engine, threads)
 
     def num_windows(self, num_frames, num_samples, fps):
@@ -383,12 +223,12 @@ class ExpertScorer(SyncScorer):
 
     def video_features(self, faces, num_windows):
         return np.concatenate([self.embed_face(self.face_windows(faces, start, stop))
-                               for start, stop in _batched(num_windows, self.batch_size)])
+                               for start, stop in batched(num_windows, self.batch_size)])
 
     def audio_features(self, wav, fps, num_windows):
         mel = melspectrogram(wav)
         return np.concatenate([self.embed_audio(self.audio_windows(mel, fps, start, stop))
-                               for start, stop in _batched(num_windows, self.batch_size)])
+                               for start, stop in batched(num_windows, self.batch_size)])
 
 
 def infer_expert_width(state_dict, path=None):

@@ -21,9 +21,9 @@ import math
 import numpy as np
 
 from ..utils.errors import ConfigError, WeightsError
-from .lse import (
-    SYNC_SCORERS, SYNC_T, SyncScorer, _batched, _embedding_layer, build_embedding,
-    euclidean_distance)
+from ..data.contract import SYNC_T
+from .sync_scorer import SYNC_SCORERS, SyncScorer, batched, build_embedding, embedding_layer, \
+    euclidean_distance
 
 MFCC_PER_FRAME = 4  # 100 MFCC frames per second over 25 video frames per second
 MFCC_WINDOW = 20  # MFCC frames in one audio window (0.2 s = 5 video frames)
@@ -181,7 +181,8 @@ LINEAR_WEIGHTS = ("netfcaud.0.weight", "netfcaud.3.weight", "netfclip.0.weight",
 def convert_syncnet_v2(torch_state):
     """Map a PyTorch SyncNet v2 state dict to Paddle layouts (``--arch syncnet_v2``).
 
-    ``ppgan.utils.convert`` has already stripped ``module.``, renamed the batch-norm statistics
+    ``ppgan.utils.convert`` (which registers this function for ``--arch syncnet_v2``) has
+    already stripped ``module.``, renamed the batch-norm statistics
     and dropped ``num_batches_tracked``; names are otherwise identical because the Sequential
     indices match, so only the Linear weights need transposing.
 
@@ -193,14 +194,6 @@ def convert_syncnet_v2(torch_state):
     return {key: (np.ascontiguousarray(np.asarray(value).T) if key in LINEAR_WEIGHTS
                   else np.asarray(value))
             for key, value in torch_state.items()}
-
-
-def _register_converter():
-    """Register ``syncnet_v2`` for tools/convert_weights.py (checked against ``SyncNetV2()``)."""
-    from ..utils.convert import CONVERTERS, register_converter
-
-    if "syncnet_v2" not in CONVERTERS:
-        register_converter("syncnet_v2", network_factory=SyncNetV2)(convert_syncnet_v2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,9 +222,9 @@ class SyncNetV2Scorer(SyncScorer):
         self.net.eval()
         self.batch_size = int(batch_size)
         # forward_lip / forward_aud as single-input layers (static program or dynamic graph)
-        self.embed_lips = build_embedding(_embedding_layer(net.netcnnlip, net.netfclip),
+        self.embed_lips = build_embedding(embedding_layer(net.netcnnlip, net.netfclip),
                                           (3, SYNC_T, FACE_SIZE, FACE_SIZE), engine, threads)
-        self.embed_audio = build_embedding(_embedding_layer(net.netcnnaud, net.netfcaud),
+        self.embed_audio = build_embedding(embedding_layer(net.netcnnaud, net.netfcaud),
                                            (1, 13, MFCC_WINDOW), engine, threads)
 
     def num_windows(self, num_frames, num_samples, fps):
@@ -243,7 +236,7 @@ class SyncNetV2Scorer(SyncScorer):
     def video_features(self, faces, num_windows):
         faces = np.asarray(faces)
         out = []
-        for start, stop in _batched(num_windows, self.batch_size):
+        for start, stop in batched(num_windows, self.batch_size):
             index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
             # (B, 5, H, W, 3) -> (B, 3, 5, H, W), values 0..255 as the original feeds them
             clip = faces[index].transpose(0, 4, 1, 2, 3).astype(np.float32)
@@ -254,7 +247,7 @@ class SyncNetV2Scorer(SyncScorer):
         # The reference reads int16 wav samples; our decoder gives value / 32768.
         ceps = mfcc(np.asarray(wav, np.float64) * 32768.0).T.astype(np.float32)  # (13, M)
         out = []
-        for start, stop in _batched(num_windows, self.batch_size):
+        for start, stop in batched(num_windows, self.batch_size):
             patches = np.stack([ceps[:, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW]
                                 for v in range(start, stop)])[:, None]
             out.append(self.embed_audio(patches))
@@ -283,5 +276,3 @@ def build_syncnet_v2_scorer(weights=None, net=None, batch_size=20, engine="auto"
         net = load_syncnet_v2(weights)
     return SyncNetV2Scorer(net, batch_size=batch_size, engine=engine)
 
-
-_register_converter()

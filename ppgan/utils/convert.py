@@ -8,7 +8,7 @@ Generic steps, for every architecture: unwrap ``{"state_dict": ..., "optimizer":
 (``CONVERTERS``) maps the remaining names, and the result is checked key by key and shape by
 shape against the Paddle network, so a checkpoint given the wrong ``--arch`` fails clearly.
 
-Other modules add architectures with ``register_converter("s3fd", network_factory=S3FD)``.
+Networks outside ``ppgan.models`` are listed in ``_LAZY_CONVERTERS`` and registered on first use.
 """
 
 import importlib
@@ -94,10 +94,18 @@ for _arch in ("wav2lip", "syncnet", "disc"):
         _same_names)
 
 
+# Converters of networks defined outside ppgan.models: arch -> (module, converter, network
+# factory). Registered here on first use, so those modules never import this one (no cycle).
+_LAZY_CONVERTERS = {"s3fd": ("ppgan.faceutils.s3fd", "convert_s3fd", "S3FD"),
+                    "syncnet_v2": ("ppgan.metrics.syncnet_v2", "convert_syncnet_v2", "SyncNetV2")}
+
+
 def _import_registrations():
-    """Import the packages whose modules register more converters (s3fd, syncnet_v2)."""
-    for package in ("ppgan.faceutils", "ppgan.metrics"):
-        importlib.import_module(package)
+    """Register the converters that live in other packages."""
+    for arch, (module_name, converter, factory) in _LAZY_CONVERTERS.items():
+        if arch not in CONVERTERS:
+            module = importlib.import_module(module_name)
+            register_converter(arch, network_factory=getattr(module, factory))(getattr(module, converter))
 
 
 def convert_checkpoint(src, arch, network=None):

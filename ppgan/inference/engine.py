@@ -1,0 +1,265 @@
+"""The inference engine: export a network to a static program and run it with Paddle Inference.
+
+On CPU, Paddle Inference with oneDNN runs our convolution nets several times faster than the
+dynamic graph (benchmarks/BENCHMARKS.md), so everything that only runs networks forward - the
+generator in the predictor, the LSE embeddings - goes through ``build_runner``:
+
+    run = build_runner(layer, {"x": (1, 80, 16)}, engine="auto", what="sync scorer")
+    out = run(x)                         # ndarrays in, (N, ...) float32 ndarray out
+
+Policy (``engine``): "static" = exported program on CPU, failing loudly; "dynamic" = the Layer in
+the dynamic graph; "auto" = static on CPU, dynamic elsewhere, and dynamic when the export fails -
+that silent slowdown is logged once per component and reason.
+
+``precision`` is the numeric format the static runner computes in; only "fp32" exists today (the
+slot is where reduced-precision oneDNN paths plug in).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..utils.errors import ConfigError, WeightsError
+from ..utils.logger import get_logger
+
+ENGINES = ("auto", "static", "dynamic")
+PRECISIONS = ("fp32",)
+PROGRAM_SUFFIX = ".json"      # what paddle.jit.save writes in Paddle 3.x (PIR programs)
+PARAMS_SUFFIX = ".pdiparams"
+# JSON beside the program: its input shapes (Paddle Inference does not report them before a run)
+# and whatever the exporter adds (the generator's inference spec and training config).
+INFO_SUFFIX = ".info.json"
+# oneDNN caches primitives per input shape; a video yields at most a few batch sizes (full
+# batches and the last one), so a small cap keeps memory bounded without recompiling.
+ONEDNN_SHAPE_CACHE = 8
+
+_fallbacks_logged = set()
+
+
+def check_engine(engine, precision="fp32"):
+    """Raise ``ConfigError`` for an unknown engine or precision name."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def failure_reason(exc):
+    """One short line saying why ``exc`` happened (Paddle's C++ errors span many lines)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1][:160]}" if lines else type(exc).__name__
+
+
+def log_fallback(what, reason):
+    """Warn that ``what`` runs in the slow dynamic graph because of ``reason``; once per
+    component, as a scorer builds several runners and a tool may load several nets."""
+    if what in _fallbacks_logged:
+        return
+    _fallbacks_logged.add(what)
+    get_logger().warning("%s: static inference program unavailable (%s); using the dynamic graph, "
+                         "which is several times slower on CPU", what, reason)
+
+
+def export_program(layer, path_prefix, inputs, info=None):
+    """Save ``layer`` (put in eval mode) as ``<prefix>.json`` + ``.pdiparams`` + ``.info.json``.
+
+    Args:
+        layer: a ``paddle.nn.Layer`` whose ``forward`` takes the inputs in ``inputs``' order.
+        path_prefix: output path without suffix; its folder is created.
+        inputs: ordered ``{name: per-sample shape}``; the batch dimension is dynamic.
+        info: JSON-serialisable dict stored beside the program (``read_program_info``).
+    Returns:
+        (program path, parameters path). Files are written in a staging folder beside the target
+        and moved into place, so a failed export leaves nothing behind.
+    """
+    import paddle
+
+    layer.eval()
+    spec = [paddle.static.InputSpec([None, *shape], "float32", name) for name, shape in inputs.items()]
+    folder = os.path.dirname(os.path.abspath(path_prefix))
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=folder, prefix=".export-")
+    try:
+        paddle.jit.save(layer, os.path.join(staging, "model"), input_spec=spec)
+        record = dict(info or {}, inputs={name: [int(v) for v in shape] for name, shape in inputs.items()})
+        with open(os.path.join(staging, "model" + INFO_SUFFIX), "w") as handle:
+            json.dump(record, handle, indent=1, sort_keys=True)
+        for name in os.listdir(staging):
+            if name.startswith("model."):
+                os.replace(os.path.join(staging, name), path_prefix + name[len("model"):])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path_prefix + PROGRAM_SUFFIX, path_prefix + PARAMS_SUFFIX
+
+
+def read_program_info(path_prefix):
+    """The dict ``export_program`` stored beside a program; {} for programs exported without it.
+
+    Raises:
+        WeightsError: the file exists but is not a JSON object.
+    """
+    path = path_prefix + INFO_SUFFIX
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as handle:
+            info = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read {path}: {exc}; export the program again") from None
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path} is not a JSON object; export the program again")
+    return info
+
+
+class StaticRunner:
+    """An exported program run by ``paddle.inference`` on CPU.
+
+    Args:
+        path_prefix: what ``export_program`` was given.
+        threads: math-library threads. Default: all cores (``os.cpu_count()``).
+        use_onednn: oneDNN kernels (much faster on x86). Default: True.
+        precision: "fp32" (see the module doc).
+        what: the component's name, for messages.
+    Attributes:
+        input_names: the program's inputs, in the order ``__call__`` takes them.
+        input_shapes: ``{name: per-sample shape}`` from the program's info file ({} without one).
+        info: that file's whole dict (``read_program_info``).
+    """
+
+    def __init__(self, path_prefix, threads=None, use_onednn=True, precision="fp32", what="program"):
+        import paddle
+
+        check_engine("static", precision)
+        program, params = path_prefix + PROGRAM_SUFFIX, path_prefix + PARAMS_SUFFIX
+        for path in (program, params):
+            if not os.path.isfile(path):
+                raise WeightsError(f"exported {what} file not found: {path}; create it with "
+                                   f"tools/export_model.py --output {path_prefix}")
+        config = paddle.inference.Config(program, params)
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(int(threads or os.cpu_count() or 1))
+        if use_onednn:
+            config.enable_onednn()
+            config.set_onednn_cache_capacity(ONEDNN_SHAPE_CACHE)
+        else:
+            config.disable_onednn()
+        config.disable_glog_info()
+        try:
+            self.predictor = paddle.inference.create_predictor(config)
+        except Exception as exc:  # the C++ side raises generic errors for unreadable programs
+            raise WeightsError(f"cannot load the exported {what} {path_prefix}: "
+                               f"{failure_reason(exc)}; export it again") from None
+        self.precision = precision
+        self.input_names = list(self.predictor.get_input_names())
+        self.info = read_program_info(path_prefix)
+        self.input_shapes = {name: tuple(shape) for name, shape in self.info.get("inputs", {}).items()}
+        self._inputs = [self.predictor.get_input_handle(name) for name in self.input_names]
+        self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, *arrays):
+        """Run the program on float32 arrays in ``input_names`` order; returns the first output."""
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"the program takes {len(self._inputs)} inputs "
+                             f"({', '.join(self.input_names)}), got {len(arrays)}")
+        for handle, array in zip(self._inputs, arrays):
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            handle.reshape(array.shape)
+            handle.copy_from_cpu(array)
+        self.predictor.run()
+        return self._output.copy_to_cpu()
+
+
+class DynamicRunner:
+    """A ``paddle.nn.Layer`` run in eval mode without gradients: ndarrays in, ndarray out.
+
+    The layer's train / eval mode is restored afterwards (the trainer evaluates its own nets).
+    """
+
+    precision = "fp32"
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, *arrays):
+        import paddle
+
+        was_training = self.layer.training
+        self.layer.eval()
+        try:
+            with paddle.no_grad():
+                return self.layer(*[paddle.to_tensor(np.asarray(a, np.float32)) for a in arrays]).numpy()
+        finally:
+            if was_training:
+                self.layer.train()
+
+
+def compile_static(layer, inputs, threads=None, precision="fp32", what="program"):
+    """Export ``layer`` to a temporary program and load it in a ``StaticRunner``.
+
+    The temporary files are removed at once: the predictor holds the program in memory.
+    """
+    folder = tempfile.mkdtemp(prefix="ppgan-inference-")
+    try:
+        export_program(layer, os.path.join(folder, "model"), inputs)
+        return StaticRunner(os.path.join(folder, "model"), threads=threads, precision=precision,
+                            what=what)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _on_cpu():
+    import paddle
+
+    return paddle.get_device().startswith("cpu")
+
+
+def build_runner(layer, inputs, engine="auto", threads=None, precision="fp32", what="network"):
+    """A callable ``(*ndarrays) -> ndarray`` running ``layer`` by the engine policy.
+
+    Args:
+        layer: the ``paddle.nn.Layer``; its forward takes the inputs in ``inputs``' order.
+        inputs: ordered ``{name: per-sample shape}`` (batch dimension dynamic).
+        engine: "auto" | "static" | "dynamic" (module doc).
+        threads: CPU threads of the static runner (default: all cores); the dynamic graph's
+            thread count is left as Paddle set it.
+        precision: "fp32".
+        what: the component's name for the fall-back warning.
+    Raises:
+        ConfigError: unknown engine / precision.
+        any export error, with ``engine="static"``.
+    """
+    check_engine(engine, precision)
+    if engine == "dynamic" or (engine == "auto" and not _on_cpu()):
+        return DynamicRunner(layer)
+    try:
+        return compile_static(layer, inputs, threads, precision, what)
+    except Exception as exc:  # noqa: BLE001 - Paddle's export raises many unrelated types
+        if engine == "static":
+            raise
+        log_fallback(what, failure_reason(exc))
+        return DynamicRunner(layer)
+
+
+class CompileOnFirstUse:
+    """``build_runner`` deferred to the first call.
+
+    Exporting takes seconds, so a tool that must first decode and check its inputs waits until
+    data is actually ready: bad input fails fast. ``engine`` tells which one ran ("static" /
+    "dynamic"; None before the first call).
+    """
+
+    def __init__(self, layer, inputs, engine="auto", threads=None, precision="fp32", what="network"):
+        check_engine(engine, precision)
+        self.layer, self.inputs, self.requested = layer, inputs, engine
+        self.threads, self.precision, self.what = threads, precision, what
+        self.engine, self._run = None, None
+
+    def __call__(self, *arrays):
+        if self._run is None:
+            self._run = build_runner(self.layer, self.inputs, self.requested, self.threads,
+                                     self.precision, self.what)
+            self.engine = "static" if isinstance(self._run, StaticRunner) else "dynamic"
+        return self._run(*arrays)
