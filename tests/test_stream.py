@@ -122,6 +122,53 @@ def test_random_chunks_give_the_predictors_frames(media, tmp_path, monkeypatch, 
             np.testing.assert_array_equal(frame.image, reference)
 
 
+def test_still_face_cache_matches_the_full_generator(media):
+    from ppgan.apps.generator_loader import load_generator
+    from ppgan.apps.still_face import StillFaceGenerator, still_face_generator
+    from ppgan.apps.wav2lip_predictor import generator_inputs
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
+    mels = rng.uniform(-4, 4, (5, 80, 16)).astype(np.float32)
+    full = load_generator(media["weights"], engine="dynamic")
+    expected = full(*generator_inputs(np.repeat(crop, 5, axis=0), mels))
+    faces = generator_inputs(crop, mels[:1])[1]
+    dynamic = still_face_generator(full, faces)
+    assert dynamic.engine == "dynamic"
+    np.testing.assert_array_equal(dynamic(mels[:, None]), expected)
+    static = StillFaceGenerator(full.net, faces, engine="static", threads=1)
+    np.testing.assert_allclose(static(mels[:, None]), expected, atol=1e-4)
+    assert still_face_generator(lambda m, f: f[:, 3:], faces) is None  # no network to split
+
+
+def test_batch_size_is_measured_not_assumed():
+    from ppgan.apps.batch_size import measure_batch_size
+
+    # A fake engine: 10 ms per call plus 1 ms per frame; the clock advances by the work done.
+    now = [0.0]
+    run = lambda batch: now.__setitem__(0, now[0] + 0.010 + 0.001 * batch)
+    chosen, rates = measure_batch_size(run, lambda n: n, largest=64, clock=lambda: now[0])
+    # Rates 91, 167, 286, 444, 615, 762, 865 frames/s: every doubling gains more than 5 %.
+    assert sorted(rates) == [1, 2, 4, 8, 16, 32, 64] and chosen == 64
+    # Saturated at 8: 16 is no more than 5 % faster, so doubling stops there and 8 is chosen.
+    run = lambda batch: now.__setitem__(0, now[0] + 0.001 * max(batch, 8))
+    chosen, rates = measure_batch_size(run, lambda n: n, largest=64, clock=lambda: now[0])
+    assert sorted(rates) == [1, 2, 4, 8, 16] and chosen == 8
+
+
+def test_stream_measures_its_batch_size_on_the_avatar(media):
+    calls = []
+
+    def generator(mels, faces):
+        calls.append(len(faces))
+        return faces[:, 3:]
+
+    stream = Wav2LipStream(generator=generator, box=(60, 200, 60, 200), batch_size="auto")
+    stream.prepare(media["photo"])
+    assert stream.batch_size in stream.batch_rates and calls[:2] == [1, 1]
+    assert "measure" in stream.prepare_seconds
+
+
 def test_frames_come_out_while_audio_arrives_with_bounded_memory(tmp_path):
     """A cheap generator and 60 s of audio in 40 ms chunks: every frame is out 0.21 s of audio
     after its start, and the mel kept does not grow."""

@@ -45,6 +45,12 @@ def parse_args(argv=None):
                         help="audio pushed per step, in milliseconds; default: %(default)s")
     parser.add_argument("--realtime", action="store_true",
                         help="push a file's chunks no faster than real time (like a live source)")
+    parser.add_argument("--fixed_batch", action="store_true",
+                        help="use --wav2lip_batch_size as it is instead of measuring the fastest "
+                             "batch up to it on the avatar")
+    parser.add_argument("--encoder", choices=("process", "inline"), default="process",
+                        help="encode the mp4 in a child process, overlapping generation "
+                             "(default), or in this process")
     add_predictor_arguments(parser)
     return parser.parse_args(argv)
 
@@ -83,6 +89,7 @@ def stdin_chunks(stream, chunk, pcm_format):
 def main(argv=None, stdin=None):
     args = parse_args(argv)
     from ppgan.apps.wav2lip_stream import Wav2LipStream
+    from ppgan.utils.background_writer import BackgroundVideoWriter
     from ppgan.utils.video import CONTAINER_FORMATS, VideoWriter
 
     if os.path.splitext(args.outfile)[1].lower() not in CONTAINER_FORMATS:
@@ -95,7 +102,7 @@ def main(argv=None, stdin=None):
         raise ConfigError(f"--chunk_ms must be positive, got {args.chunk_ms}")
     chunk = max(1, int(round(args.chunk_ms * SAMPLE_RATE / 1000)))
 
-    stream = Wav2LipStream(**predictor_options(args))
+    stream = Wav2LipStream(batch_size=None if args.fixed_batch else "auto", **predictor_options(args))
     started = time.perf_counter()
     avatar = stream.prepare(args.face)
     prepared = time.perf_counter() - started
@@ -107,7 +114,8 @@ def main(argv=None, stdin=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.outfile)), exist_ok=True)
     first_chunk = first_frame = last_frame = None
     samples = frames = 0
-    with VideoWriter(args.outfile, avatar.fps, live_audio=True) as writer:
+    writer_class = BackgroundVideoWriter if args.encoder == "process" else VideoWriter
+    with writer_class(args.outfile, avatar.fps, live_audio=True) as writer:
         def write(out):
             nonlocal first_frame, last_frame, frames
             if not out:
@@ -136,13 +144,18 @@ def main(argv=None, stdin=None):
     audio_seconds = samples / SAMPLE_RATE
     sustained = (frames - 1) / (last_frame - first_frame) if frames > 1 and last_frame > first_frame \
         else float("nan")
-    busy = sum(stream.seconds.values()) or 1.0
-    shares = ", ".join(f"{k} {100 * v / busy:.0f}%" for k, v in stream.seconds.items())
+    stages = dict(stream.seconds)
+    if getattr(writer, "encode_seconds", None) is not None:
+        stages["encode (child process)"] = writer.encode_seconds
+        stages["hand-over"] = stages.pop("encode")
+    shares = ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items())
+    rates = ", ".join(f"{size}: {rate:.1f}" for size, rate in stream.batch_rates.items())
     print(f"wrote {args.outfile}: {frames} frames at {avatar.fps:g} fps for {audio_seconds:.2f} s of "
-          f"audio; avatar prepared in {prepared:.2f} s ({avatar.source_frames} source frames)")
+          f"audio; avatar prepared in {prepared:.2f} s ({avatar.source_frames} source frames); "
+          f"generator batch {stream.batch_size}" + (f" (measured frames/s by batch: {rates})" if rates else ""))
     print(f"first frame {first_frame - first_chunk:.3f} s after the first audio chunk; sustained "
           f"{sustained:.1f} fps; {total:.2f} s from the first chunk to the end (real-time factor "
-          f"{total / audio_seconds:.2f}); stages: {shares}")
+          f"{total / audio_seconds:.2f}); stage time and share of that: {shares}")
     return 0
 
 

@@ -11,7 +11,8 @@
 
 What ``prepare`` caches depends only on the avatar: the face boxes of every source frame (tracked,
 smoothed and with the no-face policy applied exactly as ``Wav2LipPredictor`` does over the whole
-video) and the S x S face crops (uint8). Output frames
+video), the S x S face crops (uint8) and, for a still, the face encoder's activations
+(``still_face``); with ``batch_size="auto"`` it also measures the fastest generator batch. Output frames
 follow the predictor's ping-pong order over the source frames, indefinitely.
 
 Audio goes through ``utils.mel_stream.MelStream``, whose mel equals ``melspectrogram`` of all the
@@ -34,12 +35,14 @@ import time
 
 import numpy as np
 
-from ..data.contract import MEL_STEP_SIZE, crop_face, pad_mel
+from ..data.contract import MEL_SILENCE, MEL_STEP_SIZE, crop_face, pad_mel
 from ..utils.audio import mel_index, num_video_frames
-from ..utils.errors import MediaError
+from ..utils.errors import ConfigError, MediaError
 from ..utils.mel_stream import MelStream
+from .batch_size import measure_batch_size
 from .face_paste import paste_face
-from .wav2lip_predictor import STAGES, Wav2LipPredictor
+from .still_face import still_face_generator
+from .wav2lip_predictor import STAGES, Wav2LipPredictor, generator_inputs
 
 
 @dataclasses.dataclass
@@ -71,19 +74,31 @@ class Wav2LipStream:
     Args:
         predictor: a ``Wav2LipPredictor`` whose options, detectors and generator are used;
             built from ``options`` when not given.
+        batch_size: frames per generator call: an int, "auto" (measured on the avatar at
+            ``prepare``, see ``batch_size.measure_batch_size``) or None (the predictor's).
+        cache_still_face: for a still avatar, run the face encoder once (``still_face``).
         **options: ``Wav2LipPredictor`` arguments (checkpoint_path, box, pads, engine, ...).
     Attributes:
-        seconds: wall time per stage (decode, detect, generate, blend, encode) since ``reset``
-            (``prepare``'s decoding and detection included).
+        seconds: wall time per stage (decode, detect, generate, blend, encode) since ``reset``.
+        prepare_seconds: the same for the last ``prepare`` (plus "measure" for batch sizing).
+        batch_rates: frames/s per batch size measured by ``prepare`` (empty unless "auto").
     """
 
-    def __init__(self, predictor=None, **options):
+    def __init__(self, predictor=None, batch_size=None, cache_still_face=True, **options):
         if predictor is None:
             options.setdefault("progress", False)
             predictor = Wav2LipPredictor(**options)
         elif options:
             raise TypeError("give either a predictor or predictor options, not both")
+        if batch_size not in (None, "auto") and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ConfigError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}")
         self.predictor = predictor
+        self.requested_batch_size = batch_size
+        self.batch_size = predictor.batch_size if batch_size in (None, "auto") else batch_size
+        self.cache_still_face = bool(cache_still_face)
+        self.batch_rates = {}
+        self.prepare_seconds = {}
+        self._still = None
         self.avatar = None
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self._boxes = self._crops = self._source = None
@@ -119,13 +134,33 @@ class Wav2LipStream:
             raise MediaError(f"{face} yielded {len(crops)} frames where {len(track.boxes)} were read "
                              f"before: the file changed or is damaged")
         self._source, self._boxes, self._crops = source, track.boxes, crops
+        self._still = None
+        started = time.perf_counter()
+        if self.cache_still_face and len(crops) == 1 and crops[0] is not None:
+            faces = generator_inputs(crops[0][None], np.zeros((1, 80, MEL_STEP_SIZE), np.float32))[1]
+            self._still = still_face_generator(predictor.generator, faces)
+        seconds["generate"] += time.perf_counter() - started
+        if self.requested_batch_size == "auto":
+            started = time.perf_counter()
+            self.batch_size, self.batch_rates = self._measure_batch_size()
+            seconds["measure"] = time.perf_counter() - started
         self.avatar = Avatar(fps=fps, source_frames=len(track.boxes), frame_size=tuple(shape),
                              faces_detected=track.detected, faces_interpolated=track.interpolated,
                              frames_kept=track.kept)
         self.reset()
-        for stage, value in seconds.items():
-            self.seconds[stage] += value
+        self.prepare_seconds = seconds
         return self.avatar
+
+    def _measure_batch_size(self):
+        """Time the generator on this avatar's faces (silent mel windows) at doubling sizes."""
+        with_face = [crop for crop in self._crops if crop is not None]
+
+        def sample(count):
+            crops = np.stack([with_face[i % len(with_face)] for i in range(count)])
+            return crops, np.full((count, 80, MEL_STEP_SIZE), MEL_SILENCE, np.float32)
+
+        return measure_batch_size(lambda batch: self._generate(*batch), sample,
+                                  largest=max(1, self.predictor.batch_size))
 
     def reset(self):
         """Start a new audio stream on the prepared avatar (from its first frame)."""
@@ -223,14 +258,12 @@ class Wav2LipStream:
     def _render(self, stop, final_steps):
         """Generate, paste back and return frames [self._next, stop)."""
         out = []
-        batch_size = self.predictor.batch_size
         while self._next < stop:
-            count = min(batch_size, stop - self._next)
+            count = min(self.batch_size, stop - self._next)
             indices = list(range(self._next, self._next + count))
             out.extend(self._render_batch(indices, final_steps))
             self._next += count
             self._drop_used_mel()
-            batch_size = self.predictor.batch_size  # may have halved on out-of-memory
         return out
 
     def _render_batch(self, indices, final_steps):
@@ -244,7 +277,7 @@ class Wav2LipStream:
         if with_face:
             started = time.perf_counter()
             crops = np.stack([self._crops[sources[n][0]] for n in with_face])
-            faces = self.predictor._generate(crops, windows[with_face])
+            faces = self._generate(crops, windows[with_face])
             seconds["generate"] += time.perf_counter() - started
         started = time.perf_counter()
         shared = len(self._boxes) == 1  # a still: every source frame is the same array
@@ -256,4 +289,11 @@ class Wav2LipStream:
         seconds["blend"] += time.perf_counter() - started
         fps = self.avatar.fps
         return [StreamFrame(index=i, timestamp=i / fps, image=image) for i, image in zip(indices, images)]
+
+    def _generate(self, crops, windows):
+        """(N, S, S, 3) uint8 crops + (N, 80, 16) windows -> (N, S, S, 3) float32 faces in [0, 255]."""
+        if self._still is None:
+            return self.predictor._generate(crops, windows)
+        out = self._still(np.ascontiguousarray(windows[:, None], dtype=np.float32))
+        return out.transpose(0, 2, 3, 1) * 255.0
 

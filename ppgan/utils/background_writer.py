@@ -1,0 +1,155 @@
+"""``VideoWriter`` in a child process, so H.264/AAC encoding overlaps the caller's work.
+
+Paddle Inference holds the GIL while it runs, so an encoding thread would wait for the
+generator; a process does not. Frames and audio go through a bounded queue (a slow encoder
+makes ``write`` wait instead of piling frames up in memory); the child owns the output file with
+``VideoWriter``'s guarantees (temporary file, renamed on success, removed on any failure).
+The child is started with "spawn": it never inherits the parent's oneDNN/OpenMP threads.
+"""
+
+import multiprocessing
+import queue
+import time
+
+import numpy as np
+
+from .errors import MediaError
+
+_JOIN_SECONDS = 60
+
+
+def _serve(path, fps, options, inbox, outbox):
+    """Child process: run a VideoWriter from messages until "close" or "abort"."""
+    from .video import VideoWriter
+
+    writer, failure, busy = None, None, 0.0
+    while True:
+        kind, payload = inbox.get()
+        if kind == "abort" or (kind == "close" and failure is not None):
+            if writer is not None:
+                writer.abort()
+            outbox.put(("error", failure) if failure else ("aborted", None))
+            return
+        if failure is not None:
+            continue  # drain: the parent learns of the failure at its next call
+        started = time.perf_counter()
+        try:
+            if writer is None:
+                writer = VideoWriter(path, fps, **options)
+            if kind == "frame":
+                writer.write(payload)
+            elif kind == "audio":
+                writer.add_audio(payload)
+            elif kind == "close":
+                writer.close()
+                busy += time.perf_counter() - started
+                outbox.put(("done", (writer.frames_written, busy)))
+                return
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+            failure = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if writer is not None:
+                writer.abort()
+                writer = None
+            if kind == "close":
+                outbox.put(("error", failure))
+                return
+            continue
+        busy += time.perf_counter() - started
+
+
+class BackgroundVideoWriter:
+    """``VideoWriter``'s interface (write, add_audio, close, abort, context manager), encoding in a
+    child process.
+
+    Args:
+        path, fps, **options: as ``VideoWriter`` (``live_audio=True`` for ``add_audio``).
+        max_pending: frames queued at most before ``write`` waits. Default: 16.
+    Attributes:
+        frames_written: frames handed over so far.
+        encode_seconds: the child's busy time (known after ``close``).
+    """
+
+    def __init__(self, path, fps, max_pending=16, **options):
+        context = multiprocessing.get_context("spawn")
+        self.path = str(path)
+        self.frames_written = 0
+        self.encode_seconds = None
+        self._inbox = context.Queue(maxsize=max_pending)
+        self._outbox = context.Queue()
+        self._process = context.Process(target=_serve, args=(self.path, fps, options, self._inbox,
+                                                              self._outbox), daemon=True)
+        self._process.start()
+        self._closed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    def _send(self, kind, payload=None):
+        if self._closed:
+            raise RuntimeError(f"BackgroundVideoWriter for {self.path} is already closed")
+        while True:
+            try:
+                self._inbox.put((kind, payload), timeout=1.0)
+                return
+            except queue.Full:
+                if not self._process.is_alive():
+                    self._closed = True
+                    raise MediaError(f"cannot write {self.path}: the encoding process ended "
+                                     f"(exit code {self._process.exitcode})") from None
+
+    def write(self, frame):
+        """Queue one (H, W, 3) uint8 BGR frame."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames must be (H, W, 3) uint8 BGR, got {frame.dtype} {frame.shape}")
+        self._send("frame", np.ascontiguousarray(frame))
+        self.frames_written += 1
+
+    def add_audio(self, samples):
+        """Queue mono float samples for a ``live_audio`` track."""
+        self._send("audio", np.asarray(samples, dtype=np.float32).reshape(-1))
+
+    def close(self):
+        """Wait for the child to finish the file.
+
+        Raises:
+            MediaError: the child failed (its first error's message), or nothing was written.
+        """
+        if self._closed:
+            return
+        self._send("close")
+        self._closed = True
+        status, payload = self._result()
+        if status != "done":
+            raise MediaError(payload or f"cannot write {self.path}: the encoding process failed")
+        self.frames_written, self.encode_seconds = payload
+
+    def abort(self):
+        """Drop the output: the child removes its temporary file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._inbox.put(("abort", None), timeout=5.0)
+            self._result()
+        except (queue.Full, MediaError):
+            pass
+        finally:
+            if self._process.is_alive():
+                self._process.terminate()
+
+    def _result(self):
+        try:
+            result = self._outbox.get(timeout=_JOIN_SECONDS)
+        except queue.Empty:
+            self._process.terminate()
+            raise MediaError(f"cannot write {self.path}: the encoding process did not answer") from None
+        self._process.join(_JOIN_SECONDS)
+        return result
