@@ -205,14 +205,20 @@ class LipSyncWindows(Dataset):
             mel = melspectrogram(load_audio(wav_path))
         except MediaError as exc:
             raise DataError(f"clip {clip_dir}: {exc}") from None
+        if self._store_mel(clip, path, mel):
+            get_logger().info("computed the missing mel cache %s", path)
+        return mel.shape[1]
+
+    def _store_mel(self, clip, path, mel):
+        """Write a computed mel cache; on a read-only corpus keep it in memory. True if written."""
         try:
             tmp = f"{path}.tmp{os.getpid()}.npy"
             np.save(tmp, mel)
             os.replace(tmp, path)
-            get_logger().info("computed the missing mel cache %s", path)
+            return True
         except OSError:
-            self._pinned_mels[clip] = mel  # read-only corpus: keep it in memory instead
-        return mel.shape[1]
+            self._pinned_mels[clip] = mel
+            return False
 
     def _mel_starts_ok(self, frames, mel_len):
         """Boolean mask: the ``mel_step_size`` window starting at each frame lies inside the mel."""
@@ -365,10 +371,30 @@ class LipSyncWindows(Dataset):
             mel = np.load(path)
         except (OSError, ValueError) as exc:
             raise UnreadableFrame(path, f"unreadable mel cache ({exc})") from None
+        if not np.isfinite(mel).all():
+            mel = self._recompute_mel(clip, path)
         self._mels[clip] = mel
         self._mel_bytes += mel.nbytes
         while self._mel_bytes > _MEL_CACHE_BYTES and len(self._mels) > 1:
             self._mel_bytes -= self._mels.popitem(last=False)[1].nbytes
+        return mel
+
+    def _recompute_mel(self, clip, path):
+        """A mel cache holding NaN/Inf (a damaged file) is rebuilt from the clip's audio.wav.
+
+        Raises:
+            UnreadableFrame: no audio to rebuild it from (the clip's samples are skipped and
+                the file named).
+        """
+        wav_path = os.path.join(self.clip_dirs[clip], "audio.wav")
+        try:
+            mel = melspectrogram(load_audio(wav_path))
+        except MediaError:
+            raise UnreadableFrame(path, "the mel cache holds NaN/Inf values and there is no "
+                                        "readable audio.wav to rebuild it from; re-run "
+                                        "preprocessing") from None
+        get_logger().warning("%s holds NaN/Inf values: rebuilt it from %s", path, wav_path)
+        self._store_mel(clip, path, mel)
         return mel
 
     def mel_window(self, clip, frame):

@@ -22,7 +22,7 @@ import re
 import numpy as np
 import paddle
 
-from ..utils.errors import WeightsError
+from ..utils.errors import TrainingError, WeightsError
 
 FORMAT = "ppgan-wav2lip-checkpoint"
 VERSION = 1
@@ -138,8 +138,20 @@ def restore_rng(state):
 
 # ---------------------------------------------------------------------- files
 def save_checkpoint(path, content):
-    """Write ``content`` (the dict described above, minus format/version) atomically."""
-    from ..utils.weights import save_weights_file
+    """Write ``content`` (the dict described above, minus format/version) atomically.
+
+    Raises:
+        TrainingError: a net's weights hold NaN/Inf; nothing is written (a diverged run must
+            never replace a good checkpoint, ``best.pdparams`` included).
+    """
+    from ..utils.weights import listed_keys, non_finite_keys, save_weights_file
+    for net_name, state in content["nets"].items():
+        bad = non_finite_keys({key: value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+                               for key, value in state.items()})
+        if bad:
+            raise TrainingError(f"refusing to write {path}: {net_name} has NaN/Inf weights "
+                                f"({listed_keys(bad)}); the run diverged, resume from an earlier "
+                                f"checkpoint with a lower learning rate")
     save_weights_file({"format": FORMAT, "version": VERSION, **content}, path)
 
 

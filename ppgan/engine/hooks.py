@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 
 from ..utils import comm
+from ..utils.atomic import atomic_write, remove_stale_temps
 from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
 from .checkpoint import checkpoint_name, list_checkpoints
@@ -121,14 +122,23 @@ class CheckpointHook(Hook):
         self.sign = 1.0 if best_mode == "min" else -1.0
         self.best = None
 
+    def before_train(self, trainer):
+        """Remove temporary files a killed run left behind (a kill -9 cannot clean up)."""
+        if comm.is_main_process():
+            for pattern in ("iter_*_checkpoint.pdparams", "best.pdparams"):
+                for path in remove_stale_temps(trainer.output_dir, pattern):
+                    get_logger().info(f"removed {path}, left by an interrupted checkpoint write")
+
     def after_iter(self, trainer):
         it = trainer.iteration
         improved = self._improved(trainer)
         periodic = every(it, self.interval, trainer.total_iters)
         if not (improved or periodic):
             return
-        # Every rank averages batch-norm statistics (a collective), then rank 0 writes.
+        # Every rank averages batch-norm statistics (a collective) and checks the weights (so
+        # all ranks stop together on NaN), then rank 0 writes.
         trainer.model.sync_batch_norm_stats()
+        trainer.check_weights()
         periodic_path = os.path.join(trainer.output_dir, checkpoint_name(it))
         best_path = os.path.join(trainer.output_dir, "best.pdparams")
         if periodic:
@@ -196,12 +206,11 @@ class VisualHook(Hook):
 
 
 def copy_file(source, destination):
-    """Copy atomically (temp file + rename); rank 0 only."""
+    """Copy atomically (temp file, fsync, rename); rank 0 only."""
     if not comm.is_main_process():
         return
-    tmp = f"{destination}.tmp{os.getpid()}"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, destination)
+    with open(source, "rb") as src, atomic_write(destination) as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def make_grid(items):
@@ -229,7 +238,5 @@ def write_png(path, image):
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise OSError(f"could not encode {path}")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         f.write(encoded.tobytes())
-    os.replace(tmp, path)

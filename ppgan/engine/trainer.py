@@ -34,6 +34,14 @@ from .batches import EpochBatches
 from .hooks import CheckpointHook, EvalHook, LoggerHook, LRSchedulerHook, VisualHook
 from .setup import check_config, resolve_device, seed_everything, weights_digest
 
+# Losses can stay finite while the weights are not (relu maps NaN to 0): the weights are summed
+# every this many iterations (one number per net, cheap next to a step) and before every
+# checkpoint.
+WEIGHT_CHECK_INTERVAL = 10
+
+
+_FLOAT_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
+
 
 class Trainer:
     """Build model, optimizers, scheduler, data and hooks from ``cfg``; train or evaluate.
@@ -170,6 +178,8 @@ class Trainer:
                 with onednn_kernels(self.onednn):
                     self.last_losses = self.model.train_iter(self.optimizers)
                 self._check_finite(self.last_losses)
+                if self.iteration % WEIGHT_CHECK_INTERVAL == 0:
+                    self.check_weights()
                 self.batch_cost = time.perf_counter() - tic
                 for hook in self.hooks:
                     hook.after_iter(self)
@@ -187,13 +197,36 @@ class Trainer:
         # next collective waiting for the one that stopped.
         if comm.all_reduce_sum(np.array([float(bool(bad))]))[0] == 0:
             return
-        saved = ckpt_io.list_checkpoints(self.output_dir)
-        last = saved[-1][1] if saved else "none written yet"
+        last = self._last_checkpoint()
         what = "loss {} is {}".format(*next(iter(bad.items()))) if bad else \
             "a loss is not finite on another rank"
         raise TrainingError(f"{what} at iteration {self.iteration}; training stopped, last good "
                             f"checkpoint: {last} (lower the learning rate or check the data, "
                             f"then --resume it)")
+
+    def _last_checkpoint(self):
+        saved = ckpt_io.list_checkpoints(self.output_dir)
+        return saved[-1][1] if saved else "none written yet"
+
+    def check_weights(self):
+        """Stop when a weight or buffer of any net is NaN/Inf (every rank holds the same weights).
+
+        One fused sum per net decides; only a failure looks for the entry to name.
+        """
+        for net_name, state in self.model.net_state_dicts().items():
+            floats = [value for value in state.values() if value.dtype in _FLOAT_DTYPES]
+            if not floats:
+                continue
+            total = paddle.add_n([paddle.sum(value.astype("float32")) for value in floats])
+            if np.isfinite(float(total)):
+                continue  # an overflowing sum of finite weights would land below: not the case
+            bad = next(key for key, value in state.items() if value.dtype in _FLOAT_DTYPES
+                       and not np.isfinite(value.numpy()).all())
+            raise TrainingError(f"weight {net_name}.{bad} is NaN/Inf at iteration "
+                                f"{self.iteration} although the losses are finite; training "
+                                f"stopped without saving, last good checkpoint: "
+                                f"{self._last_checkpoint()} (lower the learning rate or check "
+                                f"the data, then --resume it)")
 
     def evaluate(self):
         """Run the model's evaluation over the test split; returns the rank-averaged metrics."""

@@ -29,3 +29,7 @@ class DataError(PPGanError):
 
 class TrainingError(PPGanError):
     """Training cannot go on (for example a NaN loss)."""
+
+
+class OutputError(PPGanError):
+    """An output file cannot be written (full disk, no permission, a file where a folder belongs)."""

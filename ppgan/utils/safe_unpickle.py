@@ -12,6 +12,7 @@ turns that into dicts / lists / tuples of numpy arrays. ``ppgan.utils.weights.re
 is the public entry point; it adds the file checks and the one-line errors.
 """
 
+import io
 import os
 import pickle
 import struct
@@ -47,33 +48,109 @@ class UnsafePickle(Exception):
 
 # ----------------------------------------------------------------------------- safe callables
 # Each stands in for the global a pickle names, checks its arguments, and builds data only.
+# numpy's own dtype and array constructors are never called with pickle-supplied state: a
+# dtype's __setstate__ accepts flags that make it claim Python objects, and an array built over
+# such a dtype reads its bytes as object pointers (a crash). The stand-ins record the pickle's
+# arguments and build fresh, plain numeric dtypes and arrays from them.
 
-def _safe_dtype(spec, align=False, copy=False):
-    dtype = np.dtype(spec, bool(align), bool(copy))
-    if dtype.hasobject:
-        raise UnsafePickle("an array of Python objects")
-    return dtype
+# Plain numeric kinds: bool, signed / unsigned integers, floats, complex numbers.
+_NUMERIC_KINDS = "?biufc"
+_BYTE_ORDERS = ("<", ">", "|", "=")
+
+
+class _DtypeSpec:
+    """What ``numpy.dtype(...)`` resolves to: a validated plain numeric dtype.
+
+    Its pickled state may only set the byte order; anything else (fields, sub-arrays, flags,
+    custom sizes) is refused.
+    """
+
+    def __init__(self, spec, align=False, copy=False):
+        if not isinstance(spec, str) or len(spec) > 8:
+            raise UnsafePickle(f"a dtype built from {type(spec).__name__} {str(spec)[:20]!r}")
+        dtype = np.dtype(spec)
+        if dtype.hasobject:
+            raise UnsafePickle("an array of Python objects")
+        if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject or dtype.names or dtype.subdtype:
+            raise UnsafePickle(f"the dtype {spec!r} (only plain numeric arrays are allowed)")
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (8, 9) or state[1] not in _BYTE_ORDERS \
+                or any(v is not None for v in state[2:5]) or state[-1] != 0:
+            raise UnsafePickle(f"dtype state {str(state)[:60]} (only the byte order may be set)")
+        if state[1] in "<>" and self.dtype.itemsize > 1:
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _as_dtype(value):
+    if not isinstance(value, _DtypeSpec):
+        raise UnsafePickle(f"a {type(value).__name__} where a dtype belongs")
+    return value.dtype
+
+
+def _as_shape(shape):
+    if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
+        raise UnsafePickle(f"the array shape {str(shape)[:60]}")
+    return shape
+
+
+def _array_from_bytes(data, dtype, shape, order):
+    """A fresh writable array of ``shape`` over exactly ``len(data)`` bytes (checked first)."""
+    if isinstance(data, str):  # numpy arrays pickled by Python 2 carry latin1 text
+        data = data.encode("latin1")
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsafePickle(f"array data of type {type(data).__name__}")
+    if int(np.prod(shape, dtype=object)) * dtype.itemsize != len(data):
+        raise ValueError(f"an array of shape {shape} does not match its {len(data)} data bytes")
+    return np.frombuffer(data, dtype).reshape(shape, order=order).copy(order=order)
+
+
+class _ArraySpec:
+    """What ``numpy.core.multiarray._reconstruct(ndarray, ...)`` resolves to.
+
+    The array itself comes from the state the pickle BUILDs it with
+    (``(version, shape, dtype, is_fortran, data)``), built by ``_array_from_bytes``;
+    ``resolve_tensors`` replaces the spec by ``self.array``.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5) or self.array is not None:
+            raise UnsafePickle("a malformed array state")
+        shape, dtype, fortran, data = state[-4:]
+        if not isinstance(fortran, (bool, int)):
+            raise UnsafePickle("a malformed array state")
+        self.array = _array_from_bytes(data, _as_dtype(dtype), _as_shape(tuple(shape)
+                                       if isinstance(shape, list) else shape),
+                                       "F" if fortran else "C")
 
 
 _NDARRAY = object()  # what ``numpy.ndarray`` resolves to: only usable as _safe_reconstruct's tag
-_numpy_reconstruct = np.zeros(1).__reduce__()[0]
-_numpy_scalar = np.float32(0).__reduce__()[0]
 
 
-def _safe_reconstruct(subtype, shape, dtype_code):
+def _safe_reconstruct(subtype, shape=None, dtype_code=None):
+    # shape / dtype_code describe numpy's empty placeholder; the real array is in the state.
     if subtype is not _NDARRAY:
         raise UnsafePickle("an array subclass")
-    return _numpy_reconstruct(np.ndarray, shape, dtype_code)
+    return _ArraySpec()
 
 
 def _safe_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or not isinstance(data, (bytes, str)):
+    dtype = _as_dtype(dtype)
+    if not isinstance(data, (bytes, str)):
         raise UnsafePickle("a malformed numpy scalar")
-    return _numpy_scalar(dtype, data)
+    return _array_from_bytes(data, dtype, (), "C")[()]
 
 
 def _safe_frombuffer(buffer, dtype, shape, order):
-    return np.frombuffer(buffer, _safe_dtype(dtype)).reshape(shape, order=order).copy()
+    if order not in ("C", "F"):
+        raise UnsafePickle(f"the array order {str(order)[:10]!r}")
+    return _array_from_bytes(buffer, _as_dtype(dtype), _as_shape(tuple(shape)), order)
 
 
 def _safe_codecs_encode(text, encoding="utf-8"):
@@ -81,6 +158,23 @@ def _safe_codecs_encode(text, encoding="utf-8"):
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise UnsafePickle("a text re-encoding other than latin1")
     return text.encode("latin1")
+
+
+def _bytes_args(args):
+    # bytes(n) / bytearray(n) would allocate n bytes from a 5-byte pickle: only copies of data
+    # in the file (bytes, or latin1 text as protocol 2 writes them) are allowed.
+    if len(args) > 2 or (args and isinstance(args[0], int)) or \
+            (len(args) == 2 and args[1] not in ("latin1", "latin-1")):
+        raise UnsafePickle("a bytes object not built from data in the file")
+    return args
+
+
+def _safe_bytes(*args):
+    return bytes(*_bytes_args(args))
+
+
+def _safe_bytearray(*args):
+    return bytearray(*_bytes_args(args))
 
 
 class _TorchStorageType:
@@ -119,7 +213,7 @@ def _rebuild_parameter(data, *unused):
 _SAFE_GLOBALS = {
     ("builtins", "dict"): dict, ("builtins", "list"): list, ("builtins", "tuple"): tuple,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray, ("builtins", "bytes"): bytes,
+    ("builtins", "bytearray"): _safe_bytearray, ("builtins", "bytes"): _safe_bytes,
     ("collections", "OrderedDict"): OrderedDict,
     ("_codecs", "encode"): _safe_codecs_encode,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
@@ -134,7 +228,7 @@ for _numpy_core in ("numpy.core", "numpy._core"):
         (f"{_numpy_core}.multiarray", "scalar"): _safe_scalar,
         (f"{_numpy_core}.numeric", "_frombuffer"): _safe_frombuffer,
     })
-_SAFE_GLOBALS.update({("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _safe_dtype})
+_SAFE_GLOBALS.update({("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _DtypeSpec})
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -172,6 +266,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 # ----------------------------------------------------------------------------- format readers
+# A weights file holds its data: what it rebuilds (storages, tensors, the walked tree) cannot
+# honestly be much bigger than the file. These factors bound it, so a crafted file is refused
+# before it allocates gigabytes or walks a "billion laughs" graph of shared references.
+# Torch writes storages uncompressed; 20x leaves room for a re-compressed archive of sparse
+# weights while a zip bomb (deflate reaches ~1000x) is refused before it is inflated.
+_MAX_STORAGE_RATIO = 20
+# Tensors may share a storage (tied weights): allow each storage's bytes a few times over.
+_MAX_TENSOR_RATIO = 4
+_SLACK_BYTES = 1 << 20
+
+
+def _budget(path, ratio):
+    return ratio * os.path.getsize(path) + _SLACK_BYTES
+
+
+def _itemsize(dtype_name):
+    return np.dtype("<u2" if dtype_name == "bfloat16" else dtype_name).itemsize
+
 
 def _storage_array(raw, dtype_name, numel, where):
     """Bytes of one torch storage -> 1-D array (little-endian, as torch writes them)."""
@@ -182,8 +294,23 @@ def _storage_array(raw, dtype_name, numel, where):
     return np.frombuffer(raw, dtype, count=numel)
 
 
+def _check_storages(unpickler, path):
+    """Refuse storages whose declared sizes add up to far more than the file could hold."""
+    declared = sum(max(0, numel) * _itemsize(dtype) for dtype, numel in unpickler.storages.values())
+    if any(numel < 0 for _, numel in unpickler.storages.values()) or \
+            declared > _budget(path, _MAX_STORAGE_RATIO):
+        raise WeightsError(f"{path} is corrupt or crafted: its tensor storages declare "
+                           f"{declared} bytes, far more than a {os.path.getsize(path)}-byte file "
+                           f"holds; refusing it")
+
+
 def _tensor_array(tensor, storages, where):
-    """Materialise a ``_TorchTensor`` from the storage arrays, with bounds checks."""
+    """Materialise a ``_TorchTensor`` from the storage arrays, with bounds checks.
+
+    Shape, strides and offset are checked against the storage before any data is touched: a
+    view may not reach past its storage nor hold more elements than it (stride 0 or overlapping
+    strides would turn a tiny storage into a huge copy).
+    """
     key, dtype_name, view_offset, view_numel = tensor.storage
     if key not in storages:
         raise WeightsError(f"{where} is corrupt: tensor storage {key!r} is missing")
@@ -191,17 +318,30 @@ def _tensor_array(tensor, storages, where):
     size, stride = tensor.size, tensor.stride
     if len(size) != len(stride) or min((*size, *stride, tensor.offset), default=0) < 0:
         raise WeightsError(f"{where} is corrupt: a tensor has an invalid shape or stride")
-    if 0 in size:
+    numel = int(np.prod(size, dtype=object))
+    if numel == 0:
         out = np.zeros(size, flat.dtype)
     else:
         last = tensor.offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= flat.size:
-            raise WeightsError(f"{where} is corrupt: a tensor reaches past the end of its storage")
+        if last >= flat.size or numel > flat.size - tensor.offset:
+            raise WeightsError(f"{where} is corrupt or crafted: a tensor of shape {list(size)} "
+                               f"(strides {list(stride)}) does not fit its {flat.size}-element "
+                               f"storage; refusing it")
         out = np.lib.stride_tricks.as_strided(
             flat[tensor.offset:], shape=size, strides=[s * flat.itemsize for s in stride]).copy()
     if dtype_name == "bfloat16":  # numpy has no bfloat16: widen the upper 16 bits to float32
         return (out.astype(np.uint32) << 16).view(np.float32)
     return out.astype(out.dtype.newbyteorder("="))
+
+
+def _read_zip_record(archive, name, max_bytes, path):
+    """A record's bytes, refused by its declared size before anything is inflated."""
+    info = archive.getinfo(name)
+    if info.file_size > max_bytes:
+        raise WeightsError(f"{path} is corrupt or crafted: its record {name} declares "
+                           f"{info.file_size} bytes, more than its {max_bytes} (a zip bomb?); "
+                           f"refusing it")
+    return archive.read(name)
 
 
 def _read_torch_zip(path):
@@ -211,15 +351,19 @@ def _read_torch_zip(path):
             raise WeightsError(f"{path} is a zip file but not a PyTorch checkpoint "
                                f"(no <name>/data.pkl record); expected {EXPECTED}")
         prefix = pickles[0][:-len("data.pkl")]
-        with archive.open(pickles[0]) as stream:
-            unpickler = _RestrictedUnpickler(stream, allow_torch_storages=True)
-            obj = unpickler.load()
+        raw = _read_zip_record(archive, pickles[0], _budget(path, _MAX_STORAGE_RATIO), path)
+        unpickler = _RestrictedUnpickler(io.BytesIO(raw), allow_torch_storages=True)
+        obj = unpickler.load()
+        _check_storages(unpickler, path)
         storages = {}
         for key, (dtype_name, numel) in unpickler.storages.items():
             record = f"{prefix}data/{key}"
             if record not in archive.NameToInfo:
                 raise WeightsError(f"{path} is corrupt: record {record} is missing")
-            storages[key] = _storage_array(archive.read(record), dtype_name, numel, path)
+            needed = numel * _itemsize(dtype_name)
+            # torch pads nothing inside a record: a larger one is not a storage of this file
+            storages[key] = _storage_array(_read_zip_record(archive, record, needed, path),
+                                           dtype_name, numel, path)
     return obj, storages
 
 
@@ -230,6 +374,8 @@ def _read_torch_legacy(stream, path):
     unpickler = _RestrictedUnpickler(stream, allow_torch_storages=True)
     obj = unpickler.load()
     keys = _RestrictedUnpickler(stream).load()
+    if not isinstance(keys, list):
+        raise WeightsError(f"{path} is corrupt: its storage key list is a {type(keys).__name__}")
     storages = {}
     for key in keys:
         if str(key) not in unpickler.storages:
@@ -239,7 +385,7 @@ def _read_torch_legacy(stream, path):
         if len(header) < 8:
             raise WeightsError(f"{path} is truncated: storage data ends early; copy the file again")
         numel = struct.unpack("<q", header)[0]
-        itemsize = np.dtype("<u2" if dtype_name == "bfloat16" else dtype_name).itemsize
+        itemsize = _itemsize(dtype_name)
         if not 0 <= numel * itemsize <= os.path.getsize(path) - stream.tell():
             raise WeightsError(f"{path} is truncated or corrupt: a storage claims {numel} "
                                f"values, more than the file holds; copy the file again")
@@ -247,31 +393,66 @@ def _read_torch_legacy(stream, path):
     return obj, storages
 
 
-def resolve_tensors(obj, storages, where):
+class _TreeWalk:
+    """Replaces tensor records and array specs by arrays, within node and byte budgets.
+
+    Every node of a tree read from a file costs at least one byte of it, unless the pickle
+    references one object many times (memo gets): a walk that visits more nodes than the file
+    has bytes, or builds more tensor bytes than the budget, is expanding such a graph.
+    """
+
+    def __init__(self, storages, where, max_nodes, max_tensor_bytes):
+        self.storages, self.where = storages, where
+        self.nodes_left, self.bytes_left = max_nodes, max_tensor_bytes
+
+    def _refuse(self, what):
+        raise WeightsError(f"{self.where} is corrupt or crafted: it {what} than a file of its "
+                           f"size can hold (shared references repeated?); refusing it")
+
+    def __call__(self, obj):
+        self.nodes_left -= 1
+        if self.nodes_left < 0:
+            self._refuse("rebuilds more objects")
+        if isinstance(obj, _TorchTensor):
+            array = _tensor_array(obj, self.storages, self.where)
+            self.bytes_left -= array.nbytes
+            if self.bytes_left < 0:
+                self._refuse("rebuilds more tensor bytes")
+            return array
+        if isinstance(obj, _ArraySpec):
+            if obj.array is None:
+                raise WeightsError(f"{self.where} is corrupt: an array has no data")
+            return obj.array
+        if isinstance(obj, dict):
+            return {key: self(value) for key, value in obj.items()}
+        if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) \
+                and isinstance(obj[1], _ArraySpec):
+            return self(obj[1])  # paddle.save's record of a tensor nested below the top level
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self(value) for value in obj)
+        return obj
+
+
+def resolve_tensors(obj, storages, where, max_nodes=None, max_tensor_bytes=None):
     """Turn the unpickled tree into plain dicts / lists / tuples of numpy arrays.
 
     Args:
         obj, storages: what ``unpickle_weights`` returned.
-        where: the file name, for messages.
+        where: the file name, for messages (and, when it exists, the budgets' file size).
+        max_nodes, max_tensor_bytes: walk budgets; default: from the size of the file ``where``.
     Returns:
-        ``obj`` with every torch tensor record replaced by its (copied, native-endian) array
-        and every ``paddle.save`` ``(name, array)`` record by the array.
+        ``obj`` with every torch tensor record and numpy array record replaced by its (copied,
+        native-endian) array and every ``paddle.save`` ``(name, array)`` record by the array.
     Raises:
-        WeightsError: a tensor outside its storage, a missing storage, or an object array.
+        WeightsError: a tensor outside its storage, a missing storage, or a tree that expands
+            beyond what the file can hold.
     """
-    if isinstance(obj, _TorchTensor):
-        return _tensor_array(obj, storages, where)
-    if isinstance(obj, dict):
-        return {key: resolve_tensors(value, storages, where) for key, value in obj.items()}
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) \
-            and isinstance(obj[1], np.ndarray):
-        return obj[1]  # paddle.save's record of a tensor nested below the top level
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(resolve_tensors(value, storages, where) for value in obj)
-    if isinstance(obj, np.ndarray) and obj.dtype.hasobject:
-        raise WeightsError(f"{where} holds an array of Python objects, which a weights file "
-                           f"never needs; refusing it")
-    return obj
+    if max_nodes is None:
+        max_nodes = os.path.getsize(where) + 1024 if os.path.isfile(where) else float("inf")
+    if max_tensor_bytes is None:
+        max_tensor_bytes = _budget(where, _MAX_TENSOR_RATIO) if os.path.isfile(where) \
+            else float("inf")
+    return _TreeWalk(storages, where, max_nodes, max_tensor_bytes)(obj)
 
 
 def unpickle_weights(path):
@@ -280,11 +461,12 @@ def unpickle_weights(path):
     Args:
         path: an existing, non-empty file (``read_weights_file`` checks that first).
     Returns:
-        (tree, storages): the unpickled object, whose torch tensors are still storage
-        references, and {storage key: 1-D array} (empty for Paddle files).
+        (tree, storages): the unpickled object, whose tensors and arrays are still records
+        (see ``resolve_tensors``), and {storage key: 1-D array} (empty for Paddle files).
     Raises:
-        UnsafePickle: the file names a global or reference outside the allowed set.
-        WeightsError: not a pickle at all, or a PyTorch file with missing / short records.
+        UnsafePickle: the file names a global, dtype or reference outside the allowed set.
+        WeightsError: not a pickle at all, a PyTorch file with missing / short / oversized
+            records.
         Any of ``PARSE_ERRORS``: the pickle stream itself is corrupt or cut short.
     """
     if zipfile.is_zipfile(path):

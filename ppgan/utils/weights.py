@@ -10,14 +10,15 @@ Handled formats (parsed without executing anything, see ``ppgan.utils.safe_unpic
 ``load_weights`` is the one loader used by training, inference, evaluation and export.
 """
 
+import hashlib
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import paddle
 
+from .atomic import atomic_write
 from .errors import WeightsError
 from .logger import get_logger
 from .safe_unpickle import EXPECTED, PARSE_ERRORS, UnsafePickle, resolve_tensors, unpickle_weights
@@ -26,6 +27,7 @@ CHECKPOINT_FORMAT = "ppgan-wav2lip-checkpoint"
 _PADDLE_NAME_TABLE = "StructuredToParameterName@@"
 _PADDLE_SPLIT_PARAMS = "UnpackBigParamInfor@@"
 _REPORT_ITEMS = 4  # how many keys of each kind an error message lists before "..."
+CHECKSUM_KEY = "checksum"  # in this project's checkpoints: "sha256:<hex>" over their arrays
 
 
 def _merge_paddle_split_params(obj):
@@ -60,7 +62,7 @@ def read_weights_file(path):
         raise WeightsError(f"{path} is empty; expected {EXPECTED}")
     try:
         obj, storages = unpickle_weights(path)
-        return resolve_tensors(_merge_paddle_split_params(obj), storages, path)
+        obj = _merge_paddle_split_params(resolve_tensors(obj, storages, path))
     except UnsafePickle as exc:
         raise WeightsError(f"refusing to load {path}: it contains {exc}, which a weights file "
                            f"never needs (the file may be malicious); only plain containers and "
@@ -71,6 +73,49 @@ def read_weights_file(path):
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise WeightsError(f"{path} is corrupt or truncated ({detail}); expected {EXPECTED}: "
                            f"copy or download it again") from None
+    verify_checksum(obj, path)
+    return obj
+
+
+# ----------------------------------------------------------------------------- checksums
+
+def tensor_checksum(obj):
+    """"sha256:<hex>" over every array of ``obj`` (with its key path, dtype and shape), in order.
+
+    ``obj`` is a checkpoint as stored (dicts / lists / tuples of arrays and plain values); its
+    own ``CHECKSUM_KEY`` entry is skipped.
+    """
+    digest = hashlib.sha256()
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not (where == "" and key == CHECKSUM_KEY):
+                    walk(value, f"{where}/{key}")
+        elif isinstance(node, (list, tuple)):
+            for index, value in enumerate(node):
+                walk(value, f"{where}/{index}")
+        elif isinstance(node, np.ndarray):
+            array = np.ascontiguousarray(node)
+            digest.update(f"{where}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(memoryview(array.reshape(-1)).cast("B"))
+
+    walk(obj, "")
+    return "sha256:" + digest.hexdigest()
+
+
+def verify_checksum(obj, path):
+    """Fail when one of this project's checkpoints no longer matches its stored checksum.
+
+    Files without a checksum (other frameworks', older ones) pass unchecked.
+    """
+    if not (isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
+            and CHECKSUM_KEY in obj):
+        return
+    if tensor_checksum(obj) != obj[CHECKSUM_KEY]:
+        raise WeightsError(f"{path} is damaged: its weights no longer match the checksum written "
+                           f"with them (bytes changed on disk or in a copy); copy it again or use "
+                           f"another checkpoint")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -97,27 +142,24 @@ def _to_storable(obj, where="checkpoint"):
 def save_weights_file(obj, path):
     """Write ``obj`` (tensors converted to numpy) as a protocol-4 pickle, atomically.
 
-    The file reads back with ``read_weights_file`` and with ``paddle.load``. It is written to a
-    temporary file in the same folder and renamed, so a crash never leaves half a file.
+    The file reads back with ``read_weights_file`` and with ``paddle.load``. It is written with
+    ``ppgan.utils.atomic.atomic_write`` (temporary file, fsync, rename), so neither a crash nor a
+    power loss leaves half a file. This project's checkpoints (``format: CHECKPOINT_FORMAT``)
+    get a checksum of their arrays, verified by ``read_weights_file``.
 
     Args:
         obj: nested dicts / lists / tuples of paddle Tensors, numpy arrays, numbers, strings.
         path: destination (its folder is created).
     Raises:
         TypeError: ``obj`` holds something else (the key path is named).
+        OutputError: the file cannot be written (full disk, ...); nothing is replaced.
     """
     storable = _to_storable(obj)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            pickle.dump(storable, stream, protocol=4)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    if isinstance(storable, dict) and storable.get("format") == CHECKPOINT_FORMAT:
+        storable = {key: value for key, value in storable.items() if key != CHECKSUM_KEY}
+        storable[CHECKSUM_KEY] = tensor_checksum(storable)
+    with atomic_write(path) as stream:
+        pickle.dump(storable, stream, protocol=4)
 
 
 # ----------------------------------------------------------------------------- selecting
@@ -254,8 +296,33 @@ def load_weights(net, source, net_name=None, strict=True):
                              report.summary())
     matched = {key: state[key].astype(_numpy_dtype(target[key]), copy=False)
                for key in target if key in state and tuple(state[key].shape) == tuple(target[key].shape)}
+    check_finite_weights(matched, where)
     net.set_state_dict(matched)
     return report
+
+
+def non_finite_keys(state):
+    """Keys of a ``{name: numpy array}`` state dict whose values hold NaN or Inf."""
+    return [key for key, value in state.items()
+            if value.dtype.kind in "fc" and not np.isfinite(value).all()]
+
+
+def listed_keys(keys):
+    """The first few keys, comma-separated, with "..." when there are more."""
+    return ", ".join(map(str, keys[:_REPORT_ITEMS])) + (", ..." if len(keys) > _REPORT_ITEMS else "")
+
+
+def check_finite_weights(state, where):
+    """Refuse a state dict holding NaN or Inf values (what a diverged run saves).
+
+    Raises:
+        WeightsError: naming the file and the first affected entries.
+    """
+    bad = non_finite_keys(state)
+    if bad:
+        raise WeightsError(f"{where} holds NaN/Inf values in {len(bad)} of its weights "
+                           f"({listed_keys(bad)}): it was saved by a run that diverged; use an "
+                           f"earlier checkpoint")
 
 
 def _numpy_dtype(tensor):
