@@ -43,6 +43,11 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert [row["name"] for row in summary["lipsync_rows"]] == [
         "ground truth", "generated", "shuffled audio (floor)"]
     assert summary["lipsync_gap"] is not None and summary["psnr"] > 0
+    oracle = summary["oracle"]
+    for key in ("lower_psnr", "lower_ssim", "opening_corr", "floor_lower_psnr"):
+        assert key in oracle
+    assert oracle["ceiling_lower_psnr"] > oracle["floor_lower_psnr"]
+    assert "input unchanged (floor)" in (out / "summary.md").read_text()
     for name in ("syncnet/best.pdparams", "wav2lip/best.pdparams", "wav2lip_hq/best.pdparams",
                  "syncnet_test/eval_metrics.json", "evaluation/lipsync.md",
                  "evaluation/reconstruction_offsets.png", "summary.md"):

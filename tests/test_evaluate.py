@@ -226,6 +226,11 @@ def test_generator_evaluation_on_the_test_split(synthetic_corpus, tmp_path):
     summary = result["summary"]
     assert summary["clips"] == 2 and summary["psnr"] > 0 and 0 < summary["ssim"] <= 1
     assert set(summary["lipsync"]) == {"ground_truth", "generated", "floor", "closer_to_ground_truth"}
+    # the synthetic corpus carries oracle plans: the dubbed clips get the oracle rows too
+    assert [row["name"] for row in result["oracle"]["rows"]] == [
+        "generated", "input unchanged (floor)", "oracle (ceiling)"]
+    assert json.loads((out / "lipsync.json").read_text())["oracle"]["rows"][2]["lower_psnr"] > 25
+    assert summary["oracle"]["videos"] == 2
 
 
 def test_generation_uses_the_offset_the_generator_was_trained_with():

@@ -164,3 +164,9 @@ def test_evaluate_only_scores_a_generator_with_its_expert(synthetic_corpus, tmp_
         assert row["lse_d"] > 0 and row["lse_c"] >= 0
     assert "| shuffled audio (floor) |" in (evaluation / "lipsync.md").read_text()
     assert "lip sync on 2 test clips: LSE-D" in (out / "log.txt").read_text()
+    # a synthetic corpus: the dubbed clips are also scored against the oracle
+    oracle = lipsync["oracle"]
+    assert oracle["videos"] == 2 and oracle["ceiling_lower_psnr"] > oracle["floor_lower_psnr"]
+    assert "| input unchanged (floor) |" in (evaluation / "lipsync.md").read_text()
+    assert (evaluation / "lipsync_opening.png").is_file()
+    assert "oracle: lower-half PSNR" in (out / "log.txt").read_text()

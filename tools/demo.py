@@ -130,7 +130,7 @@ def save_grid(path, face_clip, result_video, audio_clip, columns=6):
 
 
 def summary_markdown(summary):
-    from ppgan.metrics.report import markdown_table
+    from ppgan.metrics.report import ORACLE_COLUMNS, ORACLE_TITLE, format_value, markdown_table
 
     lines = ["## Demo summary", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary["seconds"].items()]
@@ -147,9 +147,17 @@ def summary_markdown(summary):
                      f" shuffled-audio floor {gap['floor']:.3f} -> closer to ground truth: "
                      f"{'yes' if gap['closer_to_ground_truth'] else 'NO'}")
     lines.append(f"- reconstruction PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}")
+    oracle = summary.get("oracle")
+    if oracle:
+        lines.append(f"- against the oracle (dubbed test clips): lower-half PSNR "
+                     f"{oracle['lower_psnr']:.2f} dB (input unchanged {oracle['floor_lower_psnr']:.2f}, "
+                     f"oracle through the codec {oracle['ceiling_lower_psnr']:.2f}), mouth-opening "
+                     f"correlation {format_value(oracle['opening_corr'], '{:.3f}')}")
     lines += ["", markdown_table(summary["lipsync_rows"], title="Lip sync (test faces, other clips' audio)"),
-              markdown_table(summary["reconstruction_rows"], title="Reconstruction (own audio)"),
-              "Outputs:"]
+              markdown_table(summary["reconstruction_rows"], title="Reconstruction (own audio)")]
+    if summary.get("oracle_rows"):
+        lines.append(markdown_table(summary["oracle_rows"], title=ORACLE_TITLE, columns=ORACLE_COLUMNS))
+    lines.append("Outputs:")
     lines += [f"- {name}: {path}" for name, path in summary["outputs"].items()]
     return "\n".join(lines) + "\n"
 
@@ -267,7 +275,9 @@ def main(argv=None):
         "expert_pair_accuracy": lipsync_rows[0].get("sync_accuracy"),
         "lipsync_gap": evaluation["summary"]["lipsync"],
         "psnr": evaluation["summary"]["psnr"], "ssim": evaluation["summary"]["ssim"],
+        "oracle": evaluation["summary"]["oracle"],
         "lipsync_rows": lipsync_rows,
+        "oracle_rows": evaluation["oracle"]["rows"] if evaluation["oracle"] else None,
         "reconstruction_rows": evaluation["reconstruction"]["rows"],
         "inference": {"face": face_key, "audio": audio_key, "frames": result.frames},
         "outputs": {"result video": result_path, "image grid": grid_path,

@@ -16,7 +16,8 @@ for reconstructions (a video re-generated from its own audio).
 ``evaluate_generator_on_split`` is the generator evaluation behind ``tools/main.py
 --evaluate-only`` and the demo: it regenerates the test clips of a corpus with a generator
 through ``Wav2LipPredictor`` (from their own audio for PSNR / SSIM, and from another clip's audio
-for lip-sync) and evaluates both sets.
+for lip-sync) and evaluates both sets; on a synthetic corpus the dubbed set is also compared with
+the oracle (``ppgan.apps.oracle_evaluation``).
 """
 
 import os
@@ -28,7 +29,7 @@ from ..metrics.image import PairedFrameMetrics
 from ..metrics.lse import (
     VSHIFT, aggregate_lse, build_sync_scorer, clip_features, lse_from_features,
     sync_pair_accuracy)
-from ..metrics.report import markdown_table, write_report
+from ..metrics.report import ORACLE_COLUMNS, ORACLE_TITLE, markdown_table, write_report
 from ..utils.audio import load_audio
 from ..utils.errors import DataError, MediaError
 
@@ -180,7 +181,7 @@ def _psnr_ssim(generated_path, reference_path, box):
 
 def evaluate_videos(videos_dir, reference_dir=None, scorer=None, scorer_cfg=None, out_dir=None,
                     box=None, vshift=VSHIFT, image_metrics=True, title="Evaluation", progress=True,
-                    stem="evaluation", reference_cache=None):
+                    stem="evaluation", reference_cache=None, oracle=None):
     """Score a folder of generated videos and write the report.
 
     Args:
@@ -196,9 +197,10 @@ def evaluate_videos(videos_dir, reference_dir=None, scorer=None, scorer_cfg=None
         stem: file name stem of the report (``<stem>.json``, ``.md``, ``_offsets.png``).
         reference_cache: a dict kept across calls with the same scorer and box, so references
             scored once are not embedded again.
+        oracle: oracle rows of these videos (``evaluate_oracle``) to add to the report.
     Returns:
         dict: ``rows`` (ground truth, generated, shuffled audio), ``per_video``, ``paths``,
-        ``markdown``.
+        ``markdown`` (with the oracle table when given), ``oracle``.
     Raises:
         DataError: no videos, no reference matching any video, or a clip too short.
     """
@@ -267,9 +269,12 @@ def evaluate_videos(videos_dir, reference_dir=None, scorer=None, scorer_cfg=None
             "reference": os.path.abspath(reference_dir) if reference_dir else None,
             "vshift": vshift, "face_box": list(box) if box else "whole frame",
             "offset_sign": "positive = audio delayed relative to video"}
-    paths = write_report(out_dir or videos_dir, rows, meta, per_video, stem=stem)
-    return {"rows": rows, "per_video": per_video, "paths": paths,
-            "markdown": markdown_table(rows, title=title)}
+    paths = write_report(out_dir or videos_dir, rows, meta, per_video, stem=stem, oracle=oracle)
+    markdown = markdown_table(rows, title=title)
+    if oracle:
+        markdown += "\n" + markdown_table(oracle["rows"], title=ORACLE_TITLE, columns=ORACLE_COLUMNS)
+    return {"rows": rows, "per_video": per_video, "paths": paths, "markdown": markdown,
+            "oracle": oracle}
 
 
 def lse_gap_summary(rows):
@@ -308,17 +313,21 @@ def dubbing_pairs(keys):
     return [(key, keys[(index + 1) % len(keys)]) for index, key in enumerate(keys)]
 
 
-def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True):
+def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True,
+                          kinds=("reconstructed", "dubbed")):
     """Regenerate clips with a predictor: reconstructions and dubbed versions.
 
     Writes ``out_dir/sources/<key>.mp4`` (the clip as fed to the predictor),
     ``out_dir/reconstructed/<key>.mp4`` (driven by its own audio) and ``out_dir/dubbed/<key>.mp4``
-    (the face of ``key`` driven by the next clip's audio).
+    (the face of ``key`` driven by the next clip's audio; ``dubbed/pairs.json`` names that clip).
+    ``kinds`` selects which of the two sets to write.
 
     Returns:
         dict(sources, reconstructed, dubbed) folders and ``pairs`` (face key, audio key).
     """
     from tqdm import tqdm
+
+    from .oracle_evaluation import write_pairs
 
     folders = {name: os.path.join(out_dir, name) for name in ("sources", "reconstructed", "dubbed")}
     pairs = dubbing_pairs(keys)
@@ -328,31 +337,53 @@ def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True):
         os.makedirs(os.path.dirname(source), exist_ok=True)
         write_source_video(os.path.join(dataroot, face_key), source)
         for name, audio_key_used in (("reconstructed", face_key), ("dubbed", audio_key)):
+            if name not in kinds:
+                continue
             target = os.path.join(folders[name], face_key + ".mp4")
             os.makedirs(os.path.dirname(target), exist_ok=True)
             predictor.run(source, os.path.join(dataroot, audio_key_used, "audio.wav"), target)
+    if "dubbed" in kinds:
+        write_pairs(folders["dubbed"], pairs)
     return dict(folders, pairs=pairs)
 
 
-def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer, max_clips=None,
-                                progress=True, predictor_options=None):
+def oracle_summary(oracle):
+    """The oracle rows flattened for JSON summaries and log lines: ``lower_psnr``, ``lower_ssim``,
+    ``opening_corr`` of the generated videos, and the same with ``floor_`` / ``ceiling_``."""
+    flat = {}
+    for key, prefix in (("generated", ""), ("floor", "floor_"), ("ceiling", "ceiling_")):
+        for name in ("lower_psnr", "lower_ssim", "opening_corr"):
+            flat[prefix + name] = oracle["summary"][key][name]
+    flat["videos"] = oracle["summary"]["generated"]["num_videos"]
+    return flat
+
+
+def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None, max_clips=None,
+                                progress=True, predictor_options=None, oracle=None):
     """Evaluate a generator on corpus clips (the test split of a config).
 
-    Every clip is regenerated twice through ``Wav2LipPredictor`` (the whole 96x96 frame is the
-    face): from its own audio (reconstruction: PSNR / SSIM and LSE) and from the next clip's
-    audio (dubbing: the lip-sync rows GT / generated / shuffled audio).
+    Every clip is regenerated through ``Wav2LipPredictor`` (the whole 96x96 frame is the face)
+    from the next clip's audio (dubbing: the lip-sync rows GT / generated / shuffled audio) and,
+    with a scorer, from its own audio (reconstruction: PSNR / SSIM and LSE). On a synthetic
+    corpus the dubbed videos are also scored against the oracle (``evaluate_oracle``).
 
     Args:
         generator: a ``Wav2Lip`` network, or any callable the predictor accepts.
         dataroot: the preprocessed corpus; ``keys``: clip folders (``<speaker>/<clip>``) in it.
-        out_dir: receives the videos and the reports ``lipsync.*`` and ``reconstruction.*``.
-        scorer: the LSE embedding model (``SyncScorer``).
+        out_dir: receives the videos and the reports ``lipsync.*`` and ``reconstruction.*``
+            (without a scorer only the dubbed videos and the report ``oracle.*``).
+        scorer: the LSE embedding model (``SyncScorer``); None scores the oracle only.
         max_clips: evaluate only the first N clips.
         predictor_options: extra ``Wav2LipPredictor`` keyword arguments.
+        oracle: True / False to force the oracle rows on / off; None = when the corpus has
+            oracle plans (a synthetic corpus).
     Returns:
-        dict: ``lipsync`` and ``reconstruction`` (``evaluate_videos`` results), ``summary``
-        (the rows that matter, for printing and JSON).
+        dict: ``lipsync`` and ``reconstruction`` (``evaluate_videos`` results, None without a
+        scorer), ``oracle`` (``evaluate_oracle`` result or None), ``summary`` (the numbers that
+        matter, for printing and JSON).
     """
+    from ..datasets.oracle import is_synthetic_corpus
+    from .oracle_evaluation import evaluate_oracle
     from .wav2lip_predictor import Wav2LipPredictor
 
     keys = list(keys)[:max_clips] if max_clips else list(keys)
@@ -360,24 +391,41 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer, max_
     if missing:
         raise DataError(f"clip folder {os.path.join(dataroot, missing[0])} is missing or has no "
                         f"0.jpg / audio.wav: check the filelist against the corpus")
+    if oracle is None:
+        oracle = is_synthetic_corpus(dataroot, keys)
+    if scorer is None and not oracle:
+        raise DataError(f"nothing to evaluate: no sync scorer, and {dataroot} is no synthetic "
+                        f"corpus with oracle plans")
     options = dict(box=(0, -1, 0, -1), pads=(0, 0, 0, 0), progress=False)
     options.update(predictor_options or {})
     predictor = Wav2LipPredictor(generator=generator, **options)
-    videos = generate_split_videos(predictor, dataroot, keys, out_dir, progress=progress)
+    kinds = ("reconstructed", "dubbed") if scorer is not None else ("dubbed",)
+    videos = generate_split_videos(predictor, dataroot, keys, out_dir, progress=progress, kinds=kinds)
+    oracle_result = evaluate_oracle(videos["dubbed"], dataroot, videos["pairs"],
+                                    progress=progress) if oracle else None
+    summary = {"clips": len(keys), "lipsync": None, "psnr": None, "ssim": None,
+               "oracle": oracle_summary(oracle_result) if oracle_result else None}
+    if scorer is None:
+        paths = write_report(out_dir, [], {"title": "Dubbed test clips against the oracle",
+                                           "videos": os.path.abspath(videos["dubbed"]),
+                                           "reference": os.path.abspath(dataroot)},
+                             stem="oracle", oracle=oracle_result)
+        summary["reports"] = {"oracle": paths}
+        return {"lipsync": None, "reconstruction": None, "oracle": oracle_result, "summary": summary}
     references = {}  # the ground-truth clips are embedded once for both reports
     lipsync = evaluate_videos(videos["dubbed"], dataroot, scorer=scorer, out_dir=out_dir,
                               image_metrics=False, stem="lipsync", progress=progress,
                               title="Lip sync: test faces driven by another clip's audio",
-                              reference_cache=references)
+                              reference_cache=references, oracle=oracle_result)
     reconstruction = evaluate_videos(videos["reconstructed"], dataroot, scorer=scorer,
                                      out_dir=out_dir, stem="reconstruction", progress=progress,
                                      title="Reconstruction: test clips from their own audio",
                                      reference_cache=references)
-    summary = {"clips": len(keys), "lipsync": lse_gap_summary(lipsync["rows"]),
-               "psnr": reconstruction["rows"][1]["psnr"],
-               "ssim": reconstruction["rows"][1]["ssim"],
-               "reports": {"lipsync": lipsync["paths"], "reconstruction": reconstruction["paths"]}}
-    return {"lipsync": lipsync, "reconstruction": reconstruction, "summary": summary}
+    summary.update(lipsync=lse_gap_summary(lipsync["rows"]),
+                   psnr=reconstruction["rows"][1]["psnr"], ssim=reconstruction["rows"][1]["ssim"],
+                   reports={"lipsync": lipsync["paths"], "reconstruction": reconstruction["paths"]})
+    return {"lipsync": lipsync, "reconstruction": reconstruction, "oracle": oracle_result,
+            "summary": summary}
 
 
 def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_dir=None,

@@ -5,6 +5,7 @@
 regenerates the config's test split and scores lip sync with that expert
 (``ppgan.apps.evaluate.evaluate_generator_from_config``): the JSON / markdown / PNG reports go to
 ``<output_dir>/evaluation`` and their headline numbers into eval_metrics.json under ``lipsync``.
+On a synthetic corpus the dubbed clips are also compared with the oracle (``lipsync.oracle``).
 """
 
 import os
@@ -74,7 +75,9 @@ def evaluate_lipsync(trainer):
         The JSON-ready summary stored under ``lipsync`` in eval_metrics.json: ``clips``,
         ``rows`` {ground_truth, generated, shuffled_audio: {lse_d, lse_c, num_videos}},
         ``closer_to_ground_truth``, ``psnr`` / ``ssim`` (reconstructions from each clip's own
-        audio) and ``reports`` (paths of the lip-sync and reconstruction reports).
+        audio), ``oracle`` (synthetic corpora: lower-half PSNR / SSIM and mouth-opening correlation
+        of the dubbed clips against the oracle, with ``floor_`` / ``ceiling_`` rows; else None)
+        and ``reports`` (paths of the lip-sync and reconstruction reports).
     """
     from ..apps.evaluate import evaluate_generator_from_config
     from ..metrics.report import json_safe
@@ -89,7 +92,8 @@ def evaluate_lipsync(trainer):
     gap = summary["lipsync"]
     record = {"clips": summary["clips"], "rows": rows,
               "closer_to_ground_truth": gap["closer_to_ground_truth"] if gap else None,
-              "psnr": summary["psnr"], "ssim": summary["ssim"], "reports": summary["reports"]}
+              "psnr": summary["psnr"], "ssim": summary["ssim"], "oracle": summary["oracle"],
+              "reports": summary["reports"]}
     get_logger().info(f"lip sync on {summary['clips']} test clips: " + format_lipsync(record))
     return json_safe(record)
 
@@ -101,6 +105,22 @@ def format_lipsync(record):
     lse = ", ".join(name + " " + " / ".join(format_value(record["rows"][row][key], "{:.3f}")
                                              for row in LIPSYNC_ROW_KEYS)
                     for name, key in (("LSE-D", "lse_d"), ("LSE-C", "lse_c")))
-    return (f"{lse} (ground truth / generated / shuffled audio); "
+    text = (f"{lse} (ground truth / generated / shuffled audio); "
             f"PSNR {format_value(record['psnr'], '{:.2f}')}, "
             f"SSIM {format_value(record['ssim'], '{:.4f}')}")
+    if record.get("oracle"):
+        text += "; " + format_oracle(record["oracle"])
+    return text
+
+
+def format_oracle(oracle):
+    """``oracle: lower-half PSNR a / b / c, SSIM ..., opening corr. ... (generated / input / oracle)``."""
+    from ..metrics.report import format_value
+
+    parts = []
+    for label, key, spec in (("lower-half PSNR", "lower_psnr", "{:.2f}"),
+                             ("SSIM", "lower_ssim", "{:.4f}"),
+                             ("opening corr.", "opening_corr", "{:.3f}")):
+        parts.append(label + " " + " / ".join(format_value(oracle.get(prefix + key), spec)
+                                              for prefix in ("", "floor_", "ceiling_")))
+    return "oracle: " + ", ".join(parts) + " (generated / input unchanged / oracle)"

@@ -4,6 +4,9 @@ A report holds *rows* (one per scored set: ground truth, generated, shuffled-aud
 a dict with ``name``, ``num_videos``, ``lse_d``, ``lse_c``, ``av_offset`` (median over videos),
 ``offsets`` and ``mdist`` (the mean curve), and optionally ``psnr``, ``ssim``,
 ``sync_accuracy`` and ``note`` (why a row has no numbers). Missing values are None.
+On synthetic corpora a report may also hold *oracle rows* (``ppgan.metrics.oracle``: generated,
+input unchanged, oracle) with ``lower_psnr``, ``lower_ssim`` and ``opening_corr``: a second
+table, an ``oracle`` section in the JSON and a plot of mouth opening against frame.
 All files are written to a temporary name and renamed, so a failed run leaves no half file.
 """
 
@@ -20,6 +23,13 @@ REPORT_COLUMNS = (
     ("PSNR ↑", "psnr", "{:.2f}"),
     ("SSIM ↑", "ssim", "{:.4f}"),
     ("expert acc.", "sync_accuracy", "{:.1%}"),
+)
+ORACLE_COLUMNS = (
+    ("row", "name", "{}"),
+    ("videos", "num_videos", "{}"),
+    ("lower-half PSNR ↑", "lower_psnr", "{:.2f}"),
+    ("lower-half SSIM ↑", "lower_ssim", "{:.4f}"),
+    ("opening corr. ↑", "opening_corr", "{:.3f}"),
 )
 
 
@@ -43,13 +53,15 @@ def format_value(value, spec):
     return spec.format(value)
 
 
-def markdown_table(rows, title=None):
-    """The rows as a GitHub markdown table (missing values as "–", notes listed below it)."""
+def markdown_table(rows, title=None, columns=REPORT_COLUMNS):
+    """The rows as a GitHub markdown table (missing values as "–", notes listed below it).
+
+    ``columns``: (header, row key, format) triples; ``ORACLE_COLUMNS`` for oracle rows."""
     lines = [f"### {title}", ""] if title else []
-    lines.append("| " + " | ".join(header for header, _, _ in REPORT_COLUMNS) + " |")
-    lines.append("|" + "|".join("---" for _ in REPORT_COLUMNS) + "|")
+    lines.append("| " + " | ".join(header for header, _, _ in columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
-        cells = [format_value(row.get(key), spec) for _, key, spec in REPORT_COLUMNS]
+        cells = [format_value(row.get(key), spec) for _, key, spec in columns]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {row['name']}: {row['note']}" for row in rows if row.get("note")]
     if notes:
@@ -91,7 +103,43 @@ def plot_offsets(rows, path, title="mean sync distance against AV offset"):
         plt.close(fig)
 
 
-def write_report(out_dir, rows, meta=None, per_video=None, stem="evaluation"):
+ORACLE_TITLE = "Against the oracle (the true mouths of the dubbing)"
+
+
+def plot_openings(per_video, path, max_videos=3):
+    """Plot mouth opening against frame for the first videos: oracle, generated, input (PNG).
+
+    Args:
+        per_video: oracle entries with ``oracle_opening`` and ``generated`` / ``floor``
+            ``opening`` series (``ppgan.apps.oracle_evaluation``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = per_video[:max_videos]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(6.4, 1.0 + 1.6 * len(shown)), dpi=100,
+                             squeeze=False)
+    try:
+        for ax, entry in zip(axes[:, 0], shown):
+            ax.plot(entry["oracle_opening"], color="black", linewidth=1.6, label="oracle")
+            ax.plot(entry["generated"]["opening"], color="tab:orange", label="generated")
+            ax.plot(entry["floor"]["opening"], color="tab:grey", linestyle=":", label="input unchanged")
+            ax.set_title(f"face {entry['face']}, audio {entry['audio']}", fontsize=9)
+            ax.set_ylabel("opening")
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("frame")
+        axes[0, 0].legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+        tmp = f"{path}.tmp{os.getpid()}"
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+
+
+def write_report(out_dir, rows, meta=None, per_video=None, stem="evaluation", oracle=None):
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>_offsets.png`` into ``out_dir``.
 
     Args:
@@ -99,8 +147,10 @@ def write_report(out_dir, rows, meta=None, per_video=None, stem="evaluation"):
         meta: what was evaluated (scorer, folders, vshift, ...), stored in the JSON and the
             markdown header.
         per_video: optional list of per-video dicts for the JSON.
+        oracle: optional ``{"rows": [...], "per_video": [...]}`` (``evaluate_oracle``): adds the
+            oracle table, an ``oracle`` JSON section and ``<stem>_opening.png``.
     Returns:
-        dict with the three paths (``json``, ``markdown``, ``plot``).
+        dict with the paths (``json``, ``markdown``, ``plot``, with oracle rows ``opening_plot``).
     """
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(meta or {})
@@ -108,9 +158,22 @@ def write_report(out_dir, rows, meta=None, per_video=None, stem="evaluation"):
              "markdown": os.path.join(out_dir, f"{stem}.md"),
              "plot": os.path.join(out_dir, f"{stem}_offsets.png")}
     payload = {"meta": meta, "rows": rows, "per_video": per_video or []}
+    # An oracle-only report (no sync scorer) has no LSE rows: no LSE table and no offset plot.
+    tables = [markdown_table(rows, title=meta.get("title", "Evaluation"))] if rows else []
+    if oracle:
+        payload["oracle"] = {"rows": oracle["rows"], "per_video": oracle.get("per_video", [])}
+        tables.append(markdown_table(oracle["rows"], title=ORACLE_TITLE if rows else
+                                     meta.get("title", ORACLE_TITLE), columns=ORACLE_COLUMNS))
+        paths["opening_plot"] = os.path.join(out_dir, f"{stem}_opening.png")
     write_text_atomic(paths["json"], json.dumps(json_safe(payload), indent=2) + "\n")
     header = "".join(f"- {key}: {value}\n" for key, value in meta.items())
-    write_text_atomic(paths["markdown"],
-                       markdown_table(rows, title=meta.get("title", "Evaluation")) + "\n" + header)
-    plot_offsets(rows, paths["plot"])
+    write_text_atomic(paths["markdown"], "\n".join(tables) + "\n" + header)
+    if rows:
+        plot_offsets(rows, paths["plot"])
+    else:
+        paths.pop("plot")
+    if oracle and oracle.get("per_video"):
+        plot_openings(oracle["per_video"], paths["opening_plot"])
+    elif oracle:
+        paths.pop("opening_plot")
     return paths

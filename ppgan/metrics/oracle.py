@@ -1,0 +1,141 @@
+"""Oracle metrics of dubbed synthetic clips: how close generated mouths are to the true ones.
+
+On the synthetic corpus the exact ground truth of a dubbing is known (``ppgan.datasets.oracle``):
+clip A's face and head poses with the mouth shapes of clip B, whose audio drives the generator.
+Three rows compare frames with that oracle:
+
+* **generated**: the generator's dubbed video;
+* **input unchanged (floor)**: A's own frames, as if the generator returned its input;
+* **oracle (ceiling)**: the oracle itself, through the same H.264 encoding as the generated
+  video (so the ceiling shows what the codec alone costs).
+
+Per row: ``lower_psnr`` / ``lower_ssim`` (the lower half of the face crop, where the mouth is;
+PSNR from each video's mean squared error, then averaged over videos; SSIM averaged over frames,
+then videos) and ``opening_corr``: the Pearson correlation, pooled over every frame of every
+video, between the row's mouth opening and the oracle's, both measured by ``mouth_opening``.
+"""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..utils.errors import DataError
+
+ORACLE_ROW_NAMES = ("generated", "input unchanged (floor)", "oracle (ceiling)")
+ORACLE_ROW_KEYS = ("generated", "floor", "ceiling")
+
+# Where the synthetic corpus draws the mouth in a face crop, as fractions of its side: centred,
+# 0.64-0.88 of the height at the widest opening; the window stays inside the face at every pose.
+MOUTH_ROWS = (0.55, 0.92)
+MOUTH_COLUMNS = (0.38, 0.62)
+# The open mouth's inside is the dark cavity (BGR 35, 20, 60) plus the white upper teeth, which
+# cover the cavity's top third: counting only dark pixels would make a wide-open mouth with
+# teeth measure smaller than a half-open one without. Skin, lips and tongue are neither.
+CAVITY_MAX = 85  # every channel below: dark cavity (skin and lips have a channel >= 100)
+TEETH_MIN = 215  # every channel above: teeth (the lightest skin has a channel <= 182)
+
+
+def mouth_opening(frames):
+    """Vertical extent of the open mouth's inside, per frame.
+
+    Counts the rows of the mouth window (``MOUTH_ROWS`` x ``MOUTH_COLUMNS``) holding at least one
+    cavity or teeth pixel: closed lips give ~0, the widest opening ~0.2 of the crop's height.
+
+    Args:
+        frames: (T, S, S, 3) uint8 BGR face crops (one (S, S, 3) crop is also accepted).
+    Returns:
+        (T,) float64 opening as a fraction of the crop's height.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise DataError(f"mouth_opening needs (T, S, S, 3) BGR frames, got shape {frames.shape}")
+    height, width = frames.shape[1:3]
+    window = frames[:, int(MOUTH_ROWS[0] * height):int(MOUTH_ROWS[1] * height),
+                    int(MOUTH_COLUMNS[0] * width):int(np.ceil(MOUTH_COLUMNS[1] * width))]
+    inside = (window.max(axis=-1) < CAVITY_MAX) | (window.min(axis=-1) > TEETH_MIN)
+    return inside.any(axis=2).sum(axis=1) / float(height)
+
+
+def lower_half(frames):
+    """(T, S - S//2, S, 3): the lower half of face crops, where the generator draws the mouth."""
+    frames = np.asarray(frames)
+    return frames[:, frames.shape[1] // 2:]
+
+
+def pearson(a, b):
+    """Pearson correlation of two equal-length series; None when either is constant."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if len(a) != len(b) or len(a) < 2:
+        raise DataError(f"correlation needs two series of equal length >= 2, got {len(a)} and {len(b)}")
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    return None if denom == 0 else float(np.sum(a * b) / denom)
+
+
+def codec_round_trip(frames, fps=25.0):
+    """The frames after the predictor's H.264 encoding (``VideoWriter`` defaults) and decoding."""
+    from ..utils.video import VideoWriter, read_video
+
+    folder = tempfile.mkdtemp(prefix="ppgan-oracle-")
+    try:
+        path = os.path.join(folder, "frames.mp4")
+        with VideoWriter(path, fps) as writer:
+            for frame in frames:
+                writer.write(frame)
+        decoded = read_video(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return decoded[:, :frames.shape[1], :frames.shape[2]]  # drop the padding of odd sides
+
+
+def compare_with_oracle(frames, oracle_frames):
+    """One video against its oracle.
+
+    Args:
+        frames, oracle_frames: (T, S, S, 3) uint8 BGR face crops of equal shape.
+    Returns:
+        dict: lower_psnr (dB, inf when identical), lower_ssim, opening (T,) and oracle_opening
+        (T,) arrays, opening_corr (None when either opening is constant), frames.
+    """
+    from .image import frame_ssim
+
+    frames, oracle_frames = np.asarray(frames), np.asarray(oracle_frames)
+    if frames.shape != oracle_frames.shape:
+        raise DataError(f"frames {frames.shape} and oracle {oracle_frames.shape} differ in shape: "
+                        f"compare videos of the same length and crop size")
+    gen, ref = lower_half(frames), lower_half(oracle_frames)
+    mse = float(np.mean((gen.astype(np.float64) - ref.astype(np.float64)) ** 2))
+    psnr = float("inf") if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
+    ssim = float(np.mean([frame_ssim(g, r) for g, r in zip(gen, ref)]))
+    opening, oracle_opening = mouth_opening(frames), mouth_opening(oracle_frames)
+    return {"lower_psnr": psnr, "lower_ssim": ssim, "opening": opening,
+            "oracle_opening": oracle_opening, "opening_corr": pearson(opening, oracle_opening)
+            if len(opening) > 1 else None, "frames": len(frames)}
+
+
+def oracle_row(name, comparisons):
+    """Aggregate ``compare_with_oracle`` results of several videos into one report row.
+
+    Returns:
+        dict(name, num_videos, lower_psnr, lower_ssim, opening_corr, opening_corr_mean):
+        ``opening_corr`` pools every frame of every video, ``opening_corr_mean`` averages the
+        per-video correlations that exist. Missing values are None.
+    """
+    row = {"name": name, "num_videos": len(comparisons), "lower_psnr": None, "lower_ssim": None,
+           "opening_corr": None, "opening_corr_mean": None}
+    if not comparisons:
+        return row
+    row["lower_psnr"] = float(np.mean([c["lower_psnr"] for c in comparisons]))
+    row["lower_ssim"] = float(np.mean([c["lower_ssim"] for c in comparisons]))
+    opening = np.concatenate([c["opening"] for c in comparisons])
+    oracle_opening = np.concatenate([c["oracle_opening"] for c in comparisons])
+    if len(opening) > 1:
+        row["opening_corr"] = pearson(opening, oracle_opening)
+    per_video = [c["opening_corr"] for c in comparisons if c["opening_corr"] is not None]
+    row["opening_corr_mean"] = float(np.mean(per_video)) if per_video else None
+    return row
