@@ -4,18 +4,11 @@ The generator's face encoder sees only the face input, which for a still avatar 
 every frame; its seven outputs (the decoder's skip connections) are computed once and stored in
 a network that takes only the mel windows. With the published generator that skips 0.62 of its
 7.93 GFLOP per frame. The dynamic graph gives bit-identical faces; on CPU the network is
-exported as its own inference program (oneDNN), whose results differ from the full program's
-only by float rounding.
+exported as its own inference program (``ppgan.inference``), whose results differ from the
+full program's only by float rounding.
 """
 
-import os
-import shutil
-import tempfile
-
 import numpy as np
-
-from ..utils.errors import ConfigError
-from ..utils.logger import get_logger
 
 
 def _still_layer(net, faces):
@@ -57,73 +50,45 @@ class StillFaceGenerator:
     Args:
         net: the Wav2Lip generator (a ``paddle.nn.Layer``).
         faces: (1, 6, S, S) float32 generator face input (``generator_inputs``).
-        engine: "static" (export and run with Paddle Inference + oneDNN) or "dynamic".
-        threads: CPU threads of the static engine; default: all cores.
+        engine, threads, precision: as ``ppgan.inference.build_runner`` ("auto" exports the
+            network to an inference program on CPU and falls back to the dynamic graph).
+    Attributes:
+        engine: "static" or "dynamic", what runs.
     """
 
-    def __init__(self, net, faces, engine="static", threads=None):
-        if engine not in ("static", "dynamic"):
-            raise ConfigError(f"engine must be 'static' or 'dynamic', got {engine!r}")
+    def __init__(self, net, faces, engine="auto", threads=None, precision="fp32"):
+        from ..inference.engine import StaticRunner, build_runner, check_engine
+
+        check_engine(engine, precision)
         faces = np.ascontiguousarray(faces, dtype=np.float32)
         if faces.ndim != 4 or faces.shape[:2] != (1, 6):
             raise ValueError(f"expected one (1, 6, S, S) face input, got {faces.shape}")
-        self.engine = engine
         self.img_size = faces.shape[-1]
-        self._layer = _still_layer(net, faces)
-        self._predictor = self._export(threads) if engine == "static" else None
-
-    def _export(self, threads):
-        import paddle
-
-        folder = tempfile.mkdtemp(prefix="ppgan-still-")
-        try:
-            prefix = os.path.join(folder, "still")
-            spec = [paddle.static.InputSpec([None, 1, 80, 16], "float32", "mel")]
-            paddle.jit.save(self._layer, prefix, input_spec=spec)
-            config = paddle.inference.Config(prefix + ".json", prefix + ".pdiparams")
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
-            config.enable_onednn()
-            config.disable_glog_info()
-            return paddle.inference.create_predictor(config)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)  # the predictor holds the program
+        self._run = build_runner(_still_layer(net, faces), {"mel": (1, 80, 16)}, engine, threads,
+                                 precision, what="still-face generator")
+        self.engine = "static" if isinstance(self._run, StaticRunner) else "dynamic"
 
     def __call__(self, mels):
         mels = np.ascontiguousarray(mels, dtype=np.float32)
         if mels.ndim != 4 or mels.shape[1:] != (1, 80, 16):
             raise ValueError(f"expected mels (N, 1, 80, 16), got {mels.shape}")
-        if self._predictor is None:
-            import paddle
-            with paddle.no_grad():
-                return self._layer(paddle.to_tensor(mels)).numpy()
-        handle = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        handle.reshape(mels.shape)
-        handle.copy_from_cpu(mels)
-        self._predictor.run()
-        return self._predictor.get_output_handle(self._predictor.get_output_names()[0]).copy_to_cpu()
+        return self._run(mels)
 
 
 def still_face_generator(generator, faces):
-    """A ``StillFaceGenerator`` for the predictor's loaded generator, or None when the network is
-    not at hand (an exported program given as the checkpoint, or a plain callable).
+    """A ``StillFaceGenerator`` on the same engine, threads and precision as the predictor's
+    loaded generator, or None when the network is not at hand (an exported program given as the
+    checkpoint, or a plain callable).
 
     Args:
-        generator: ``Wav2LipPredictor.generator`` (``ExportOnFirstUse``, ``DynamicGenerator``, ...).
+        generator: ``Wav2LipPredictor.generator``.
         faces: (1, 6, S, S) float32 face input.
     """
-    from .generator_loader import DynamicGenerator, ExportOnFirstUse
+    from ..inference.generator import DynamicGenerator, GeneratorOnFirstUse
 
-    if isinstance(generator, ExportOnFirstUse):
-        try:
-            return StillFaceGenerator(generator.net, faces, "static", generator.threads)
-        except Exception as exc:  # noqa: BLE001 - as ExportOnFirstUse: the dynamic graph still works
-            if generator.required:
-                raise
-            get_logger().warning("still-face program export failed (%s); using the dynamic graph",
-                                 str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else
-                                 type(exc).__name__)
-            return StillFaceGenerator(generator.net, faces, "dynamic")
+    if isinstance(generator, GeneratorOnFirstUse):
+        return StillFaceGenerator(generator.net, faces, generator.requested, generator.threads,
+                                  generator.precision)
     if isinstance(generator, DynamicGenerator):
         return StillFaceGenerator(generator.net, faces, "dynamic")
     return None
