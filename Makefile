@@ -5,10 +5,14 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# PaddleGAN's own package (also named ppgan), test-only: the yardstick of the GPEN parity tests.
+# Installed beside the venv's packages without its pinned dependencies and imported only by
+# tests/paddlegan_reference.py in a subprocess.
+PADDLEGAN_REF := $(VENV)/paddlegan-ref/.installed
 
 .PHONY: demo test install clean-demo
 
-install: $(STAMP)
+install: $(STAMP) $(PADDLEGAN_REF)
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +22,15 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
+$(PADDLEGAN_REF): $(STAMP)
+	$(PIP) install -q --no-deps --target $(VENV)/paddlegan-ref ppgan==2.1.0 || \
+	  echo "note: PaddleGAN's ppgan not installable here; GPEN parity tests will be skipped"
+	mkdir -p $(VENV)/paddlegan-ref && touch $(PADDLEGAN_REF)
+
 demo: $(STAMP)
 	$(PY) tools/demo.py --out output/demo
 
-test: $(STAMP)
+test: $(STAMP) $(PADDLEGAN_REF)
 	$(PY) -m pytest -q tests
 
 clean-demo:

@@ -83,7 +83,7 @@ def test_still_photo_with_speech_changes_only_the_lower_face(media, tmp_path):
     result = predictor.run(media["photo"], media["speech_1s"], out)
     assert (result.frames, result.fps, result.source_frames) == (25, 25.0, 1)
     assert (result.faces_detected, result.frames_kept) == (1, 0)
-    assert set(result.seconds) == {"decode", "detect", "generate", "blend", "encode"}
+    assert set(result.seconds) == {"decode", "detect", "generate", "blend", "enhance", "encode"}
     info = probe_video(out)
     assert info.num_frames == 25 and (info.width, info.height) == (256, 256) and info.has_audio
     assert abs(len(load_audio(str(out))) / 16000 - 1.0) < 1 / 25

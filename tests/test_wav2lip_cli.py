@@ -88,8 +88,10 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_gives_one_error_line_and_no_output(case, tool, files, tmp_path, capsys):
+def test_bad_input_gives_one_error_line_and_no_output(case, tool, files, tmp_path, capsys, monkeypatch):
     changes, expected = BAD_INPUTS[case]
+    monkeypatch.setenv("HOME", str(tmp_path))  # no released weights cached for "no checkpoint"
+    monkeypatch.delenv("PPGAN_HOME", raising=False)
     flags = {"face": files["photo"], "audio": files["speech"], "checkpoint_path": files["weights"],
              "outfile": "out.mp4"}
     for key, value in changes.items():
@@ -118,7 +120,7 @@ def test_boolean_flags_are_real_flags(tool):
     args = tool.parse_args(["--face", "f.mp4", "--audio", "a.wav", "--static", "--rotate"])
     assert args.static is True and args.rotate is True and args.nosmooth is False
     with pytest.raises(SystemExit):
-        tool.parse_args(["--face", "f.mp4", "--audio", "a.wav", "--static", "False"])
+        tool.parse_args(["--face", "f.mp4", "--audio", "a.wav", "--rotate", "False"])
 
 
 def _subprocess(args):

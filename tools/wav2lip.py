@@ -6,6 +6,8 @@
 The checkpoint may be this project's training checkpoint, PaddleGAN's ``wav2lip_hq.pdparams``, a
 PyTorch file converted by tools/convert_weights.py, or a program from tools/export_model.py.
 Faces are found with OpenCV's Haar cascade unless --face_detector_weights (S3FD) or --box is given.
+PaddleGAN's flags work too: --face_detector sfd, --static True/False, --cpu, --face_enhancement, and
+no --checkpoint_path (its cached wav2lip_hq.pdparams is used; see ppgan/utils/weights_home.py).
 When a frame shows several faces, the largest is taken first and then the one overlapping the
 previous frame's face is followed.
 """

@@ -15,7 +15,10 @@ import os
 from ..inference.engine import ENGINES, check_engine  # noqa: F401  (ENGINES: the CLI's choices)
 from ..inference.generator import DynamicGenerator, StaticGenerator, export_generator, generator_runner
 from ..utils.errors import ConfigError, WeightsError
+from ..utils.logger import get_logger
+from ..utils.weights_home import find_released_weights, missing_weights_message
 
+RELEASED_GENERATOR = "wav2lip_hq.pdparams"  # PaddleGAN's, looked up when no path is given
 _PROGRAM_SUFFIXES = (".json", ".pdmodel", ".pdiparams")
 # The deepest face-encoder conv has 512 * width_mult output channels: the most precise width probe.
 _WIDTH_PROBES = (("face_encoder_blocks.6.0.conv_block.0.weight", 512),
@@ -120,7 +123,9 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
     """Load the generator a checkpoint path names.
 
     Args:
-        checkpoint_path: weights file, training checkpoint or exported program (see module doc).
+        checkpoint_path: weights file, training checkpoint or exported program (see module doc);
+            None: PaddleGAN's ``wav2lip_hq.pdparams`` where its tools cache it
+            (``ppgan.utils.weights_home``).
         device: "cpu" or "gpu".
         threads: CPU threads for the inference engine (default: all cores); for the dynamic
             graph only when given.
@@ -128,14 +133,15 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
     Returns:
         callable (mels (N,1,80,16), faces (N,6,96,96)) -> (N,3,96,96) float32 ndarray in [0, 1].
     Raises:
-        ConfigError: no checkpoint, bad device / engine.
+        ConfigError: no checkpoint given or cached, bad device / engine.
         WeightsError: unreadable file or a network of another architecture.
     """
     check_engine(engine)
     if not checkpoint_path:
-        raise ConfigError("no generator checkpoint given: pass --checkpoint_path with a weights "
-                          "file (wav2lip_hq.pdparams, a converted .pth, a training checkpoint) or "
-                          "an exported program; nothing is downloaded")
+        checkpoint_path = find_released_weights(RELEASED_GENERATOR)
+        if checkpoint_path is None:
+            raise ConfigError(missing_weights_message(RELEASED_GENERATOR, "--checkpoint_path"))
+        get_logger().info("generator weights: %s", checkpoint_path)
     from ..utils.weights import read_weights_file
 
     prefix = exported_prefix(checkpoint_path)

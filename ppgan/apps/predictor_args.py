@@ -2,11 +2,27 @@
 tools/wav2lip_stream.py so both tools take the same flags with the same meaning."""
 
 
+def true_or_false(text):
+    """PaddleGAN's ``--static True`` / ``--static False`` (its bool() made 'False' true)."""
+    import argparse
+
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
 def add_predictor_arguments(parser):
     """Add the predictor's options (everything but the face, audio and output) to ``parser``."""
     parser.add_argument("--checkpoint_path", default=None,
-                        help="generator weights, training checkpoint or exported program (required)")
-    parser.add_argument("--static", action="store_true", help="use only the first frame of --face")
+                        help="generator weights, training checkpoint or exported program; default: "
+                             "PaddleGAN's wav2lip_hq.pdparams from $PPGAN_HOME, ~/.cache/ppgan or "
+                             "~/.cache/paddle/hapi/weights (nothing is downloaded)")
+    parser.add_argument("--static", type=true_or_false, nargs="?", const=True, default=False,
+                        metavar="True|False",
+                        help="use only the first frame of --face (bare flag = True)")
     parser.add_argument("--fps", type=float, default=25.0,
                         help="frame rate for a still --face (videos keep theirs); default: %(default)s")
     parser.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0],
@@ -30,14 +46,23 @@ def add_predictor_arguments(parser):
     parser.add_argument("--nosmooth", action="store_true", help="do not smooth face boxes over time")
     parser.add_argument("--detect_every", type=int, default=2,
                         help="search faces in every k-th frame, interpolate between; default: %(default)s")
-    parser.add_argument("--face_detector", choices=("haar", "s3fd"), default=None,
-                        help="default: s3fd when --face_detector_weights is given, else haar")
+    parser.add_argument("--face_detector", choices=("haar", "s3fd", "sfd", "blazeface"), default=None,
+                        help="sfd = s3fd (PaddleGAN's name); blazeface is refused; default: s3fd "
+                             "when --face_detector_weights is given, else haar")
     parser.add_argument("--face_detector_weights", default=None,
-                        help="S3FD weights (convert s3fd.pth with tools/convert_weights.py --arch s3fd)")
+                        help="S3FD weights (convert s3fd.pth with tools/convert_weights.py --arch "
+                             "s3fd); default for s3fd: PaddleGAN's cached s3fd_paddle.pdparams")
+    parser.add_argument("--face_enhancement", action="store_true",
+                        help="restore each face region with GPEN (PaddleGAN's GPEN-512.pdparams)")
+    parser.add_argument("--face_enhancement_weights", default=None,
+                        help="GPEN weights; default: GPEN-512.pdparams from the folders "
+                             "--checkpoint_path is looked up in")
     parser.add_argument("--no_face", choices=("interpolate", "keep", "error"), default="interpolate",
                         help="frames without a face: interpolate the box over gaps up to 1 s "
                              "(longer gaps stay unchanged), keep them unchanged, or fail")
     parser.add_argument("--device", default="cpu", help="cpu or gpu; default: %(default)s")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU (PaddleGAN's flag; "
+                                                             "the same as --device cpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads; default: all cores")
     parser.add_argument("--blend", choices=("feather", "hard"), default="feather",
                         help="paste the mouth region with a soft mask, or the whole box (reference)")
@@ -55,4 +80,6 @@ def predictor_options(args):
         resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
         nosmooth=args.nosmooth, detect_every=args.detect_every, face_detector=args.face_detector,
         face_detector_weights=args.face_detector_weights, no_face=args.no_face,
-        device=args.device, threads=args.threads, blend=args.blend, engine=args.engine)
+        device="cpu" if args.cpu else args.device, threads=args.threads, blend=args.blend,
+        engine=args.engine, face_enhancement=args.face_enhancement,
+        face_enhancement_weights=args.face_enhancement_weights)

@@ -31,6 +31,7 @@ from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, crop_face, ge
 from ..utils.audio import load_audio, melspectrogram, num_video_frames
 from ..utils.errors import ConfigError, MediaError
 from ..utils.logger import get_logger
+from ..utils.weights_home import find_released_weights, missing_weights_message
 from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, VideoWriter, is_image_file, \
     probe_video, read_image
 from .face_paste import paste_face
@@ -38,7 +39,11 @@ from .frame_io import FrameSource, prepare_frame
 from .generator_loader import load_generator, wrap_generator
 
 BLEND_MODES = ("feather", "hard")
-STAGES = ("decode", "detect", "generate", "blend", "encode")
+STAGES = ("decode", "detect", "generate", "blend", "enhance", "encode")
+# PaddleGAN's detector names: "sfd" is its name for S3FD.
+DETECTOR_ALIASES = {"sfd": "s3fd"}
+# PaddleGAN's release file names, found where its tools cache them (utils.weights_home).
+RELEASED_S3FD = "s3fd_paddle.pdparams"
 # Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
 UNSUPPORTED_IMAGE_EXTENSIONS = (".svg", ".heic", ".heif", ".avif", ".jxl", ".psd", ".ico", ".eps",
                                 ".raw", ".dng", ".cr2", ".nef", ".arw")
@@ -84,8 +89,8 @@ class Wav2LipPredictor:
     Args:
         checkpoint_path: generator weights - this project's checkpoint, PaddleGAN's
             ``wav2lip_hq.pdparams``, a converted PyTorch file - or an exported inference program
-            (prefix, ``.json`` or ``.pdmodel``). Nothing is downloaded: required unless
-            ``generator`` is given.
+            (prefix, ``.json`` or ``.pdmodel``). Default: PaddleGAN's ``wav2lip_hq.pdparams`` where
+            its tools cache it (``ppgan.utils.weights_home``); nothing is downloaded.
         static: use only the first frame of the face input. Images are always static.
         fps: frame rate for still images (videos keep their own). Default: 25.
         pads: (top, bottom, left, right) pixels added around detected faces. Default: (0, 10, 0, 0).
@@ -99,9 +104,10 @@ class Wav2LipPredictor:
         nosmooth: do not average boxes over a centred 5-frame window.
         detect_every: search faces in every k-th frame and interpolate the boxes in between
             (halves detection time at the default 2). Default: 2.
-        face_detector: "haar" or "s3fd"; default: s3fd when ``face_detector_weights`` is given,
-            else haar.
-        face_detector_weights: weights file of the s3fd detector.
+        face_detector: "haar", "s3fd" or "sfd" (PaddleGAN's name for s3fd); default: s3fd when
+            ``face_detector_weights`` is given, else haar. PaddleGAN's "blazeface" is refused.
+        face_detector_weights: weights file of the s3fd detector; default for s3fd: PaddleGAN's
+            ``s3fd_paddle.pdparams`` where its tools cache it (``ppgan.utils.weights_home``).
         no_face: frames without a face: "interpolate" (fill gaps up to 1 s between detections,
             keep longer gaps unchanged), "keep" (leave them unchanged) or "error".
         device: "cpu" or "gpu". Default: "cpu".
@@ -115,6 +121,9 @@ class Wav2LipPredictor:
         engine: "auto" (exported program with oneDNN on CPU, dynamic graph elsewhere or if export
             fails), "static" or "dynamic". Default: "auto".
         progress: show progress bars.
+        face_enhancement: restore each output face region with GPEN (``apps.face_enhance``).
+        face_enhancement_weights: GPEN weights; default: PaddleGAN's ``GPEN-512.pdparams`` where
+            its tools cache it.
     """
 
     def __init__(self, checkpoint_path=None, static=False, fps=25.0, pads=(0, 10, 0, 0),
@@ -122,7 +131,8 @@ class Wav2LipPredictor:
                  crop=(0, -1, 0, -1), box=(-1, -1, -1, -1), rotate=False, nosmooth=False,
                  detect_every=2, face_detector=None, face_detector_weights=None,
                  no_face="interpolate", device="cpu", threads=None, blend="feather",
-                 mel_frame_offset=INFERENCE_MEL_FRAME_OFFSET, generator=None, engine="auto", progress=True):
+                 mel_frame_offset=INFERENCE_MEL_FRAME_OFFSET, generator=None, engine="auto", progress=True,
+                 face_enhancement=False, face_enhancement_weights=None):
         self.static = bool(static)
         self.fps = float(fps)
         self.pads = _four_ints(pads, "pads")
@@ -140,6 +150,10 @@ class Wav2LipPredictor:
         self.progress = progress
         self._check_options()
         self.detector, self.window_detector = self._build_detectors(face_detector, face_detector_weights)
+        self.enhancer = None
+        if face_enhancement or face_enhancement_weights:
+            from .face_enhance import FaceEnhancer
+            self.enhancer = FaceEnhancer(face_enhancement_weights)
         if generator is not None:
             self.generator = wrap_generator(generator)
         else:
@@ -164,7 +178,10 @@ class Wav2LipPredictor:
         """(detector, detector for tracking windows); see ``faceutils.track``."""
         if any(v != -1 for v in self.box):
             return build_detector("box", box=self.box), None
-        name = name or ("s3fd" if weights else "haar")
+        name = DETECTOR_ALIASES.get(name, name) or ("s3fd" if weights else "haar")
+        if name == "blazeface":
+            raise ConfigError("the blazeface face detector is not available here: use "
+                              "--face_detector sfd (S3FD, PaddleGAN's default) or haar")
         if name == "box":
             raise ConfigError("the box face detector needs --box top bottom left right")
         if weights and name != "s3fd":
@@ -173,6 +190,10 @@ class Wav2LipPredictor:
             # In a tracking window the face spans ~40 % of the side: skipping smaller scales
             # makes the cascade about twice as fast there.
             return build_detector("haar"), build_detector("haar", min_size_ratio=0.25)
+        if name == "s3fd" and not weights:
+            weights = find_released_weights(RELEASED_S3FD)
+            if weights is None:
+                raise ConfigError(missing_weights_message(RELEASED_S3FD, "--face_detector_weights"))
         return build_detector(name, **({"weights": weights} if weights else {})), None
 
     # ------------------------------------------------------------------ the run
@@ -314,6 +335,11 @@ class Wav2LipPredictor:
             pasted = {index: paste_face(frame, box, face, self.blend, inplace=not shared_frames)
                       for (index, box, frame), face in zip(with_face, faces)}
             seconds["blend"] += time.perf_counter() - started
+            if self.enhancer is not None:
+                started = time.perf_counter()
+                self.enhancer.enhance_regions([pasted[index] for index, _, _ in with_face],
+                                              [box for _, box, _ in with_face])
+                seconds["enhance"] += time.perf_counter() - started
         else:
             pasted = {}
         started = time.perf_counter()

@@ -1,3 +1,3 @@
 """Networks that produce images."""
 
-from . import wav2lip  # noqa: F401  (registers Wav2Lip)
+from . import gpen, wav2lip  # noqa: F401  (registers GPEN, Wav2Lip)
