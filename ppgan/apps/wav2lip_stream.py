@@ -287,6 +287,11 @@ class Wav2LipStream:
                 box = self._boxes[sources[n][0]]
                 images[n] = paste_face(images[n], box, face, self.predictor.blend, inplace=True)
         seconds["blend"] += time.perf_counter() - started
+        if faces is not None and self.predictor.enhancer is not None:
+            started = time.perf_counter()
+            self.predictor.enhancer.enhance_regions([images[n] for n in with_face],
+                                                    [self._boxes[sources[n][0]] for n in with_face])
+            seconds["enhance"] += time.perf_counter() - started
         fps = self.avatar.fps
         return [StreamFrame(index=i, timestamp=i / fps, image=image) for i, image in zip(indices, images)]
 
