@@ -362,7 +362,7 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None,
                                 progress=True, predictor_options=None, oracle=None):
     """Evaluate a generator on corpus clips (the test split of a config).
 
-    Every clip is regenerated through ``Wav2LipPredictor`` (the whole 96x96 frame is the face)
+    Every clip is regenerated through ``Wav2LipPredictor`` (the whole S x S frame is the face)
     from the next clip's audio (dubbing: the lip-sync rows GT / generated / shuffled audio) and,
     with a scorer, from its own audio (reconstruction: PSNR / SSIM and LSE). On a synthetic
     corpus the dubbed videos are also scored against the oracle (``evaluate_oracle``).

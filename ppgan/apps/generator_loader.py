@@ -1,17 +1,19 @@
 """Turn whatever the user gives as ``--checkpoint_path`` into a generator function
-``(mels (N, 1, 80, 16), faces (N, 6, 96, 96)) -> (N, 3, 96, 96) float32 ndarray``.
+``(mels (N, 1, 80, 16), faces (N, 6, S, S)) -> (N, 3, S, S) float32 ndarray`` whose ``img_size``
+attribute is the face size S it was built for.
 
 Accepted: an exported inference program (prefix, ``.json`` or ``.pdmodel``), this project's
 training checkpoint (the generator is built from the config stored inside), a flat generator
-state dict (PaddleGAN's ``wav2lip_hq.pdparams``, a converted PyTorch file; the width is read from
-the tensor shapes). On CPU the loaded network is exported to a temporary inference program and run
-by Paddle Inference with oneDNN on all cores, which is several times faster than the dynamic
-graph; the dynamic graph is the fallback (and the engine on GPU). The engine itself is
-``ppgan.inference``.
+state dict (PaddleGAN's ``wav2lip_hq.pdparams``, a converted PyTorch file; the width and the face
+size are read from the tensor shapes). On CPU the loaded network is exported to a temporary
+inference program and run by Paddle Inference with oneDNN on all cores, which is several times
+faster than the dynamic graph; the dynamic graph is the fallback (and the engine on GPU). The
+engine itself is ``ppgan.inference``.
 """
 
 import os
 
+from ..data.contract import FACE_SIZE
 from ..inference.engine import ENGINES, check_engine  # noqa: F401  (ENGINES: the CLI's choices)
 from ..inference.generator import DynamicGenerator, StaticGenerator, export_generator, generator_runner
 from ..utils.errors import ConfigError, WeightsError
@@ -20,9 +22,9 @@ from ..utils.weights_home import find_released_weights, missing_weights_message
 
 RELEASED_GENERATOR = "wav2lip_hq.pdparams"  # PaddleGAN's, looked up when no path is given
 _PROGRAM_SUFFIXES = (".json", ".pdmodel", ".pdiparams")
-# The deepest face-encoder conv has 512 * width_mult output channels: the most precise width probe.
-_WIDTH_PROBES = (("face_encoder_blocks.6.0.conv_block.0.weight", 512),
-                 ("face_encoder_blocks.0.0.conv_block.0.weight", 16))
+# The deepest face-encoder conv has 512 * width_mult output channels: the most precise width probe
+# (narrow layers are clamped to a minimum channel count).
+_DEEPEST_CHANNELS = 512
 
 
 def exported_prefix(path):
@@ -39,9 +41,11 @@ def exported_prefix(path):
 def generator_width(state):
     """Width multiplier of a Wav2Lip state dict ``{name: array}``, or 1.0 when it cannot tell
     (strict loading then reports what does not fit)."""
-    for key, channels in _WIDTH_PROBES:
-        if key in state and getattr(state[key], "ndim", 0) == 4:
-            return state[key].shape[0] / channels
+    from ..models.probe import wav2lip_deepest_encoder_key
+
+    key = wav2lip_deepest_encoder_key(state)
+    if key in state and getattr(state[key], "ndim", 0) == 4:
+        return state[key].shape[0] / _DEEPEST_CHANNELS
     return 1.0
 
 
@@ -64,8 +68,11 @@ def build_generator_for(weights, path):
     if isinstance(block, dict) and "name" in block:
         net = build_generator(dict(block))
     else:
+        from ..models.probe import wav2lip_img_size
+
         state = select_state_dict(weights, None, path)
-        net = build_generator({"name": "Wav2Lip", "width_mult": generator_width(state)})
+        net = build_generator({"name": "Wav2Lip", "width_mult": generator_width(state),
+                               "img_size": wav2lip_img_size(state) or FACE_SIZE})
     # A multi-net checkpoint yields its only net or netG; anything that does not fit fails here.
     load_weights(net, weights, net_name=None, strict=True)
     net.eval()

@@ -237,37 +237,43 @@ def infer_expert_width(state_dict, path=None):
     Read from the widest layer (the last face conv, 512 x w channels) because narrow layers are
     clamped to a minimum channel count and would give the wrong multiplier.
     """
-    key = "face_encoder.16.conv_block.0.weight"
-    if key not in state_dict:
-        raise WeightsError(f"{path or 'the weights'} hold no SyncNetColor expert (no {key}): "
-                           f"pass an expert checkpoint")
+    from ..models.probe import syncnet_deepest_encoder_key, syncnet_img_size
+
+    key = syncnet_deepest_encoder_key(state_dict)
+    if key is None or syncnet_img_size(state_dict) is None:
+        raise WeightsError(f"{path or 'the weights'} hold no SyncNetColor expert (no face_encoder "
+                           f"of its layout): pass an expert checkpoint")
     return float(np.asarray(state_dict[key]).shape[0]) / 512.0
 
 
 def load_expert(weights, net_name=None, width_mult=None):
-    """Build a ``SyncNetColor`` of the right width and load ``weights`` into it (strictly).
+    """Build a ``SyncNetColor`` of the right width and face size and load ``weights`` into it
+    (strictly).
 
     Args:
         weights: path to our expert checkpoint, a PaddleGAN ``syncnet.pdparams`` or a converted
             PyTorch expert.
         width_mult: None takes it from the checkpoint's config (``model.syncnet``) or, for a
-            plain weights file, from the layer shapes.
+            plain weights file, from the layer shapes. The face size always comes from there.
     Returns:
         the network, in eval mode.
     """
     from ..models.discriminators.syncnet import SyncNetColor
+    from ..models.probe import syncnet_img_size
     from ..utils.weights import load_weights, read_weights_file, select_state_dict
 
     obj = read_weights_file(weights)
     state = select_state_dict(obj, net_name=net_name, path=weights)
+    config = obj.get("config") if isinstance(obj, dict) else None
+    block = (config.get("model") or {}).get("syncnet") if isinstance(config, dict) else None
+    block = block if isinstance(block, dict) else {}
     if width_mult is None:
-        config = obj.get("config") if isinstance(obj, dict) else None
-        block = (config.get("model") or {}).get("syncnet") if isinstance(config, dict) else None
-        if isinstance(block, dict) and block.get("width_mult") is not None:
+        if block.get("width_mult") is not None:
             width_mult = float(block["width_mult"])
         else:
             width_mult = infer_expert_width(state, weights)
-    net = SyncNetColor(width_mult=width_mult)
+    img_size = block.get("img_size") or syncnet_img_size(state) or FACE_SIZE
+    net = SyncNetColor(width_mult=width_mult, img_size=img_size)
     load_weights(net, state, strict=True)
     net.eval()
     return net

@@ -15,7 +15,7 @@ from ..utils.errors import ConfigError
 from .base_model import apply_init
 from .builder import MODELS, build_discriminator
 from .losses import GANLoss
-from .wav2lip_model import Wav2LipModel
+from .wav2lip_model import Wav2LipModel, check_same_face_size
 
 
 def split_real_fake(prob, steps, batch):
@@ -54,6 +54,7 @@ class Wav2LipModelHq(Wav2LipModel):
                          syncnet_wt, syncnet_wt_target, syncnet_wt_threshold, init_type,
                          config_dir)
         netDH = build_discriminator(discriminator_hq, where="model.discriminator_hq")
+        check_same_face_size(self.net("netG"), netDH, "model.discriminator_hq")
         self.add_net("netDH", apply_init(netDH, disc_init_type, where="model.disc_init_type"))
         self.disc_wt = float(disc_wt)
         self.gan_loss = GANLoss()

@@ -25,6 +25,18 @@ def psnr(prediction, target):
     return float((10.0 * paddle.log10(1.0 / mse.clip(min=1e-10))).mean())
 
 
+def check_same_face_size(generator, other, where):
+    """Raise ConfigError unless ``other`` judges faces of the generator's ``img_size``.
+
+    Checked when the model is built: a mismatch would otherwise surface as a shape error at the
+    first training step, after the datasets and the expert weights were loaded.
+    """
+    expected, got = getattr(generator, "img_size", None), getattr(other, "img_size", None)
+    if expected != got:
+        raise ConfigError(f"{where}.img_size is {got} but model.generator.img_size is {expected}: "
+                          f"the networks must be built for one face size")
+
+
 @MODELS.register()
 class Wav2LipModel(BaseModel):
     """Generator ``netG`` trained with L1 + sync loss through the frozen expert ``netD``.
@@ -56,6 +68,7 @@ class Wav2LipModel(BaseModel):
         netG = build_generator(generator, where="model.generator")
         self.add_net("netG", apply_init(netG, init_type, where="model.init_type"))
         expert = build_discriminator(discriminator, where=self.expert_key)
+        check_same_face_size(netG, expert, self.expert_key)
         self.add_net(self.expert_name, expert, frozen=True)
         self.load_frozen_weights(self.expert_name, resolve_path(syncnet_weights, config_dir),
                                  "model.syncnet_weights", net_name=syncnet_net_name)

@@ -130,6 +130,14 @@ def downsample_args(factor):
     return kernel, factor, padding
 
 
+def resample_factor(kernel):
+    """The resampling factor whose conv has a ``kernel`` x ``kernel`` kernel (inverse of the table)."""
+    for factor, (size, _, _) in _RESAMPLE_KERNELS.items():
+        if size == kernel:
+            return factor
+    raise ValueError(f"no resampling stage has a {kernel}x{kernel} kernel")
+
+
 def upsample_args(factor):
     """(kernel, stride, padding, output_padding) of a transposed conv multiplying H by ``factor``.
 
