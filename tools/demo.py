@@ -6,13 +6,18 @@ Stages, each a real tool or library call:
   1. synthetic talking-face corpus          (ppgan.datasets.synthetic, as tools/make_synthetic_data.py)
   2. lip-sync expert training               (tools/main.py -c configs/demo/syncnet.yaml)
   3. expert accuracy on held-out clips      (tools/main.py --evaluate-only on the test split)
+     independent judge: a second expert      (tools/main.py -c configs/demo/syncnet_judge.yaml:
+                                             another seed and width, never seen by the generator)
   4. generator training                     (tools/main.py -c configs/demo/wav2lip.yaml)
   5. HQ generator, a few iterations         (tools/main.py -c configs/demo/wav2lip_hq.yaml)
   6. evaluation of the generator            (ppgan.apps.evaluate: LSE-D / LSE-C beside ground truth
-                                             and the shuffled-audio floor, PSNR / SSIM)
-  7. inference: a held-out face driven by another clip's audio (Wav2LipPredictor, as tools/wav2lip.py)
-Writes <out>/result.mp4, <out>/grid.png, <out>/summary.md and <out>/summary.json and prints the
-summary table. Training runs in 2 data-parallel processes when the machine has 2 cores or more.
+                                             and the shuffled-audio floor, PSNR / SSIM, the oracle
+                                             rows; LSE again by the independent judge)
+  7. full frame: a held-out clip's face moving in a larger scene, found by face detection and
+     driven by another clip's audio, as a video and as a still image (Wav2LipPredictor, the
+     predictor of tools/wav2lip.py); scored against the oracle drawn into the same scene
+Writes <out>/result_video.mp4, <out>/result_still.mp4, <out>/grid.png (input / generated / oracle
+face crops), <out>/summary.md and <out>/summary.json and prints the summary. Training runs in 2 data-parallel processes when the machine has 2 cores or more.
 """
 
 import argparse
@@ -28,8 +33,8 @@ sys.path.insert(0, ROOT)
 
 from ppgan.utils.cli import run_main  # noqa: E402
 
+JUDGE_CONFIG = "configs/demo/syncnet_judge.yaml"
 MARKER = "demo.json"  # written into --out so a later demo run knows the folder is its own
-EXPERT_TARGET = 0.90  # held-out accuracy the demo's expert must reach
 
 
 def parse_args(argv=None):
@@ -42,6 +47,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--expert-iters", type=int, default=900,
                         help="expert iterations (per-process batch from configs/demo/syncnet.yaml)")
+    parser.add_argument("--judge-iters", type=int, default=500,
+                        help="independent judge iterations (configs/demo/syncnet_judge.yaml)")
     parser.add_argument("--generator-iters", type=int, default=540,
                         help="generator iterations (per-process batch from configs/demo/wav2lip.yaml)")
     parser.add_argument("--hq-iters", type=int, default=20, help="HQ generator iterations")
@@ -89,6 +96,24 @@ def run_tool(stage, tool_args, nproc, log_dir):
         raise TrainingError(f"{stage} failed with exit code {code}{where}")
 
 
+def train_expert(stage, config, run_dir, iterations, corpus, small, nproc, log_dir):
+    """Train a lip-sync expert whose learning rate decays to 0 over exactly ``iterations``;
+    returns its best checkpoint."""
+    opts = corpus_overrides(corpus, small + schedule(iterations, evaluations=2)
+                            + [f"lr_scheduler.T_max={iterations}"])
+    run_tool(stage, ["-c", config, "--output-dir", run_dir, "-o", *opts], nproc, log_dir)
+    return os.path.join(run_dir, "best.pdparams")
+
+
+def held_out_accuracy(stage, config, weights, run_dir, corpus, small, log_dir):
+    """An expert's sync accuracy on the corpus's test split (tools/main.py --evaluate-only)."""
+    run_tool(stage, ["-c", config, "--evaluate-only", "--load", weights, "--output-dir", run_dir,
+                     "-o", *corpus_overrides(corpus, small + ["dataset.test.filelist=test"])],
+             1, log_dir)
+    with open(os.path.join(run_dir, "eval_metrics.json")) as f:
+        return float(json.load(f)["metrics"]["accuracy"])
+
+
 def corpus_overrides(corpus, extra=()):
     return ["dataset.train.dataroot=" + corpus, "dataset.test.dataroot=" + corpus, *extra]
 
@@ -107,59 +132,84 @@ def read_keys(corpus, split):
     return read_filelist(os.path.join(corpus, f"{split}.txt"))
 
 
-def save_grid(path, face_clip, result_video, audio_clip, columns=6):
-    """PNG grid: the input face (top), the generated frames (middle) and the frames of the
-    speaker whose audio drives them (bottom: the mouth shapes to aim for), at the same times."""
+def save_grid(path, rows, columns=6):
+    """PNG grid of face crops: one row per named (T, S, S, 3) BGR sequence, ``columns`` evenly
+    spaced frames each (the same frame indices in every row); returns those indices."""
     import numpy as np
 
-    from ppgan.apps.evaluate import iter_clip_frames
     from ppgan.engine.hooks import make_grid, write_png
 
-    generated = list(iter_clip_frames(result_video)[0])
-    source = list(iter_clip_frames(face_clip)[0])
-    target = list(iter_clip_frames(audio_clip)[0])
-    count = min(len(generated), len(source), len(target))
+    count = min(len(frames) for frames in rows.values())
     picks = np.linspace(0, count - 1, columns).astype(int)
 
     def strip(frames):  # (1, 3, T, H, W) BGR in [0, 1]
         return np.stack([frames[i] for i in picks]).transpose(3, 0, 1, 2)[None] / 255.0
 
-    write_png(path, make_grid({"input": strip(source), "generated": strip(generated),
-                               "audio speaker": strip(target)}))
+    write_png(path, make_grid({name: strip(frames) for name, frames in rows.items()}))
     return [int(i) for i in picks]
 
 
-def summary_markdown(summary):
-    from ppgan.metrics.report import ORACLE_COLUMNS, ORACLE_TITLE, format_value, markdown_table
+def full_frame_results(out, corpus, test_keys, generator_weights, mel_frame_offset, seed):
+    """The CLI path on full frames: a held-out clip's face drifting inside a scene, found by face
+    detection and lip-synced to the next test clip's audio, once as a video and once as a still
+    image. Scored against the oracle at the known face boxes; writes result_video.mp4,
+    result_still.mp4 and grid.png (input / generated / oracle rows).
 
-    lines = ["## Demo summary", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary["seconds"].items()]
-    lines += [f"| **total** | **{sum(summary['seconds'].values()):.0f}** |", ""]
-    acc = summary["expert_accuracy"]
-    lines.append(f"- expert accuracy on held-out clips: {acc:.1%} (target >= {EXPERT_TARGET:.0%}: "
-                 f"{'met' if acc >= EXPERT_TARGET else 'NOT met'})")
-    if summary.get("expert_pair_accuracy") is not None:
-        lines.append(f"- expert accuracy on held-out in-sync / off-sync window pairs: "
-                     f"{summary['expert_pair_accuracy']:.1%}")
-    gap = summary["lipsync_gap"]
-    if gap:
-        lines.append(f"- generated LSE-D {gap['generated']:.3f}: ground truth {gap['ground_truth']:.3f},"
-                     f" shuffled-audio floor {gap['floor']:.3f} -> closer to ground truth: "
-                     f"{'yes' if gap['closer_to_ground_truth'] else 'NO'}")
-    lines.append(f"- reconstruction PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}")
-    oracle = summary.get("oracle")
-    if oracle:
-        lines.append(f"- against the oracle (dubbed test clips): lower-half PSNR "
-                     f"{oracle['lower_psnr']:.2f} dB (input unchanged {oracle['floor_lower_psnr']:.2f}, "
-                     f"oracle through the codec {oracle['ceiling_lower_psnr']:.2f}), mouth-opening "
-                     f"correlation {format_value(oracle['opening_corr'], '{:.3f}')}")
-    lines += ["", markdown_table(summary["lipsync_rows"], title="Lip sync (test faces, other clips' audio)"),
-              markdown_table(summary["reconstruction_rows"], title="Reconstruction (own audio)")]
-    if summary.get("oracle_rows"):
-        lines.append(markdown_table(summary["oracle_rows"], title=ORACLE_TITLE, columns=ORACLE_COLUMNS))
-    lines.append("Outputs:")
-    lines += [f"- {name}: {path}" for name, path in summary["outputs"].items()]
-    return "\n".join(lines) + "\n"
+    Returns:
+        dict: face, audio, detector, video / still (oracle numbers and predictor counts), paths.
+    """
+    from ppgan.apps.evaluate import dubbing_pairs
+    from ppgan.apps.full_frame import face_detected, score_scene_result, write_scene_inputs
+    from ppgan.apps.wav2lip_predictor import Wav2LipPredictor
+    from ppgan.datasets.oracle import dub_source_indices, load_clip_plan, source_frames
+
+    folder = os.path.join(out, "full_frame")
+    # Haar finds some drawn speakers and not others: take the first test face it finds.
+    best = None
+    for face_key, audio_key in dubbing_pairs(test_keys):
+        inputs = write_scene_inputs(corpus, face_key, folder, seed=seed)
+        rate = face_detected(inputs["video"])
+        if best is None or rate > best[0]:
+            best = (rate, face_key, audio_key, inputs)
+        if rate >= 0.8:
+            break
+    rate, face_key, audio_key, inputs = best
+    if rate < 0.8:  # re-render the best candidate (the loop may have overwritten it)
+        inputs = write_scene_inputs(corpus, face_key, folder, seed=seed)
+    detector = "haar" if rate > 0 else "fixed box (Haar finds no test face)"
+    top, bottom, left, right = (int(v) for v in inputs["boxes"][0])
+    options = dict(checkpoint_path=generator_weights, mel_frame_offset=mel_frame_offset,
+                   pads=(0, 0, 0, 0),  # the corpus's crops are the faces' boxes, unpadded
+                   progress=False)
+    if rate == 0:
+        options["box"] = (top, bottom, left, right)
+    audio = os.path.join(corpus, audio_key, "audio.wav")
+    print(f"\n== full frame: face {face_key} in a scene ({detector}), audio of {audio_key}", flush=True)
+    paths = {"video": os.path.join(out, "result_video.mp4"),
+             "still": os.path.join(out, "result_still.mp4")}
+    results, scores = {}, {}
+    for kind, source in (("video", inputs["video"]), ("still", inputs["still"])):
+        results[kind] = Wav2LipPredictor(**options).run(source, audio, paths[kind])
+        scores[kind] = score_scene_result(paths[kind], corpus, face_key, audio_key, inputs["boxes"],
+                                          still=kind == "still")
+    sources = dub_source_indices(scores["video"]["frames"], len(inputs["boxes"]))
+    grid_rows = {
+        "input": source_frames(load_clip_plan(os.path.join(corpus, face_key)), len(sources)),
+        "generated (video)": scores["video"]["generated"],
+        "oracle (video)": scores["video"]["oracle"],
+        "generated (still)": scores["still"]["generated"],
+        "oracle (still)": scores["still"]["oracle"]}
+    grid = save_grid(os.path.join(out, "grid.png"), grid_rows)
+    summary = {"face": face_key, "audio": audio_key, "detector": detector,
+               "grid_rows": list(grid_rows), "grid_frames": grid,
+               "paths": {"input_video": inputs["video"], "input_still": inputs["still"], **paths}}
+    for kind in ("video", "still"):
+        numbers = {k: scores[kind][k] for k in ("lower_psnr", "lower_ssim", "opening_corr", "frames")}
+        numbers.update(faces_detected=results[kind].faces_detected,
+                       faces_interpolated=results[kind].faces_interpolated,
+                       frames_kept=results[kind].frames_kept)
+        summary[kind] = numbers
+    return summary
 
 
 # ---------------------------------------------------------------------------------- the demo
@@ -170,7 +220,7 @@ def main(argv=None):
     if args.quick:
         args.speakers, args.clips, args.min_frames, args.max_frames = 2, 4, 30, 36
         splits = (0.5, 0.25, 0.25)  # two test clips: each face is driven by the other's audio
-        args.expert_iters, args.generator_iters, args.hq_iters = 4, 3, 2
+        args.expert_iters, args.generator_iters, args.hq_iters, args.judge_iters = 4, 3, 2, 4
     out = os.path.abspath(args.out)
     prepare_out(out)
     seconds = {}
@@ -192,28 +242,28 @@ def main(argv=None):
     print(f"   {info['clips']} clips, {info['seconds']:.0f} s of video, splits {info['splits']}")
     lap("corpus")
 
-    # 2. expert
-    expert_dir = os.path.join(out, "syncnet")
+    # 2. expert, 3. its accuracy on the held-out test clips
     small = ["dataset.train.batch_size=2", "dataset.test.batch_size=2",
              "validate.max_eval_steps=2"] if args.quick else []
-    # The expert's learning rate decays to 0 over exactly the iterations run.
-    expert_opts = corpus_overrides(corpus, small + schedule(args.expert_iters, evaluations=2)
-                                   + [f"lr_scheduler.T_max={args.expert_iters}"])
-    run_tool("expert training", ["-c", "configs/demo/syncnet.yaml", "--output-dir", expert_dir,
-                                 "-o", *expert_opts], args.nproc, os.path.join(out, "logs", "syncnet"))
-    expert_weights = os.path.join(expert_dir, "best.pdparams")
+    expert_dir = os.path.join(out, "syncnet")
+    expert_weights = train_expert("expert training", "configs/demo/syncnet.yaml", expert_dir,
+                                  args.expert_iters, corpus, small, args.nproc,
+                                  os.path.join(out, "logs", "syncnet"))
     lap("expert training")
-
-    # 3. expert accuracy on the held-out test clips
-    expert_eval = os.path.join(out, "syncnet_test")
-    run_tool("expert accuracy on held-out clips",
-             ["-c", "configs/demo/syncnet.yaml", "--evaluate-only", "--load", expert_weights,
-              "--output-dir", expert_eval, "-o",
-              *corpus_overrides(corpus, small + ["dataset.test.filelist=test"])],
-             1, os.path.join(out, "logs", "syncnet_test"))
-    with open(os.path.join(expert_eval, "eval_metrics.json")) as f:
-        expert_accuracy = float(json.load(f)["metrics"]["accuracy"])
+    expert_accuracy = held_out_accuracy("expert accuracy on held-out clips",
+                                        "configs/demo/syncnet.yaml", expert_weights,
+                                        os.path.join(out, "syncnet_test"), corpus, small,
+                                        os.path.join(out, "logs", "syncnet_test"))
     lap("expert evaluation")
+
+    # the independent judge: trained on the same split, never seen by the generator
+    judge_dir = os.path.join(out, "judge")
+    judge_weights = train_expert("judge training", JUDGE_CONFIG, judge_dir, args.judge_iters,
+                                 corpus, small, args.nproc, os.path.join(out, "logs", "judge"))
+    judge_accuracy = held_out_accuracy("judge accuracy on held-out clips", JUDGE_CONFIG,
+                                       judge_weights, os.path.join(out, "judge_test"), corpus,
+                                       small, os.path.join(out, "logs", "judge_test"))
+    lap("judge training")
 
     # 4. generator, 5. HQ generator (a few iterations)
     generator_dir = os.path.join(out, "wav2lip")
@@ -233,7 +283,8 @@ def main(argv=None):
     lap("HQ generator training")
 
     # 6. evaluation of the plain generator on the held-out clips
-    from ppgan.apps.evaluate import evaluate_generator_on_split, trained_mel_frame_offset
+    from ppgan.apps.evaluate import (evaluate_generator_on_split, evaluate_videos,
+                                     trained_mel_frame_offset)
     from ppgan.apps.generator_loader import load_generator
     from ppgan.metrics.lse import ExpertScorer, load_expert
     from ppgan.utils.config import load_config
@@ -252,41 +303,51 @@ def main(argv=None):
                                              predictor_options={"mel_frame_offset":
                                                                 mel_frame_offset})
     lap("evaluation")
+    print("\n== lip sync by the independent judge", flush=True)
+    judged = evaluate_videos(os.path.join(out, "evaluation", "dubbed"), corpus,
+                             scorer=ExpertScorer(load_expert(judge_weights)),
+                             out_dir=os.path.join(out, "evaluation"), image_metrics=False,
+                             stem="lipsync_judge", progress=False,
+                             title="Lip sync by the independent judge (test faces, other clips' audio)")
+    lap("judge scoring")
 
-    # 7. inference: a held-out face driven by another held-out clip's audio
-    from ppgan.apps.wav2lip_predictor import Wav2LipPredictor
-
-    face_key, audio_key = test_keys[0], test_keys[1 % len(test_keys)]
-    face_video = os.path.join(out, "evaluation", "sources", face_key + ".mp4")
-    audio_path = os.path.join(corpus, audio_key, "audio.wav")
-    result_path = os.path.join(out, "result.mp4")
-    print(f"\n== inference: face {face_key} driven by the audio of {audio_key}", flush=True)
-    predictor = Wav2LipPredictor(generator=generator, box=(0, -1, 0, -1), pads=(0, 0, 0, 0),
-                                 mel_frame_offset=mel_frame_offset)
-    result = predictor.run(face_video, audio_path, result_path)
-    grid_path = os.path.join(out, "grid.png")
-    save_grid(grid_path, face_video, result_path, os.path.join(corpus, audio_key))
-    lap("inference")
+    # 7. the CLI path on full frames: face detection, a video and a still image
+    full_frame = full_frame_results(out, corpus, test_keys, generator_weights, mel_frame_offset,
+                                    args.seed)
+    lap("full-frame inference")
 
     lipsync_rows = evaluation["lipsync"]["rows"]
+    from ppgan.apps.demo_summary import evaluate_targets, judge_summary, summary_markdown
+
     summary = {
         "seconds": seconds,
+        "total_seconds": sum(seconds.values()),
         "expert_accuracy": expert_accuracy,
         "expert_pair_accuracy": lipsync_rows[0].get("sync_accuracy"),
         "lipsync_gap": evaluation["summary"]["lipsync"],
         "psnr": evaluation["summary"]["psnr"], "ssim": evaluation["summary"]["ssim"],
         "oracle": evaluation["summary"]["oracle"],
+        "judge": judge_summary(judged["rows"], judge_accuracy),
         "lipsync_rows": lipsync_rows,
+        "judge_rows": judged["rows"],
         "oracle_rows": evaluation["oracle"]["rows"] if evaluation["oracle"] else None,
         "reconstruction_rows": evaluation["reconstruction"]["rows"],
-        "inference": {"face": face_key, "audio": audio_key, "frames": result.frames},
-        "outputs": {"result video": result_path, "image grid": grid_path,
+        "full_frame": {k: v for k, v in full_frame.items() if k != "paths"},
+        "outputs": {"result_video": full_frame["paths"]["video"],
+                    "result_still": full_frame["paths"]["still"],
+                    "image grid": os.path.join(out, "grid.png"),
+                    "input video": full_frame["paths"]["input_video"],
+                    "input still": full_frame["paths"]["input_still"],
                     "expert": expert_weights, "generator": generator_weights,
                     "HQ generator": os.path.join(hq_dir, "best.pdparams"),
+                    "judge": judge_weights,
                     "lip-sync report": evaluation["lipsync"]["paths"]["markdown"],
+                    "judge's lip-sync report": judged["paths"]["markdown"],
                     "reconstruction report": evaluation["reconstruction"]["paths"]["markdown"]},
         "settings": vars(args),
     }
+    summary["targets"] = evaluate_targets(summary)
+    summary["targets_met"] = all(t["met"] for t in summary["targets"].values())
     text = summary_markdown(summary)
     from ppgan.metrics.report import json_safe, write_text_atomic
     write_text_atomic(os.path.join(out, "summary.md"), text)
