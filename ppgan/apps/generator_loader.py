@@ -126,7 +126,7 @@ def _set_device(device):
     paddle.set_device(device)
 
 
-def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
+def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto", precision="fp32"):
     """Load the generator a checkpoint path names.
 
     Args:
@@ -137,13 +137,15 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
         threads: CPU threads for the inference engine (default: all cores); for the dynamic
             graph only when given.
         engine: "auto", "static" (inference program, CPU) or "dynamic".
+        precision: "fp32" or "bf16" for the inference program (``ppgan.inference``; falls back
+            to fp32 with one log line where unsupported). The dynamic graph is always fp32.
     Returns:
         callable (mels (N,1,80,16), faces (N,6,96,96)) -> (N,3,96,96) float32 ndarray in [0, 1].
     Raises:
         ConfigError: no checkpoint given or cached, bad device / engine.
         WeightsError: unreadable file or a network of another architecture.
     """
-    check_engine(engine)
+    check_engine(engine, precision)
     if not checkpoint_path:
         checkpoint_path = find_released_weights(RELEASED_GENERATOR)
         if checkpoint_path is None:
@@ -156,7 +158,7 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
         if engine == "dynamic" or str(device).startswith("gpu"):
             raise ConfigError(f"{checkpoint_path} is an exported CPU inference program; give the "
                               f"weights file for the dynamic engine or the GPU")
-        return StaticGenerator(prefix, threads=threads)
+        return StaticGenerator(prefix, threads=threads, precision=precision)
     if not os.path.exists(checkpoint_path):
         raise WeightsError(f"checkpoint not found: {checkpoint_path}")
     _set_device(device)
@@ -166,4 +168,4 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto"):
             import paddle
             paddle.base.core.set_num_threads(int(threads))
         return DynamicGenerator(net)
-    return generator_runner(net, engine, threads)
+    return generator_runner(net, engine, threads, precision)

@@ -69,6 +69,10 @@ def add_predictor_arguments(parser):
     parser.add_argument("--engine", choices=("auto", "static", "dynamic"), default="auto",
                         help="auto: on CPU export the generator to an inference program run with "
                              "oneDNN (dynamic graph if that fails); default: %(default)s")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="arithmetic of the inference program: bf16 needs a CPU with native "
+                             "bf16 (AVX-512 BF16 / AMX) and falls back to fp32 with one log line "
+                             "otherwise; default: %(default)s")
     return parser
 
 
@@ -82,4 +86,4 @@ def predictor_options(args):
         face_detector_weights=args.face_detector_weights, no_face=args.no_face,
         device="cpu" if args.cpu else args.device, threads=args.threads, blend=args.blend,
         engine=args.engine, face_enhancement=args.face_enhancement,
-        face_enhancement_weights=args.face_enhancement_weights)
+        face_enhancement_weights=args.face_enhancement_weights, precision=args.precision)

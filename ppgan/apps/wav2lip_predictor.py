@@ -120,6 +120,8 @@ class Wav2LipPredictor:
             S is its ``img_size`` attribute (96 when it has none).
         engine: "auto" (exported program with oneDNN on CPU, dynamic graph elsewhere or if export
             fails), "static" or "dynamic". Default: "auto".
+        precision: "fp32" or "bf16": the inference program's arithmetic (``ppgan.inference``);
+            bf16 falls back to fp32 with one log line where the CPU or Paddle cannot run it.
         progress: show progress bars.
         face_enhancement: restore each output face region with GPEN (``apps.face_enhance``).
         face_enhancement_weights: GPEN weights; default: PaddleGAN's ``GPEN-512.pdparams`` where
@@ -132,7 +134,7 @@ class Wav2LipPredictor:
                  detect_every=2, face_detector=None, face_detector_weights=None,
                  no_face="interpolate", device="cpu", threads=None, blend="feather",
                  mel_frame_offset=INFERENCE_MEL_FRAME_OFFSET, generator=None, engine="auto", progress=True,
-                 face_enhancement=False, face_enhancement_weights=None):
+                 face_enhancement=False, face_enhancement_weights=None, precision="fp32"):
         self.static = bool(static)
         self.fps = float(fps)
         self.pads = _four_ints(pads, "pads")
@@ -158,7 +160,7 @@ class Wav2LipPredictor:
             self.generator = wrap_generator(generator)
         else:
             self.generator = load_generator(checkpoint_path, device=device, threads=threads,
-                                            engine=engine)
+                                            engine=engine, precision=precision)
         # The face size the generator was built for: crops are cut and pasted back at it.
         self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 

@@ -11,8 +11,10 @@ Policy (``engine``): "static" = exported program on CPU, failing loudly; "dynami
 the dynamic graph; "auto" = static on CPU, dynamic elsewhere, and dynamic when the export fails -
 that silent slowdown is logged once per component and reason.
 
-``precision`` is the numeric format the static runner computes in; only "fp32" exists today (the
-slot is where reduced-precision oneDNN paths plug in).
+``precision`` is the numeric format the static runner computes in: "fp32", or "bf16" through
+oneDNN where the CPU computes bf16 natively (``ppgan.inference.precision``). A precision that is
+not supported, or whose first run fails, falls back to fp32 with one log line; ``precision`` on
+a runner says what actually runs.
 """
 
 import json
@@ -24,9 +26,10 @@ import numpy as np
 
 from ..utils.errors import ConfigError, WeightsError
 from ..utils.logger import get_logger
+from .precision import log_precision_fallback, precision_support
 
 ENGINES = ("auto", "static", "dynamic")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "bf16")
 PROGRAM_SUFFIX = ".json"      # what paddle.jit.save writes in Paddle 3.x (PIR programs)
 PARAMS_SUFFIX = ".pdiparams"
 # JSON beside the program: its input shapes (Paddle Inference does not report them before a run)
@@ -121,7 +124,7 @@ class StaticRunner:
         path_prefix: what ``export_program`` was given.
         threads: math-library threads. Default: all cores (``os.cpu_count()``).
         use_onednn: oneDNN kernels (much faster on x86). Default: True.
-        precision: "fp32" (see the module doc).
+        precision: "fp32" or "bf16" (see the module doc).
         what: the component's name, for messages.
     Attributes:
         input_names: the program's inputs, in the order ``__call__`` takes them.
@@ -138,32 +141,66 @@ class StaticRunner:
             if not os.path.isfile(path):
                 raise WeightsError(f"exported {what} file not found: {path}; create it with "
                                    f"tools/export_model.py --output {path_prefix}")
-        config = paddle.inference.Config(program, params)
+        self.what, self._files, self._threads, self._use_onednn = what, (program, params), threads, use_onednn
+        if precision != "fp32":
+            supported, reason = precision_support(precision)
+            if not supported or not use_onednn:
+                log_precision_fallback(what, precision, reason or "needs oneDNN")
+                precision = "fp32"
+        self.precision = precision
+        self._verified = precision == "fp32"  # a reduced precision is confirmed by its first run
+        self._create(path_prefix)
+        self.input_names = list(self.predictor.get_input_names())
+        self.info = read_program_info(path_prefix)
+        self.input_shapes = {name: tuple(shape) for name, shape in self.info.get("inputs", {}).items()}
+
+    def _create(self, path_prefix=None):
+        import paddle
+
+        config = paddle.inference.Config(*self._files)
         config.disable_gpu()
-        config.set_cpu_math_library_num_threads(int(threads or os.cpu_count() or 1))
-        if use_onednn:
+        config.set_cpu_math_library_num_threads(int(self._threads or os.cpu_count() or 1))
+        if self._use_onednn:
             config.enable_onednn()
             config.set_onednn_cache_capacity(ONEDNN_SHAPE_CACHE)
+            if self.precision == "bf16":
+                config.enable_onednn_bfloat16()
         else:
             config.disable_onednn()
         config.disable_glog_info()
         try:
             self.predictor = paddle.inference.create_predictor(config)
         except Exception as exc:  # the C++ side raises generic errors for unreadable programs
-            raise WeightsError(f"cannot load the exported {what} {path_prefix}: "
+            if self.precision != "fp32":
+                return self._fall_back(exc)
+            raise WeightsError(f"cannot load the exported {self.what} {path_prefix or self._files[0]}: "
                                f"{failure_reason(exc)}; export it again") from None
-        self.precision = precision
-        self.input_names = list(self.predictor.get_input_names())
-        self.info = read_program_info(path_prefix)
-        self.input_shapes = {name: tuple(shape) for name, shape in self.info.get("inputs", {}).items()}
-        self._inputs = [self.predictor.get_input_handle(name) for name in self.input_names]
+        self._inputs = [self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()]
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        return None
+
+    def _fall_back(self, exc):
+        """A reduced precision failed in Paddle: say so once and rebuild in fp32."""
+        log_precision_fallback(self.what, self.precision, failure_reason(exc))
+        self.precision, self._verified = "fp32", True
+        self._create()
 
     def __call__(self, *arrays):
         """Run the program on float32 arrays in ``input_names`` order; returns the first output."""
         if len(arrays) != len(self._inputs):
             raise ValueError(f"the program takes {len(self._inputs)} inputs "
                              f"({', '.join(self.input_names)}), got {len(arrays)}")
+        try:
+            return self._run(arrays)
+        except Exception as exc:  # noqa: BLE001 - Paddle's bf16 passes fail as bare std::exception
+            if self._verified:
+                raise
+            self._fall_back(exc)
+            return self._run(arrays)
+        finally:
+            self._verified = True
+
+    def _run(self, arrays):
         for handle, array in zip(self._inputs, arrays):
             array = np.ascontiguousarray(array, dtype=np.float32)
             handle.reshape(array.shape)
@@ -225,7 +262,7 @@ def build_runner(layer, inputs, engine="auto", threads=None, precision="fp32", w
         engine: "auto" | "static" | "dynamic" (module doc).
         threads: CPU threads of the static runner (default: all cores); the dynamic graph's
             thread count is left as Paddle set it.
-        precision: "fp32".
+        precision: "fp32" or "bf16" (module doc).
         what: the component's name for the fall-back warning.
     Raises:
         ConfigError: unknown engine / precision.
