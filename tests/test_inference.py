@@ -68,8 +68,8 @@ def test_missing_program_is_a_weights_error(tmp_path):
 def test_engine_and_precision_names_are_checked():
     with pytest.raises(ConfigError, match="engine must be one of"):
         check_engine("fastest")
-    with pytest.raises(ConfigError, match="precision must be one of fp32"):
-        build_runner(TwoInputs(), {"a": (2, 8, 8), "b": (3, 8, 8)}, precision="bf16")
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16"):
+        build_runner(TwoInputs(), {"a": (2, 8, 8), "b": (3, 8, 8)}, precision="fp8")
 
 
 def test_policy_picks_static_on_cpu_and_dynamic_on_request():
