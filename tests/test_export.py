@@ -84,9 +84,15 @@ def test_export_tool_from_training_checkpoint(exported, tmp_path):
         want = net(paddle.to_tensor(mels), paddle.to_tensor(faces)).numpy()
     np.testing.assert_allclose(StaticGenerator(prefix, threads=1)(mels, faces), want, atol=1e-4, rtol=0)
 
-    # the published width does not fit these weights: one error line, nothing written
+    # without --width-mult the width is read from the tensors
+    result = run_export_tool("--checkpoint", checkpoint, "--output", str(tmp_path / "auto" / "wav2lip"))
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(StaticGenerator(str(tmp_path / "auto" / "wav2lip"), threads=1)(mels, faces),
+                               want, atol=1e-4, rtol=0)
+
+    # a width that does not fit these weights: one error line, nothing written
     bad_prefix = str(tmp_path / "bad" / "wav2lip")
-    result = run_export_tool("--checkpoint", checkpoint, "--output", bad_prefix)
+    result = run_export_tool("--checkpoint", checkpoint, "--width-mult", "1.0", "--output", bad_prefix)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr
     assert "ckpt.pdparams does not fit Wav2Lip" in errors[0]

@@ -283,17 +283,15 @@ def main(argv=None):
     lap("HQ generator training")
 
     # 6. evaluation of the plain generator on the held-out clips
-    from ppgan.apps.evaluate import (evaluate_generator_on_split, evaluate_videos,
-                                     trained_mel_frame_offset)
+    from ppgan.apps.evaluate import evaluate_generator_on_split, evaluate_videos
     from ppgan.apps.generator_loader import load_generator
     from ppgan.metrics.lse import ExpertScorer, load_expert
-    from ppgan.utils.config import load_config
 
     generator_weights = os.path.join(generator_dir, "best.pdparams")
     generator = load_generator(generator_weights)
-    # Generate with the audio alignment the generator was trained with (the run's saved config).
-    mel_frame_offset = trained_mel_frame_offset(load_config(os.path.join(generator_dir,
-                                                                         "config.yaml")))
+    # The audio alignment the generator was trained with, as its checkpoint's spec says (the
+    # predictor would take it from there too; named here for the log).
+    mel_frame_offset = generator.spec["mel_frame_offset"]
     scorer = ExpertScorer(load_expert(expert_weights))
     test_keys = read_keys(corpus, "test")
     print("\n== evaluation", flush=True)

@@ -91,14 +91,12 @@ def scorer_config(args):
 
 
 def trained_offset(weights_path):
-    """The ``mel_frame_offset`` a generator checkpoint was trained with (its stored config)."""
-    from ppgan.apps.evaluate import trained_mel_frame_offset
+    """The ``mel_frame_offset`` a generator file generates with: its inference spec's (the
+    offset our checkpoints were trained with; 0 for PaddleGAN / original files), as everywhere."""
+    from ppgan.inference.spec import spec_of_weights
     from ppgan.utils.weights import read_weights_file
 
-    obj = read_weights_file(weights_path)
-    config = obj.get("config") if isinstance(obj, dict) else None
-    return trained_mel_frame_offset(config if isinstance(config, dict) and "dataset" in config
-                                    else {"dataset": {}})
+    return spec_of_weights(read_weights_file(weights_path), weights_path)["mel_frame_offset"]
 
 
 def run_oracle(args):

@@ -1,12 +1,13 @@
 """Export the Wav2Lip generator as a Paddle Inference program (``<output>.json`` + ``.pdiparams``).
 
     python tools/export_model.py --checkpoint wav2lip_hq.pdparams --output inference/wav2lip
-    python tools/export_model.py --checkpoint demo_ckpt.pdparams --width-mult 0.25 --output inference/demo
-    python tools/export_model.py -c configs/demo/wav2lip.yaml --load demo_ckpt.pdparams --output inference/demo
+    python tools/export_model.py --checkpoint output/demo/wav2lip/best.pdparams --output inference/demo
 
 Accepts any weights file ``load_weights`` reads (PaddleGAN flat dicts, converted .pth, training
-checkpoints: ``--net-name`` picks the net, default netG). The predictor loads the result with
-``ppgan.inference.generator.StaticGenerator``.
+checkpoints). Our checkpoints say which generator they hold (width, face size: their inference
+spec) and other files show their width in their tensors, so no architecture flag is needed;
+``--width-mult`` or ``-c`` only override that. The program's ``.info.json`` keeps the spec and the
+training config; the predictor loads the result with ``ppgan.inference.generator.StaticGenerator``.
 """
 
 import argparse
@@ -25,9 +26,10 @@ def parse_args(argv):
     parser.add_argument("--checkpoint", "--load", dest="checkpoint", required=True,
                         help="weights file or training checkpoint")
     parser.add_argument("--net-name", default=None, help="net inside a multi-net checkpoint (default netG)")
-    parser.add_argument("--width-mult", type=float, default=1.0,
-                        help="generator width multiplier when no config is given (default 1.0)")
-    parser.add_argument("-c", "--config", default=None, help="config whose model.generator block to build")
+    parser.add_argument("--width-mult", type=float, default=None,
+                        help="build a generator of this width instead of the one the file describes")
+    parser.add_argument("-c", "--config", default=None,
+                        help="build this config's model.generator block instead of the file's own")
     parser.add_argument("-o", "--opt", nargs="*", default=[], help="config overrides a.b.c=value")
     parser.add_argument("--output", required=True, help="output path prefix")
     return parser.parse_args(argv)
@@ -35,7 +37,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.config and args.width_mult != 1.0:
+    if args.config and args.width_mult is not None:
         raise ConfigError("give either -c/--config or --width-mult, not both")
     program, params = export_from_weights(args.checkpoint, args.output, net_name=args.net_name,
                                           width_mult=args.width_mult, config=args.config,

@@ -29,6 +29,7 @@ from ..metrics.image import PairedFrameMetrics
 from ..metrics.lse import (
     VSHIFT, aggregate_lse, build_sync_scorer, clip_features, lse_from_features,
     sync_pair_accuracy)
+from ..inference.spec import trained_mel_frame_offset  # noqa: F401  (also used by tools)
 from ..metrics.report import ORACLE_COLUMNS, ORACLE_TITLE, markdown_table, write_report
 from ..utils.audio import load_audio
 from ..utils.errors import DataError, MediaError
@@ -429,7 +430,7 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None,
 
 
 def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_dir=None,
-                                   max_clips=None, progress=True):
+                                   max_clips=None, progress=True, mel_frame_offset=None):
     """``evaluate_generator_on_split`` on a training config's ``dataset.test`` split.
 
     What ``tools/main.py --evaluate-only`` runs for a generator model: the LSE embedding model
@@ -439,6 +440,8 @@ def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_
         cfg: the resolved config (``dataset.test.dataroot`` / ``filelist``, ``output_dir``).
         generator: the ``Wav2Lip`` network; expert: the ``SyncNetColor`` expert.
         out_dir: default ``<output_dir>/evaluation``.
+        mel_frame_offset: the alignment to generate at; default: the one ``cfg`` trains with
+            (``ppgan.inference.spec.trained_mel_frame_offset``).
     Returns:
         as ``evaluate_generator_on_split``.
     """
@@ -451,17 +454,7 @@ def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_
     out_dir = out_dir or os.path.join(cfg.get("output_dir") or "output", "evaluation")
     # Generate with the audio alignment the generator was trained with, so a config that keeps
     # the reference's one-frame-early training windows is not scored one frame out of step.
-    offset = trained_mel_frame_offset(cfg)
+    offset = trained_mel_frame_offset(cfg) if mel_frame_offset is None else int(mel_frame_offset)
     return evaluate_generator_on_split(generator, dataroot, keys, out_dir, ExpertScorer(expert),
                                        max_clips=max_clips, progress=progress,
                                        predictor_options={"mel_frame_offset": offset})
-
-
-def trained_mel_frame_offset(cfg):
-    """The ``mel_frame_offset`` of a config's training set (the dataset's default when unset)."""
-    import inspect
-
-    from ..datasets.lrs2 import Wav2LipDataset
-
-    default = inspect.signature(Wav2LipDataset).parameters["mel_frame_offset"].default
-    return int((cfg["dataset"].get("train") or {}).get("mel_frame_offset", default))

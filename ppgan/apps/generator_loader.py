@@ -16,6 +16,7 @@ import os
 from ..data.contract import FACE_SIZE
 from ..inference.engine import ENGINES, check_engine  # noqa: F401  (ENGINES: the CLI's choices)
 from ..inference.generator import DynamicGenerator, StaticGenerator, export_generator, generator_runner
+from ..inference.spec import reference_spec, spec_of_weights
 from ..utils.errors import ConfigError, WeightsError
 from ..utils.logger import get_logger
 from ..utils.weights_home import find_released_weights, missing_weights_message
@@ -49,34 +50,41 @@ def generator_width(state):
     return 1.0
 
 
-def build_generator_for(weights, path):
-    """Build the generator that a read weights object describes and load it strictly.
+def generator_with_spec(weights, path):
+    """Build the generator a read weights object describes, load it strictly, and say how to run it.
 
     Args:
         weights: what ``read_weights_file`` returned.
         path: its file name, for messages.
     Returns:
-        A ``Wav2Lip`` (or the configured generator) in eval mode.
+        (``Wav2Lip`` (or the configured generator) in eval mode, its inference spec
+        (``ppgan.inference.spec``): our checkpoint's own, else the reference spec).
     Raises:
-        WeightsError: no generator state inside, or it does not fit (wrong architecture).
+        WeightsError: no generator state inside, it does not fit (wrong architecture), or the
+            spec is one this build cannot run.
     """
     from ..models.builder import build_generator
     from ..utils.weights import load_weights, select_state_dict
 
-    config = weights.get("config") if isinstance(weights, dict) else None
-    block = config.get("model", {}).get("generator") if isinstance(config, dict) else None
-    if isinstance(block, dict) and "name" in block:
-        net = build_generator(dict(block))
+    spec = spec_of_weights(weights, path)
+    if spec.get("generator") and spec["source"] == "training":
+        net = build_generator(dict(spec["generator"]))
     else:
         from ..models.probe import wav2lip_img_size
 
         state = select_state_dict(weights, None, path)
-        net = build_generator({"name": "Wav2Lip", "width_mult": generator_width(state),
-                               "img_size": wav2lip_img_size(state) or FACE_SIZE})
+        width, img_size = generator_width(state), wav2lip_img_size(state) or FACE_SIZE
+        spec = reference_spec(width, img_size=img_size)
+        net = build_generator({"name": "Wav2Lip", "width_mult": width, "img_size": img_size})
     # A multi-net checkpoint yields its only net or netG; anything that does not fit fails here.
     load_weights(net, weights, net_name=None, strict=True)
     net.eval()
-    return net
+    return net, spec
+
+
+def build_generator_for(weights, path):
+    """The generator network of ``generator_with_spec`` (without the spec)."""
+    return generator_with_spec(weights, path)[0]
 
 
 def wrap_generator(generator):
@@ -102,18 +110,39 @@ def build_export_generator(width_mult=1.0, config=None, overrides=()):
     return build_generator(cfg.model.generator)
 
 
-def export_from_weights(weights, path_prefix, net_name=None, width_mult=1.0, config=None,
+def export_from_weights(weights, path_prefix, net_name=None, width_mult=None, config=None,
                         overrides=()):
-    """Build the generator, load ``weights`` strictly (any supported file) and export it.
+    """Load a generator from ``weights`` (any supported file) and export it with its spec.
+
+    Without ``width_mult`` / ``config`` the network is the one the file describes (our
+    checkpoints' inference spec; the width the tensors show for other files). Giving either
+    builds that network instead (for files whose architecture cannot be read from them).
 
     Returns:
         (program path, parameters path).
     """
-    from ..utils.weights import load_weights
+    from ..utils.weights import load_weights, read_weights_file
 
-    net = build_export_generator(width_mult, config, overrides)
-    load_weights(net, weights, net_name=net_name)
-    return export_generator(net, path_prefix)
+    if config is not None and width_mult is not None:
+        raise ConfigError("give either a config or a width multiplier, not both")
+    obj = read_weights_file(weights)
+    if width_mult is None and config is None and net_name is None:
+        net, spec = generator_with_spec(obj, os.fspath(weights))
+    else:
+        net = build_export_generator(1.0 if width_mult is None else width_mult, config, overrides)
+        load_weights(net, weights, net_name=net_name)  # by path: errors name the file
+        spec = spec_of_weights(obj, os.fspath(weights))
+        spec = dict(spec, generator={**(spec.get("generator") or {}), **_generator_block(net)},
+                    img_size=int(getattr(net, "img_size", spec["img_size"])))
+    config_stored = obj.get("config") if isinstance(obj, dict) else None
+    return export_generator(net, path_prefix, spec=spec, config=config_stored)
+
+
+def _generator_block(net):
+    """The ``generator`` entry of a spec for a built ``Wav2Lip``."""
+    state = {key: value for key, value in net.state_dict().items()}
+    return {"name": type(net).__name__, "width_mult": float(generator_width(state)),
+            "img_size": int(getattr(net, "img_size", 96))}
 
 
 def _set_device(device):
@@ -140,7 +169,8 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto", p
         precision: "fp32" or "bf16" for the inference program (``ppgan.inference``; falls back
             to fp32 with one log line where unsupported). The dynamic graph is always fp32.
     Returns:
-        callable (mels (N,1,80,16), faces (N,6,96,96)) -> (N,3,96,96) float32 ndarray in [0, 1].
+        callable (mels (N,1,80,16), faces (N,6,S,S)) -> (N,3,S,S) float32 ndarray in [0, 1],
+        with ``img_size`` (S) and ``spec`` (the inference spec: mel offset, fps, ...) attributes.
     Raises:
         ConfigError: no checkpoint given or cached, bad device / engine.
         WeightsError: unreadable file or a network of another architecture.
@@ -162,10 +192,13 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto", p
     if not os.path.exists(checkpoint_path):
         raise WeightsError(f"checkpoint not found: {checkpoint_path}")
     _set_device(device)
-    net = build_generator_for(read_weights_file(checkpoint_path), os.fspath(checkpoint_path))
+    net, spec = generator_with_spec(read_weights_file(checkpoint_path), os.fspath(checkpoint_path))
     if engine == "dynamic" or (engine == "auto" and str(device).startswith("gpu")):
         if threads:
             import paddle
             paddle.base.core.set_num_threads(int(threads))
-        return DynamicGenerator(net)
-    return generator_runner(net, engine, threads, precision)
+        generator = DynamicGenerator(net)
+    else:
+        generator = generator_runner(net, engine, threads, precision)
+    generator.spec = spec
+    return generator

@@ -113,8 +113,9 @@ class Wav2LipPredictor:
         device: "cpu" or "gpu". Default: "cpu".
         threads: CPU threads of the inference engine; default: all cores.
         blend: "feather" (soft mask over the lower face) or "hard" (paste the whole box).
-        mel_frame_offset: shift the audio window by this many video frames (training uses -1
-            relative to the reference inference). Default: 0.
+        mel_frame_offset: shift the audio window by this many video frames. Default: what the
+            generator's inference spec says (the offset a checkpoint of ours was trained with;
+            0, the reference inference, for PaddleGAN / original weights and bare networks).
         generator: an in-memory generator (``paddle.nn.Layer`` or a callable
             ``(mels (N,1,80,16), faces (N,6,S,S)) -> (N,3,S,S)``) used instead of a checkpoint;
             S is its ``img_size`` attribute (96 when it has none).
@@ -133,7 +134,7 @@ class Wav2LipPredictor:
                  crop=(0, -1, 0, -1), box=(-1, -1, -1, -1), rotate=False, nosmooth=False,
                  detect_every=2, face_detector=None, face_detector_weights=None,
                  no_face="interpolate", device="cpu", threads=None, blend="feather",
-                 mel_frame_offset=INFERENCE_MEL_FRAME_OFFSET, generator=None, engine="auto", progress=True,
+                 mel_frame_offset=None, generator=None, engine="auto", progress=True,
                  face_enhancement=False, face_enhancement_weights=None, precision="fp32"):
         self.static = bool(static)
         self.fps = float(fps)
@@ -146,7 +147,6 @@ class Wav2LipPredictor:
         self.detect_every = int(detect_every)
         self.no_face = no_face
         self.blend = blend
-        self.mel_frame_offset = int(mel_frame_offset)
         self.face_det_batch_size = int(face_det_batch_size)
         self.batch_size = int(wav2lip_batch_size)
         self.progress = progress
@@ -161,6 +161,11 @@ class Wav2LipPredictor:
         else:
             self.generator = load_generator(checkpoint_path, device=device, threads=threads,
                                             engine=engine, precision=precision)
+        # One checkpoint generates at one alignment wherever it runs: the spec's, unless overridden.
+        spec = getattr(self.generator, "spec", None) or {}
+        if mel_frame_offset is None:
+            mel_frame_offset = spec.get("mel_frame_offset", INFERENCE_MEL_FRAME_OFFSET)
+        self.mel_frame_offset = int(mel_frame_offset)
         # The face size the generator was built for: crops are cut and pasted back at it.
         self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 

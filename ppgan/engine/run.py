@@ -83,9 +83,11 @@ def evaluate_lipsync(trainer):
     from ..metrics.report import json_safe
 
     model = trainer.model
+    # The offset the weights' spec gives, as tools/wav2lip.py uses for the same file.
+    offset = trainer.inference_spec()["mel_frame_offset"]
     result = evaluate_generator_from_config(trainer.cfg, model.net("netG"),
                                             model.net(model.expert_name),
-                                            config_dir=trainer.config_dir)
+                                            config_dir=trainer.config_dir, mel_frame_offset=offset)
     summary = result["summary"]
     rows = {key: {"lse_d": row["lse_d"], "lse_c": row["lse_c"], "num_videos": row["num_videos"]}
             for key, row in zip(LIPSYNC_ROW_KEYS, result["lipsync"]["rows"])}

@@ -25,6 +25,7 @@ from ..models.builder import MODELS, build_model
 from ..modules.onednn_conv import onednn_kernels
 from ..solver import build_lr_scheduler, build_optimizers
 from ..utils import comm
+from ..inference.spec import SPEC_KEY, spec_from_config, spec_of_weights
 from ..utils.config import dump_config, to_plain
 from ..utils.errors import ConfigError, TrainingError, WeightsError
 from ..utils.logger import get_logger, setup_logger
@@ -86,6 +87,8 @@ class Trainer:
         self.last_losses, self.eval_result = {}, None
         self.batch_cost = self.reader_cost = 0.0
         self._test_loader = None
+        # How the loaded / resumed weights say they generate (None: this config's own spec).
+        self.weights_spec = None
         self.global_batch_size = int(cfg.dataset.train.get("batch_size", 1)) * comm.get_world_size()
 
     # ------------------------------------------------------------------ construction
@@ -280,8 +283,13 @@ class Trainer:
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
             "rng": ckpt_io.capture_rng(),
             "config": to_plain(self.cfg),
+            SPEC_KEY: spec_from_config(self.cfg),
             "metrics": dict(self.eval_result["metrics"]) if self.eval_result else {},
         }
+
+    def inference_spec(self):
+        """The spec the model's generator runs with: the loaded weights' own, else this config's."""
+        return self.weights_spec or spec_from_config(self.cfg)
 
     def save_checkpoint(self, path):
         """Write a checkpoint (rank 0 only; atomic)."""
@@ -310,6 +318,7 @@ class Trainer:
         for hook in self.hooks:
             hook.load_state_dict(state.get("hooks", {}).get(type(hook).__name__, {}))
         ckpt_io.restore_rng(state["rng"])
+        self.weights_spec = spec_of_weights(state, path)
         self.iteration = int(state["iteration"])
         if state.get("metrics"):
             self.eval_result = {"iter": self.iteration, "metrics": dict(state["metrics"])}
@@ -321,6 +330,7 @@ class Trainer:
         """Initialise trained nets from a weights file (ours, PaddleGAN's, or converted)."""
         from ..utils.weights import read_weights_file
         obj = read_weights_file(path)
+        self.weights_spec = spec_of_weights(obj, path)
         named = ckpt_io.nets_in_weights(obj)
         trained = self.model.trained_nets()
         if named is None:

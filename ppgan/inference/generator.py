@@ -14,6 +14,7 @@ import numpy as np
 from ..data.contract import FACE_SIZE, MEL_STEP_SIZE
 from ..utils.errors import WeightsError
 from .engine import CompileOnFirstUse, DynamicRunner, StaticRunner, check_engine, export_program
+from .spec import SPEC_KEY, check_spec, reference_spec, to_dict
 
 MEL_SHAPE = (1, 80, MEL_STEP_SIZE)
 
@@ -28,16 +29,22 @@ def net_img_size(net):
     return int(getattr(net, "img_size", FACE_SIZE))
 
 
-def export_generator(net, path_prefix):
+def export_generator(net, path_prefix, spec=None, config=None):
     """Save a Wav2Lip generator (put in eval mode) as ``<prefix>.json`` + ``.pdiparams``.
 
     The program takes ``mel`` (N, 1, 80, 16) and ``faces`` (N, 6, S, S) float32, N dynamic, and
-    returns (N, 3, S, S); S is the network's ``img_size``. A failed export leaves nothing behind.
+    returns (N, 3, S, S); S is the network's ``img_size``. ``<prefix>.info.json`` keeps the
+    inference spec (default: the reference spec at this face size) and the training config.
+    A failed export leaves nothing behind.
 
     Returns:
         (program path, parameters path).
     """
-    return export_program(net, path_prefix, generator_inputs(net_img_size(net)))
+    if spec is None:
+        spec = dict(reference_spec(), img_size=net_img_size(net))
+        spec["generator"] = dict(spec["generator"], img_size=net_img_size(net))
+    info = {SPEC_KEY: to_dict(spec), "config": to_dict(config) if config else None}
+    return export_program(net, path_prefix, generator_inputs(net_img_size(net)), info=info)
 
 
 def check_generator_input(mels, faces, img_size):
@@ -58,6 +65,7 @@ class StaticGenerator:
         precision: "fp32" (``ppgan.inference.engine``).
     Attributes:
         img_size: the face size S, read from the program's input shape.
+        spec: the inference spec stored at export (the reference spec for older programs).
     """
 
     engine = "static"
@@ -71,6 +79,9 @@ class StaticGenerator:
         self._order = [self.runner.input_names.index(name) for name in ("mel", "faces")]
         # Programs exported before the info file existed are all 96 px.
         self.img_size = int(self.runner.input_shapes.get("faces", (6, FACE_SIZE, FACE_SIZE))[-1])
+        stored = self.runner.info.get(SPEC_KEY)
+        self.spec = check_spec(stored, path_prefix) if stored else dict(reference_spec(), img_size=self.img_size)
+        self.config = self.runner.info.get("config")
 
     def __call__(self, mels, faces):
         """Generate faces.

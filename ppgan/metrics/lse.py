@@ -253,27 +253,26 @@ def load_expert(weights, net_name=None, width_mult=None):
     Args:
         weights: path to our expert checkpoint, a PaddleGAN ``syncnet.pdparams`` or a converted
             PyTorch expert.
-        width_mult: None takes it from the checkpoint's config (``model.syncnet``) or, for a
-            plain weights file, from the layer shapes. The face size always comes from there.
+        width_mult: None takes it from the checkpoint's inference spec (its ``expert``) or,
+            for a plain weights file, from the layer shapes. The face size comes from there too.
     Returns:
         the network, in eval mode.
     """
+    from ..inference.spec import spec_of_weights
     from ..models.discriminators.syncnet import SyncNetColor
     from ..models.probe import syncnet_img_size
     from ..utils.weights import load_weights, read_weights_file, select_state_dict
 
     obj = read_weights_file(weights)
     state = select_state_dict(obj, net_name=net_name, path=weights)
-    config = obj.get("config") if isinstance(obj, dict) else None
-    block = (config.get("model") or {}).get("syncnet") if isinstance(config, dict) else None
-    block = block if isinstance(block, dict) else {}
+    # Our checkpoints say which expert they trained (width, face size); other files show both
+    # in their tensors.
+    spec = spec_of_weights(obj, weights)
+    trained = spec["expert"] if spec["source"] == "training" and spec.get("expert") else {}
     if width_mult is None:
-        if block.get("width_mult") is not None:
-            width_mult = float(block["width_mult"])
-        else:
-            width_mult = infer_expert_width(state, weights)
-    img_size = block.get("img_size") or syncnet_img_size(state) or FACE_SIZE
-    net = SyncNetColor(width_mult=width_mult, img_size=img_size)
+        width_mult = trained.get("width_mult") or infer_expert_width(state, weights)
+    img_size = trained.get("img_size") or syncnet_img_size(state) or FACE_SIZE
+    net = SyncNetColor(width_mult=float(width_mult), img_size=int(img_size))
     load_weights(net, state, strict=True)
     net.eval()
     return net
