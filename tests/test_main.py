@@ -144,13 +144,15 @@ def test_evaluate_only_scores_a_generator_with_its_expert(synthetic_corpus, tmp_
                           f"dataset.test.dataroot={synthetic_corpus}", f"model.syncnet_weights={expert}",
                           "model.discriminator.width_mult=0.125", "dataset.test.batch_size=2",
                           "validate.max_eval_steps=1", "enable_visualdl=false",
-                          "--evaluate-only", "--load", str(generator)], capsys)
+                          "--evaluate-only", "--max-clips", "2", "--load", str(generator)], capsys)
     assert code == 0, err
     report = json.loads((out / "eval_metrics.json").read_text())
+    assert report["split"] == "val" and "window_psnr" in report["metrics"]
     assert report["weights"] == str(generator) and {"l1_loss", "sync_loss"} <= set(report["metrics"])
     lipsync = report["lipsync"]
     assert lipsync["clips"] == 2  # the demo config's test split is the corpus's 2 val clips
-    assert lipsync["psnr"] > 0 and 0 < lipsync["ssim"] <= 1
+    assert lipsync["reconstruction_psnr"] > 0 and 0 < lipsync["reconstruction_ssim"] <= 1
+    assert "psnr" not in report["metrics"] and "psnr" not in lipsync  # one name per meaning
     evaluation = out / "evaluation"
     for stem in ("lipsync", "reconstruction"):
         for suffix in (".json", ".md", "_offsets.png"):
@@ -163,10 +165,18 @@ def test_evaluate_only_scores_a_generator_with_its_expert(synthetic_corpus, tmp_
                                         "num_videos": 2}
         assert row["lse_d"] > 0 and row["lse_c"] >= 0
     assert "| shuffled audio (floor) |" in (evaluation / "lipsync.md").read_text()
-    assert "lip sync on 2 test clips: LSE-D" in (out / "log.txt").read_text()
+    assert "lip sync on 2 clips of the 'val' split: LSE-D" in (out / "log.txt").read_text()
     # a synthetic corpus: the dubbed clips are also scored against the oracle
     oracle = lipsync["oracle"]
     assert oracle["videos"] == 2 and oracle["ceiling_lower_psnr"] > oracle["floor_lower_psnr"]
     assert "| input unchanged (floor) |" in (evaluation / "lipsync.md").read_text()
     assert (evaluation / "lipsync_opening.png").is_file()
     assert "oracle: lower-half PSNR" in (out / "log.txt").read_text()
+
+
+def test_max_clips_needs_evaluate_only_and_two_clips(tmp_path, capsys):
+    for extra in (["--max-clips", "3"], ["--evaluate-only", "--max-clips", "1"]):
+        code, err = run_tool(["-c", DEMO_SYNCNET, "--output-dir", str(tmp_path / "out")] + extra, capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --max-clips"), err
+    assert not (tmp_path / "out").exists()

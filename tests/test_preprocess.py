@@ -201,3 +201,48 @@ def test_split_assignment(tmp_path):
     (tmp_path / "test.txt").write_text("spk1/00000\n")
     listed = assign_splits(keys, splits_dir=str(tmp_path))
     assert listed == {"train": ["spk0/00000", "spk0/00001"], "val": [], "test": ["spk1/00000"]}
+
+
+# ------------------------------------------------------------------------- losses are never silent
+
+def preprocess_tool():
+    spec = importlib.util.spec_from_file_location("preprocess_tool", REPO / "tools" / "preprocess.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_readme_command_picks_up_the_synthetic_boxes(synthetic_corpus_raw, tmp_path, capsys):
+    """The README's plain command (no --boxes-json) on the synthetic raw videos loses none of them."""
+    out = tmp_path / "corpus"
+    with pytest.raises(SystemExit) as exited:
+        run_main(preprocess_tool().main, ["--data-root", str(raw_dir(synthetic_corpus_raw)), "--out", str(out),
+                                          "--quiet", "--no-frame-cache"])
+    printed = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert f"using the fixed face boxes of {raw_dir(synthetic_corpus_raw) / 'boxes.json'}" in printed
+    assert "videos: 4 done, 0 already done, 0 skipped, 0 failed" in printed
+
+
+def test_skipped_videos_are_named_and_too_many_losses_exit_1(tmp_path, capsys):
+    from test_predictor import astronaut, make_speech
+
+    speech = load_audio(make_speech(tmp_path / "speech.wav", 0.8))
+    tree = tmp_path / "videos" / "spk"
+    tree.mkdir(parents=True)
+    write_video(str(tree / "face.mp4"), [astronaut(256)] * 20, 25, audio=speech)
+    write_video(str(tree / "wall.mp4"), [np.full((256, 256, 3), 128, np.uint8)] * 20, 25, audio=speech)
+    argv = ["--data-root", str(tmp_path / "videos"), "--out", str(tmp_path / "out"), "--quiet",
+            "--no-frame-cache", "--min-frames", "10"]
+    with pytest.raises(SystemExit) as exited:
+        run_main(preprocess_tool().main, argv)
+    captured = capsys.readouterr()
+    assert exited.value.code == 1
+    assert "videos: 1 done, 0 already done, 1 skipped, 0 failed" in captured.out
+    assert "skipped: spk/wall: no face found in any frame" in captured.out
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: 1 of 2 videos were skipped or failed (50 %")
+    with pytest.raises(SystemExit) as exited:  # a looser limit: the same corpus passes
+        run_main(preprocess_tool().main, argv + ["--max-fail-ratio", "0.5"])
+    assert exited.value.code == 0
+    assert "skipped: spk/wall: no face found" in capsys.readouterr().out

@@ -37,6 +37,10 @@ def parse_args(argv=None):
     parser.add_argument("--evaluate-only", action="store_true",
                         help="evaluate on dataset.test and write <output_dir>/eval_metrics.json "
                              "(generator models: plus lip-sync reports in <output_dir>/evaluation)")
+    parser.add_argument("--max-clips", type=int, default=None,
+                        help="--evaluate-only of a generator: regenerate and score only the first N "
+                             "clips of the split (bounds its cost; -o validate.max_eval_steps=N "
+                             "bounds the loss part)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config's seed)")
     parser.add_argument("--output-dir", help="run folder (overrides the config's output_dir)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
@@ -46,10 +50,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.max_clips is not None and (args.max_clips < 2 or not args.evaluate_only):
+        from ppgan.utils.errors import ConfigError
+        raise ConfigError("--max-clips needs --evaluate-only and at least 2 clips (each face is "
+                          "dubbed with another clip's audio)")
     from ppgan.engine.run import run
     run(args.config_file, args.opt, resume=args.resume, load=args.load,
         evaluate_only=args.evaluate_only, seed=args.seed, output_dir=args.output_dir,
-        device=args.device, amp=args.amp)
+        device=args.device, amp=args.amp, max_clips=args.max_clips)
     return 0
 
 

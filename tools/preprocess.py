@@ -2,11 +2,14 @@
 
     python tools/preprocess.py --data-root mvlrs_v1/main --out data/lrs2_preprocessed --workers 2
     python tools/preprocess.py --data-root RAW --out ROOT --detector s3fd --weights s3fd.pdparams
-    python tools/preprocess.py --data-root data/synthetic/raw --out ROOT --boxes-json data/synthetic/raw/boxes.json
+    python tools/preprocess.py --data-root data/synthetic/raw --out ROOT   # uses its boxes.json
 
 Writes ROOT/<speaker>/<clip>/{i}.jpg, their uint8 frame cache frames_<size>_<signature>.npy, audio.wav,
-mel.npy and ROOT/{train,val,test}.txt. Re-running skips the videos already finished. Exit code 0
-when every video was done or skipped, 1 when some failed (each reason is printed), 2 on bad arguments.
+mel.npy and ROOT/{train,val,test}.txt. Re-running skips the videos already finished. A boxes.json
+lying in --data-root (the synthetic corpus writes one) is used as --boxes-json unless a detector,
+--box or --boxes-json is given; the tool says so. The summary names every skipped or failed video
+and why. Exit code 0 when at most --max-fail-ratio of the videos were skipped or failed, 1 when
+more were (an error line says how many), 2 on bad arguments.
 """
 
 import argparse
@@ -19,7 +22,9 @@ from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, load_box
                                        preprocess_corpus)
 from ppgan.data.contract import FACE_SIZE  # noqa: E402
 from ppgan.utils.cli import run_main  # noqa: E402
-from ppgan.utils.errors import ConfigError  # noqa: E402
+from ppgan.utils.errors import ConfigError, DataError  # noqa: E402
+
+BOXES_FILE = "boxes.json"  # fixed boxes beside the videos (tools/make_synthetic_data.py --raw-videos)
 
 
 def parse_args(argv):
@@ -27,7 +32,9 @@ def parse_args(argv):
     parser.add_argument("--data-root", required=True, help="folder tree of videos (LRS2: mvlrs_v1 or mvlrs_v1/main)")
     parser.add_argument("--out", required=True, help="corpus folder to write (resumed if it exists)")
     face = parser.add_argument_group("face detection")
-    face.add_argument("--detector", default="haar", help="registered face detector name (default: haar)")
+    face.add_argument("--detector", default=None,
+                      help="registered face detector name (default: haar, or the fixed boxes of a "
+                           "boxes.json found in --data-root)")
     face.add_argument("--weights", help="weights file for detectors that need one (s3fd)")
     face.add_argument("--box", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                       help="one fixed face box for every video instead of detection")
@@ -50,13 +57,17 @@ def parse_args(argv):
     split.add_argument("--splits", help="folder with train.txt/val.txt/test.txt of video keys (LRS2's lists)")
     split.add_argument("--val-fraction", type=float, default=0.05)
     split.add_argument("--test-fraction", type=float, default=0.05)
+    parser.add_argument("--max-fail-ratio", type=float, default=0.1,
+                        help="exit 1 when more than this share of the videos are skipped (no usable "
+                             "face) or failed; default: %(default)s")
     parser.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def detector_spec(args):
-    """The detector the flags ask for: --boxes-json, --box, or --detector [--weights]."""
+    """The detector the flags ask for: --boxes-json, --box, --detector [--weights], else the
+    data root's own boxes.json (said on stdout), else haar."""
     if args.box and args.boxes_json:
         raise ConfigError("give either --box or --boxes-json, not both")
     if args.weights and (args.box or args.boxes_json):
@@ -65,11 +76,28 @@ def detector_spec(args):
         return DetectorSpec(boxes=load_boxes_json(args.boxes_json), boxes_path=args.boxes_json)
     if args.box:
         return DetectorSpec(name="box", kwargs={"box": list(args.box)})
-    return DetectorSpec(name=args.detector, kwargs={"weights": args.weights} if args.weights else {})
+    found = os.path.join(args.data_root, BOXES_FILE)
+    if args.detector is None and not args.weights and os.path.isfile(found):
+        print(f"using the fixed face boxes of {found} (pass --detector haar to detect faces instead)")
+        return DetectorSpec(boxes=load_boxes_json(found), boxes_path=found)
+    return DetectorSpec(name=args.detector or "haar", kwargs={"weights": args.weights} if args.weights else {})
+
+
+def check_losses(summary, max_fail_ratio):
+    """Raise when more than ``max_fail_ratio`` of the videos were skipped or failed."""
+    total = len(summary.results)
+    lost = summary.count("skipped") + summary.count("failed")
+    if total and lost / total > max_fail_ratio:
+        raise DataError(f"{lost} of {total} videos were skipped or failed ({100 * lost / total:.0f} % > "
+                        f"--max-fail-ratio {max_fail_ratio:g}); the reasons are listed above (for "
+                        f"'no face found' try --detector s3fd --weights s3fd.pdparams, --box or "
+                        f"--boxes-json)")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if not 0.0 <= args.max_fail_ratio <= 1.0:
+        raise ConfigError(f"--max-fail-ratio must be between 0 and 1, got {args.max_fail_ratio}")
     options = PreprocessOptions(fps=args.fps, img_size=args.img_size, pads=tuple(args.pads),
                                 smooth_window=args.smooth_window, max_gap=args.max_gap,
                                 min_frames=args.min_frames, long_gaps=args.long_gaps,
@@ -77,8 +105,13 @@ def main(argv=None):
     summary = preprocess_corpus(args.data_root, args.out, detector=detector_spec(args), workers=args.workers,
                                 options=options, splits_dir=args.splits, val_fraction=args.val_fraction,
                                 test_fraction=args.test_fraction, progress=not args.quiet)
-    print(summary)
-    return 1 if summary.count("failed") else 0
+    print(summary, flush=True)
+    try:
+        check_losses(summary, args.max_fail_ratio)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ LIPSYNC_ROW_KEYS = ("ground_truth", "generated", "shuffled_audio")
 
 
 def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
-        output_dir=None, device="auto", amp=False):
+        output_dir=None, device="auto", amp=False, max_clips=None):
     """Load the config, then train or evaluate.
 
     Args:
@@ -32,6 +32,8 @@ def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, 
             lip-sync reports, see the module docstring).
         seed, output_dir: override the config's ``seed`` / ``output_dir``.
         device: 'auto' | 'cpu' | 'gpu'; amp: float16 mixed precision (GPU only).
+        max_clips: with ``evaluate_only``, regenerate and score only the first N clips of the
+            split (the lip-sync part's cost grows with the clips).
     Returns:
         The trainer (for tests and the Python API).
     """
@@ -50,11 +52,11 @@ def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, 
     elif load:
         trainer.load(load)
     if evaluate_only:
-        trainer.evaluate()
-        extra = {"weights": resume or load}
+        trainer.evaluate(progress=True)
+        extra = {"weights": resume or load, "split": trainer.eval_split()}
         # Regenerating videos is single-process work; the other ranks are done after evaluate().
         if is_generator_model(trainer.model) and comm.is_main_process():
-            extra["lipsync"] = evaluate_lipsync(trainer)
+            extra["lipsync"] = evaluate_lipsync(trainer, max_clips)
         trainer.write_metrics(os.path.join(trainer.output_dir, "eval_metrics.json"), extra)
         trainer.close()
         return trainer
@@ -68,14 +70,15 @@ def is_generator_model(model):
     return "netG" in model.nets and expert in model.nets and expert in model.frozen
 
 
-def evaluate_lipsync(trainer):
-    """Score the trainer's generator on the test split with its own expert; log one line.
+def evaluate_lipsync(trainer, max_clips=None):
+    """Score the trainer's generator on its ``dataset.test`` split (the first ``max_clips`` clips
+    when given) with its own expert; log one line.
 
     Returns:
         The JSON-ready summary stored under ``lipsync`` in eval_metrics.json: ``clips``,
         ``rows`` {ground_truth, generated, shuffled_audio: {lse_d, lse_c, num_videos}},
-        ``closer_to_ground_truth``, ``psnr`` / ``ssim`` (reconstructions from each clip's own
-        audio), ``oracle`` (synthetic corpora: lower-half PSNR / SSIM and mouth-opening correlation
+        ``closer_to_ground_truth``, ``reconstruction_psnr`` / ``reconstruction_ssim`` (whole
+        clips regenerated from their own audio, against the clips' frames), ``oracle`` (synthetic corpora: lower-half PSNR / SSIM and mouth-opening correlation
         of the dubbed clips against the oracle, with ``floor_`` / ``ceiling_`` rows; else None)
         and ``reports`` (paths of the lip-sync and reconstruction reports).
     """
@@ -87,29 +90,33 @@ def evaluate_lipsync(trainer):
     offset = trainer.inference_spec()["mel_frame_offset"]
     result = evaluate_generator_from_config(trainer.cfg, model.net("netG"),
                                             model.net(model.expert_name),
-                                            config_dir=trainer.config_dir, mel_frame_offset=offset)
+                                            config_dir=trainer.config_dir, mel_frame_offset=offset,
+                                            max_clips=max_clips)
     summary = result["summary"]
     rows = {key: {"lse_d": row["lse_d"], "lse_c": row["lse_c"], "num_videos": row["num_videos"]}
             for key, row in zip(LIPSYNC_ROW_KEYS, result["lipsync"]["rows"])}
     gap = summary["lipsync"]
     record = {"clips": summary["clips"], "rows": rows,
               "closer_to_ground_truth": gap["closer_to_ground_truth"] if gap else None,
-              "psnr": summary["psnr"], "ssim": summary["ssim"], "oracle": summary["oracle"],
+              "reconstruction_psnr": summary["psnr"], "reconstruction_ssim": summary["ssim"],
+              "oracle": summary["oracle"],
               "reports": summary["reports"]}
-    get_logger().info(f"lip sync on {summary['clips']} test clips: " + format_lipsync(record))
+    get_logger().info(f"lip sync on {summary['clips']} clips of the '{trainer.eval_split()}' split: "
+                      + format_lipsync(record))
     return json_safe(record)
 
 
 def format_lipsync(record):
-    """``LSE-D a / b / c, LSE-C a / b / c (ground truth / generated / shuffled audio); PSNR, SSIM``."""
+    """``LSE-D a / b / c, LSE-C a / b / c (ground truth / generated / shuffled audio);
+    reconstruction PSNR, SSIM``."""
     from ..metrics.report import format_value
 
     lse = ", ".join(name + " " + " / ".join(format_value(record["rows"][row][key], "{:.3f}")
                                              for row in LIPSYNC_ROW_KEYS)
                     for name, key in (("LSE-D", "lse_d"), ("LSE-C", "lse_c")))
     text = (f"{lse} (ground truth / generated / shuffled audio); "
-            f"PSNR {format_value(record['psnr'], '{:.2f}')}, "
-            f"SSIM {format_value(record['ssim'], '{:.4f}')}")
+            f"reconstruction PSNR {format_value(record['reconstruction_psnr'], '{:.2f}')} dB, "
+            f"SSIM {format_value(record['reconstruction_ssim'], '{:.4f}')}")
     if record.get("oracle"):
         text += "; " + format_oracle(record["oracle"])
     return text

@@ -231,18 +231,30 @@ class Trainer:
                                 f"{self._last_checkpoint()} (lower the learning rate or check "
                                 f"the data, then --resume it)")
 
-    def evaluate(self):
-        """Run the model's evaluation over the test split; returns the rank-averaged metrics."""
+    def eval_split(self):
+        """The name of the split ``dataset.test`` reads: its filelist's stem ('val' in the recipes)."""
+        block = self.cfg.dataset.get("test") or {}
+        return os.path.splitext(os.path.basename(str(block.get("filelist", "test"))))[0]
+
+    def evaluate(self, progress=False):
+        """Run the model's evaluation over ``dataset.test`` (``eval_split()``); returns the
+        rank-averaged metrics. ``progress``: say so at once and show a bar (rank 0, terminals)."""
+        show = progress and comm.is_main_process()
+        if show:
+            get_logger().info(f"evaluating on the '{self.eval_split()}' split (dataset.test)")
         if self._test_loader is None:
             self._test_loader = self._loader(is_train=False)
         max_steps = int((self.cfg.get("validate") or {}).get("max_eval_steps") or 0)
         self.model.sync_batch_norm_stats()
         self.model.eval()
+        bar = _eval_bar(self._test_loader, max_steps, self.eval_split(), show)
         for step, batch in enumerate(self._test_loader):
             if max_steps and step >= max_steps:
                 break
             self.model.setup_input(batch)
             self.model.test_iter()
+            bar.update(1)
+        bar.close()
         metrics = self.model.eval_metrics()
         self.model.train()
         self.eval_result = {"iter": self.iteration, "metrics": metrics}
@@ -365,3 +377,17 @@ class Trainer:
         with open(tmp, "w") as f:
             json.dump(record, f, indent=2)
         os.replace(tmp, path)
+
+
+def _eval_bar(loader, max_steps, split, show):
+    """A tqdm bar over the evaluation batches (disabled unless ``show`` and a terminal)."""
+    from tqdm import tqdm
+
+    try:
+        total = len(loader)
+    except TypeError:  # a loader without a length
+        total = None
+    if max_steps:
+        total = min(total, max_steps) if total else max_steps
+    return tqdm(total=total, desc=f"evaluating '{split}'", unit="batch", leave=False,
+                disable=None if show else True)
