@@ -2,16 +2,17 @@
 
     .venv/bin/python benchmarks/networks.py > networks.json   # 11 min on a busy 2-core machine
     .venv/bin/python benchmarks/networks.py --batches 1 16 --threads 1 --min-seconds 1
+    .venv/bin/python benchmarks/networks.py --img-sizes 96 192 288 --batches 1 8 --threads 2
 
 Prints JSON: parameters, state-dict entries and multiply-accumulates per sample of the three
-networks at the published size, then generator frames/s at each batch size and thread count for
-three engines side by side in the same run:
+networks at each face size (``--img-sizes``, default the published 96), then generator frames/s
+at each face size, batch size and thread count for three engines side by side in the same run:
 
 - ``dynamic``: Paddle dynamic graph (what training uses);
 - ``inference``: the exported program through Paddle Inference with oneDNN (what the predictor
   uses, ``ppgan.inference.generator.StaticGenerator``);
 - ``torch``: the same-topology PyTorch model (benchmarks/torch_reference.py), eager,
-  ``inference_mode``.
+  ``inference_mode``; at 96 px only (the reference topology has no larger-face stages).
 
 Each (engine, threads) pair runs in its own process, so thread settings cannot leak between
 engines. Weights are random: speed does not depend on them.
@@ -34,13 +35,14 @@ sys.path.insert(0, HERE)
 ENGINES = ("dynamic", "inference", "torch")
 
 
-def random_inputs(batch):
+def random_inputs(batch, img_size):
     import numpy as np
     rng = np.random.RandomState(batch)
-    return rng.randn(batch, 1, 80, 16).astype("float32"), rng.rand(batch, 6, 96, 96).astype("float32")
+    return (rng.randn(batch, 1, 80, 16).astype("float32"),
+            rng.rand(batch, 6, img_size, img_size).astype("float32"))
 
 
-def make_runner(engine, threads, export_prefix):
+def make_runner(engine, threads, export_prefix, img_size):
     """A function ``run(mels, faces)`` executing one generator forward with ``engine``."""
     if engine == "torch":
         import torch
@@ -59,7 +61,7 @@ def make_runner(engine, threads, export_prefix):
         from ppgan.inference.generator import StaticGenerator
         return StaticGenerator(export_prefix, threads=threads, use_onednn=True)
     from ppgan.models.generators.wav2lip import Wav2Lip
-    net = Wav2Lip()
+    net = Wav2Lip(img_size=img_size)
     net.eval()
 
     def run(mels, faces):
@@ -68,12 +70,12 @@ def make_runner(engine, threads, export_prefix):
     return run
 
 
-def time_engine(engine, threads, batches, min_seconds, export_prefix):
+def time_engine(engine, threads, batches, min_seconds, export_prefix, img_size):
     """Frames/s of one engine at each batch size (runs in a worker process)."""
-    run = make_runner(engine, threads, export_prefix)
+    run = make_runner(engine, threads, export_prefix, img_size)
     rows = []
     for batch in batches:
-        mels, faces = random_inputs(batch)
+        mels, faces = random_inputs(batch, img_size)
         # Warm up at the measured shape (oneDNN builds primitives per shape); dynamic mode has
         # no per-shape setup worth a whole extra batch-128 pass, so it warms up on <= 16.
         warm = min(batch, 16) if engine == "dynamic" else batch
@@ -87,28 +89,30 @@ def time_engine(engine, threads, batches, min_seconds, export_prefix):
         seconds, cpu_seconds = sorted(times)[len(times) // 2], sorted(cpu_times)[len(times) // 2]
         # CPU seconds (all threads of the process) are less sensitive than wall time to other
         # jobs sharing the machine; at one thread they are the better speed estimate.
-        rows.append({"engine": engine, "threads": threads, "batch": batch, "repeats": len(times),
+        rows.append({"engine": engine, "img_size": img_size, "threads": threads, "batch": batch,
+                     "repeats": len(times),
                      "seconds_per_batch": round(seconds, 4),
                      "frames_per_s": round(batch / seconds, 2),
                      "frames_per_cpu_s": round(batch / cpu_seconds, 2)})
     return rows
 
 
-def network_sizes():
-    """Parameters, state-dict entries and multiply-accumulates per sample at published size."""
+def network_sizes(img_size=96):
+    """Parameters, state-dict entries and multiply-accumulates per sample at one face size S."""
     import numpy as np
     import paddle
     from ppgan.models.discriminators.syncnet import SyncNetColor
     from ppgan.models.discriminators.wav2lip_disc_qual import Wav2LipDiscQual
     from ppgan.models.generators.wav2lip import Wav2Lip
+    size = img_size
     samples = {
-        "Wav2Lip (per frame)": (Wav2Lip, [(1, 1, 80, 16), (1, 6, 96, 96)]),
-        "SyncNetColor (per 5-frame sample)": (SyncNetColor, [(1, 1, 80, 16), (1, 15, 48, 96)]),
-        "Wav2LipDiscQual (per frame)": (Wav2LipDiscQual, [(1, 3, 96, 96)]),
+        "Wav2Lip (per frame)": (Wav2Lip, [(1, 1, 80, 16), (1, 6, size, size)]),
+        "SyncNetColor (per 5-frame sample)": (SyncNetColor, [(1, 1, 80, 16), (1, 15, size // 2, size)]),
+        "Wav2LipDiscQual (per frame)": (Wav2LipDiscQual, [(1, 3, size, size)]),
     }
     out = {}
     for label, (cls, shapes) in samples.items():
-        net = cls()
+        net = cls(img_size=size)
         net.eval()
         macs = []
 
@@ -135,34 +139,45 @@ def network_sizes():
     return out
 
 
-def export_random_generator(prefix):
+def export_random_generator(prefix, img_size):
     import paddle
     from ppgan.models.generators.wav2lip import Wav2Lip
     from ppgan.inference.generator import export_generator
     paddle.seed(0)
-    export_generator(Wav2Lip(), prefix)
+    export_generator(Wav2Lip(img_size=img_size), prefix)
 
 
-def run_worker(engine, threads, args, prefix):
+def run_worker(engine, threads, args, prefix, img_size):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     command = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--threads", str(threads),
                "--batches", *map(str, args.batches), "--min-seconds", str(args.min_seconds),
-               "--export-prefix", prefix]
+               "--export-prefix", prefix, "--img-sizes", str(img_size)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise RuntimeError(f"{engine} worker failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def cpu_flags():
+    """The vector-ISA flags the kernel reports (what oneDNN can use), e.g. avx2 avx512f."""
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return [flag for flag in wanted if flag in flags]
+
+
 def ratios(rows):
     """Inference-engine and dynamic-mode speed relative to torch, per threads and batch
     (``x_torch`` from wall time, ``x_torch_cpu`` from process CPU time)."""
-    by_key = {(r["engine"], r["threads"], r["batch"]): r for r in rows}
+    by_key = {(r["engine"], r["img_size"], r["threads"], r["batch"]): r for r in rows}
     out = []
-    for (engine, threads, batch), row in sorted(by_key.items()):
-        torch_row = by_key.get(("torch", threads, batch))
+    for (engine, size, threads, batch), row in sorted(by_key.items()):
+        torch_row = by_key.get(("torch", size, threads, batch))
         if engine != "torch" and torch_row:
-            out.append({"engine": engine, "threads": threads, "batch": batch,
+            out.append({"engine": engine, "img_size": size, "threads": threads, "batch": batch,
                         "x_torch": round(row["frames_per_s"] / torch_row["frames_per_s"], 2),
                         "x_torch_cpu": round(row["frames_per_cpu_s"] / torch_row["frames_per_cpu_s"], 2)})
     return out
@@ -173,6 +188,8 @@ def main():
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--img-sizes", type=int, nargs="+", default=[96],
+                        help="face sizes to measure (96 * 2^a * 3^b); torch runs at 96 only")
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="time each setting for at least this long (at most 5 repeats)")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
@@ -180,18 +197,22 @@ def main():
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(time_engine(args.worker, args.threads[0], args.batches, args.min_seconds,
-                                     args.export_prefix)))
+                                     args.export_prefix, args.img_sizes[0])))
         return
     report = {"benchmark": "networks", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "networks": network_sizes(), "throughput": []}
+              "cpu_flags": cpu_flags(),
+              "networks": {size: network_sizes(size) for size in args.img_sizes}, "throughput": []}
     with tempfile.TemporaryDirectory() as folder:
-        prefix = os.path.join(folder, "wav2lip")
-        if "inference" in args.engines:
-            export_random_generator(prefix)
-        for threads in args.threads:
-            for engine in args.engines:
-                report["throughput"] += run_worker(engine, threads, args, prefix)
-                print(f"done: {engine} x{threads}", file=sys.stderr)
+        for size in args.img_sizes:
+            prefix = os.path.join(folder, f"wav2lip_{size}")
+            if "inference" in args.engines:
+                export_random_generator(prefix, size)
+            for threads in args.threads:
+                for engine in args.engines:
+                    if engine == "torch" and size != 96:
+                        continue
+                    report["throughput"] += run_worker(engine, threads, args, prefix, size)
+                    print(f"done: {engine} x{threads} at {size} px", file=sys.stderr)
     report["ratios"] = ratios(report["throughput"])
     print(json.dumps(report, indent=2))
 

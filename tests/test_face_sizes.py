@@ -91,13 +91,19 @@ def test_a_few_training_steps_at_192_lower_the_loss(corpus, expert_file):
         assert not np.array_equal(before[key], netG.state_dict()[key].numpy()), key
 
 
-def test_networks_of_different_face_sizes_do_not_make_a_model(tmp_path):
+def test_networks_of_different_face_sizes_do_not_make_a_model(tmp_path, expert_file):
     path = tmp_path / "syncnet96.pdparams"
     save_weights_file(SyncNetColor(WIDTH).state_dict(), str(path))
     with pytest.raises(ConfigError, match="model.discriminator.img_size is 96 but model.generator.img_size is 192"):
         Wav2LipModel(generator={"name": "Wav2Lip", "width_mult": WIDTH, "img_size": SIZE},
                      discriminator={"name": "SyncNetColor", "width_mult": WIDTH},
                      syncnet_weights=str(path))
+    from ppgan.models import Wav2LipModelHq
+    with pytest.raises(ConfigError, match="model.discriminator_hq.img_size is 96 but model.generator.img_size is 192"):
+        Wav2LipModelHq(generator={"name": "Wav2Lip", "width_mult": WIDTH, "img_size": SIZE},
+                       discriminator_sync={"name": "SyncNetColor", "width_mult": WIDTH, "img_size": SIZE},
+                       discriminator_hq={"name": "Wav2LipDiscQual", "width_mult": WIDTH},
+                       syncnet_weights=expert_file)
 
 
 def test_flat_weights_tell_their_face_size_and_width():
