@@ -41,15 +41,16 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="output/demo", help="output folder (default: %(default)s)")
     parser.add_argument("--speakers", type=int, default=6)
-    parser.add_argument("--clips", type=int, default=8, help="clips per speaker")
+    parser.add_argument("--clips", type=int, default=16,
+                        help="clips per speaker (16: the expert generalises to held-out clips; 8 leaves it near 87 %%)")
     parser.add_argument("--min-frames", type=int, default=50)
     parser.add_argument("--max-frames", type=int, default=75)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--expert-iters", type=int, default=900,
+    parser.add_argument("--expert-iters", type=int, default=1500,
                         help="expert iterations (per-process batch from configs/demo/syncnet.yaml)")
     parser.add_argument("--judge-iters", type=int, default=500,
                         help="independent judge iterations (configs/demo/syncnet_judge.yaml)")
-    parser.add_argument("--generator-iters", type=int, default=540,
+    parser.add_argument("--generator-iters", type=int, default=720,
                         help="generator iterations (per-process batch from configs/demo/wav2lip.yaml)")
     parser.add_argument("--hq-iters", type=int, default=20, help="HQ generator iterations")
     parser.add_argument("--eval-clips", type=int, default=None,
@@ -124,6 +125,12 @@ def schedule(iterations, evaluations):
     interval = max(1, iterations // evaluations)
     return [f"total_iters={iterations}", f"validate.interval={interval}",
             f"snapshot_config.interval={interval}"]
+
+
+def decay_schedule(iterations, decay_share=0.4):
+    """LinearDecay overrides: the full rate, then linear to 0 over the last ``decay_share`` of the run."""
+    decay = max(1, round(iterations * decay_share))
+    return [f"lr_scheduler.start_iter={iterations - decay}", f"lr_scheduler.decay_iters={decay}"]
 
 
 def read_keys(corpus, split):
@@ -271,7 +278,8 @@ def main(argv=None):
     # faster than from N(0, 0.02) weights (L1 0.12 against 0.20 after 120 steps).
     gen_opts = corpus_overrides(corpus, small + ["model.syncnet_weights=" + expert_weights,
                                                  "model.init_type=kaiming",
-                                                 *schedule(args.generator_iters, evaluations=5)])
+                                                 *schedule(args.generator_iters, evaluations=5),
+                                                 *decay_schedule(args.generator_iters)])
     run_tool("generator training", ["-c", "configs/demo/wav2lip.yaml", "--output-dir", generator_dir,
                                     "-o", *gen_opts], args.nproc, os.path.join(out, "logs", "wav2lip"))
     lap("generator training")
