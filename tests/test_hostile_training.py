@@ -141,3 +141,35 @@ def test_checkpoint_writes_fsync_before_rename_and_stale_temps_go(synthetic_corp
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in kept)
     assert (out / "iter_1_checkpoint.pdparams").exists()
+
+
+# ------------------------------------------------------------------ items 10, 11 and 13
+def test_resuming_a_finished_run_says_so(synthetic_corpus, tmp_path):
+    from ppgan.utils.errors import ConfigError
+    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path / "run"),
+                               ["total_iters=1", "validate.interval=0"])
+    Trainer(cfg, path).train()
+    again = Trainer(cfg, path)
+    again.resume(str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="already at iteration 1 of total_iters 1: nothing to "
+                                          "train; raise total_iters"):
+        again.train()
+
+
+def test_demo_width_exports_and_expert_files_are_named(tmp_path):
+    from ppgan.apps.generator_loader import build_generator_for, export_from_weights
+    from ppgan.models.generators.wav2lip import Wav2Lip
+    # item 11: the width is read from the weights, no flag needed
+    path = tmp_path / "demo_width.pdparams"
+    save_weights_file(Wav2Lip(0.25).state_dict(), str(path))
+    program, params = export_from_weights(str(path), str(tmp_path / "out" / "gen"))
+    assert os.path.isfile(program) and os.path.isfile(params)
+    # an expert's training checkpoint given as a generator: one short line naming the file
+    expert = tmp_path / "expert.pdparams"
+    ckpt_io.save_checkpoint(str(expert), {
+        "nets": {"netS": SyncNetColor(0.125).state_dict()},
+        "config": {"model": {"name": "SyncNetModel"}}})
+    with pytest.raises(WeightsError, match=r"expert.pdparams holds a training checkpoint of "
+                                           r"SyncNetModel \(nets netS\), not a Wav2Lip generator") as err:
+        build_generator_for(read_weights_file(str(expert)), str(expert))
+    assert len(str(err.value)) < 400

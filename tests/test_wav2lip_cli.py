@@ -56,6 +56,7 @@ def files(tmp_path_factory):
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         container.start_encoding()
     paddle.seed(0)
+    paths["folder"] = str(folder)
     paths["syncnet"] = str(folder / "syncnet.pdparams")
     save_weights_file(SyncNetColor().state_dict(), paths["syncnet"])
     return paths
@@ -81,7 +82,15 @@ BAD_INPUTS = {
     "zero-length audio": ({"audio": "empty_wav"}, "no samples"),
     "unsupported image type": ({"face": "svg"}, "images are not supported"),
     "no face in any frame": ({"face": "flat"}, "no face found in any"),
-    "wrong architecture": ({"checkpoint_path": "syncnet"}, "does not fit Wav2Lip"),
+    "wrong architecture": ({"checkpoint_path": "syncnet"},
+                           "syncnet.pdparams holds a lip-sync expert (SyncNet) state dict"),
+    # issue 14: folders given as files, frame rates and thread counts out of range
+    "face is a folder": ({"face": "folder"}, "is a folder; give a video or image file"),
+    "audio is a folder": ({"audio": "folder"}, "is a folder; give an audio or video file"),
+    "fps inf": ({"fps": "inf"}, "--fps must be between 1 and 120"),
+    "fps huge": ({"fps": "100000"}, "--fps must be between 1 and 120"),
+    "fps nan": ({"fps": "nan"}, "--fps must be between 1 and 120"),
+    "negative threads": ({"threads": "-4"}, "--threads must be at least 1"),
     "no checkpoint": ({"checkpoint_path": None}, "--checkpoint_path"),
     "unsupported output": ({"outfile": "out.avi"}, "use one of"),
 }
@@ -101,8 +110,32 @@ def test_bad_input_gives_one_error_line_and_no_output(case, tool, files, tmp_pat
     code, errors = run_tool(tool, capsys, **flags)
     assert code == 2
     assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0], errors
+    assert len(errors[0]) < 500, errors  # one readable line, not a dump of key lists
     leftovers = list((tmp_path / "results").iterdir()) if (tmp_path / "results").exists() else []
     assert leftovers == []
+
+
+def test_outfile_naming_an_input_is_refused(tool, files, tmp_path, capsys):
+    """--outfile equal to --face or --audio, by the same name, another spelling, a symlink or a
+    hard link, would replace the user's input: refused before anything is written."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    video = folder / "clip.mp4"
+    video.write_bytes(open(files["silent_video"], "rb").read())
+    original = video.read_bytes()
+    (folder / "link.mp4").symlink_to(video)
+    os.link(video, folder / "hard.mp4")
+    spellings = [str(video), str(folder / ".." / "media" / "clip.mp4"), str(folder / "link.mp4"),
+                 str(folder / "hard.mp4"), os.path.relpath(video)]
+    for outfile in spellings:
+        for flag, other in (("face", "audio"), ("audio", "face")):
+            flags = {flag: str(video), other: files["speech"] if other == "audio" else files["photo"],
+                     "checkpoint_path": files["weights"], "outfile": outfile}
+            code, errors = run_tool(tool, capsys, **flags)
+            assert code == 2 and len(errors) == 1, (outfile, errors)
+            assert f"is the same file as --{flag}" in errors[0], errors
+    assert video.read_bytes() == original and sorted(os.listdir(folder)) == \
+        ["clip.mp4", "hard.mp4", "link.mp4"]
 
 
 def test_cli_lip_syncs_a_photo_with_real_flags(tool, files, tmp_path, capsys):

@@ -67,17 +67,27 @@ def generator_with_spec(weights, path):
     from ..utils.weights import load_weights, select_state_dict
 
     spec = spec_of_weights(weights, path)
+    state = select_state_dict(weights, None, path)
     if spec.get("generator") and spec["source"] == "training":
         net = build_generator(dict(spec["generator"]))
     else:
         from ..models.probe import wav2lip_img_size
 
-        state = select_state_dict(weights, None, path)
         width, img_size = generator_width(state), wav2lip_img_size(state) or FACE_SIZE
         spec = reference_spec(width, img_size=img_size)
         net = build_generator({"name": "Wav2Lip", "width_mult": width, "img_size": img_size})
+    expected = net.state_dict()
+    found = sum(1 for key, value in expected.items()
+                if key in state and tuple(state[key].shape) == tuple(value.shape))
+    if found < len(expected) / 2:
+        # Not a generator at all (an expert, a discriminator): say what it is in one line
+        # instead of listing hundreds of mismatched keys.
+        raise WeightsError(f"{path} holds {describe_weights(weights, state)}, not a "
+                           f"{type(net).__name__} generator ({found} of {len(expected)} generator "
+                           f"weights found); give a generator checkpoint (a Wav2Lip training "
+                           f"checkpoint, wav2lip_hq.pdparams or a converted wav2lip .pth)")
     # A multi-net checkpoint yields its only net or netG; anything that does not fit fails here.
-    load_weights(net, weights, net_name=None, strict=True)
+    load_weights(net, state, strict=True, where=os.fspath(path))
     net.eval()
     return net, spec
 
@@ -85,6 +95,19 @@ def generator_with_spec(weights, path):
 def build_generator_for(weights, path):
     """The generator network of ``generator_with_spec`` (without the spec)."""
     return generator_with_spec(weights, path)[0]
+
+
+def describe_weights(weights, state):
+    """A few words on what a weights file holds, for error messages."""
+    from ..utils.weights import CHECKPOINT_FORMAT
+
+    if isinstance(weights, dict) and weights.get("format") == CHECKPOINT_FORMAT:
+        model = (weights.get("config") or {}).get("model", {}).get("name", "an unknown model")
+        return f"a training checkpoint of {model} (nets {', '.join(sorted(weights.get('nets', {})))})"
+    if any(key.startswith("face_encoder.") for key in state) and \
+            not any(key.startswith("face_encoder_blocks.") for key in state):
+        return f"a lip-sync expert (SyncNet) state dict of {len(state)} entries"
+    return f"a state dict of {len(state)} entries (first: {next(iter(state))})"
 
 
 def wrap_generator(generator):

@@ -44,6 +44,9 @@ STAGES = ("decode", "detect", "generate", "blend", "enhance", "encode")
 DETECTOR_ALIASES = {"sfd": "s3fd"}
 # PaddleGAN's release file names, found where its tools cache them (utils.weights_home).
 RELEASED_S3FD = "s3fd_paddle.pdparams"
+# Frame rates a still face may be given: below 1 fps the mouth cannot follow speech; above 120
+# each second of audio only costs more generator calls (100000 fps ran for minutes).
+FPS_RANGE = (1.0, 120.0)
 # Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
 UNSUPPORTED_IMAGE_EXTENSIONS = (".svg", ".heic", ".heif", ".avif", ".jxl", ".psd", ".ico", ".eps",
                                 ".raw", ".dng", ".cr2", ".nef", ".arw")
@@ -71,6 +74,16 @@ class Wav2LipResult:
     @property
     def total_seconds(self):
         return float(sum(self.seconds.values()))
+
+
+def _same_file(path, other):
+    """True when two names reach the same file (symlinks, hard links, other spellings)."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # ``other`` does not exist yet
+        return False
 
 
 def _four_ints(value, name):
@@ -150,6 +163,7 @@ class Wav2LipPredictor:
         self.face_det_batch_size = int(face_det_batch_size)
         self.batch_size = int(wav2lip_batch_size)
         self.progress = progress
+        self.threads = None if threads is None else int(threads)
         self._check_options()
         self.detector, self.window_detector = self._build_detectors(face_detector, face_detector_weights)
         self.enhancer = None
@@ -170,8 +184,12 @@ class Wav2LipPredictor:
         self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 
     def _check_options(self):
-        if not self.fps > 0:
-            raise ConfigError(f"fps must be positive, got {self.fps}")
+        if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:  # also refuses nan and inf
+            raise ConfigError(f"--fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} "
+                              f"frames per second, got {self.fps:g}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1 (leave it out to use all cores), "
+                              f"got {self.threads}")
         if self.resize_factor < 1:
             raise ConfigError(f"resize_factor must be an integer >= 1, got {self.resize_factor}")
         if min(self.face_det_batch_size, self.batch_size, self.detect_every) < 1:
@@ -245,12 +263,20 @@ class Wav2LipPredictor:
             MediaError: ``face`` or ``audio`` is not a file.
             ConfigError: ``outfile`` is not .mp4 / .m4v / .mov / .mkv.
         """
-        if os.path.splitext(os.fspath(outfile))[1].lower() not in CONTAINER_FORMATS:
+        face, audio, outfile = os.fspath(face), os.fspath(audio), os.fspath(outfile)
+        if os.path.splitext(outfile)[1].lower() not in CONTAINER_FORMATS:
             raise ConfigError(f"cannot write {outfile}: use one of {', '.join(CONTAINER_FORMATS)}")
-        if not os.path.isfile(face):
-            raise MediaError(f"face file not found: {face}")
-        if not os.path.isfile(audio):
-            raise MediaError(f"audio file not found: {audio}")
+        for flag, path, what in (("--face", face, "a video or image"), ("--audio", audio, "an audio or video")):
+            if os.path.isdir(path):
+                raise MediaError(f"{flag} {path} is a folder; give {what} file")
+            if not os.path.isfile(path):
+                raise MediaError(f"{flag[2:]} file not found: {path}")
+            if _same_file(path, outfile):
+                raise ConfigError(f"--outfile {outfile} is the same file as {flag} {path}: writing "
+                                  f"it would replace your input; choose another output name")
+        if os.path.isdir(outfile):
+            raise ConfigError(f"--outfile {outfile} is a folder; give a file name such as "
+                              f"{os.path.join(outfile, 'result.mp4')}")
 
     def _open_source(self, face):
         """The frame source and its frame rate (the container's, or ``fps`` for stills)."""

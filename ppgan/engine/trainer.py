@@ -163,8 +163,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ running
     def train(self):
-        """Run iterations ``self.iteration + 1 .. total_iters`` with all hooks."""
+        """Run iterations ``self.iteration + 1 .. total_iters`` with all hooks.
+
+        Raises:
+            ConfigError: the (resumed) run already reached ``total_iters``.
+        """
         logger = get_logger()
+        if self.iteration >= self.total_iters:
+            raise ConfigError(f"this run is already at iteration {self.iteration} of total_iters "
+                              f"{self.total_iters}: nothing to train; raise total_iters (e.g. "
+                              f"-o total_iters={self.total_iters * 2}) to continue it, or use "
+                              f"--evaluate-only")
         batches = EpochBatches(self._loader(is_train=True), self.iteration)
         self.model.train()
         for hook in self.hooks:
@@ -361,11 +370,7 @@ class Trainer:
     def _load_net(self, name, state, path):
         """Strictly load one net's state dict, naming the file and the net on failure."""
         from ..utils.weights import load_weights
-        try:
-            load_weights(self.model.net(name), state, strict=True)
-        except WeightsError as exc:
-            message = str(exc).replace("the given weights", f"{path} [{name}]", 1)
-            raise WeightsError(message) from None
+        load_weights(self.model.net(name), state, strict=True, where=f"{path} [{name}]")
 
     def write_metrics(self, path, extra=None):
         """Write the last evaluation as JSON (rank 0, atomic)."""

@@ -268,7 +268,7 @@ def mismatch_error(report, hint=""):
                         f"file, {expected} expected): {cause}" + (f"; {hint}" if hint else ""))
 
 
-def load_weights(net, source, net_name=None, strict=True):
+def load_weights(net, source, net_name=None, strict=True, where=None):
     """Load weights into ``net``: THE loader for training, inference, evaluation and export.
 
     Args:
@@ -277,6 +277,7 @@ def load_weights(net, source, net_name=None, strict=True):
         net_name: which net of a multi-net file (see ``select_state_dict``).
         strict: fail unless every key matches in name and shape. Default: True. When False,
             the matching entries are loaded and the rest reported.
+        where: the name messages give the weights; default: the path, or "the given weights".
     Returns:
         LoadReport.
     Raises:
@@ -284,7 +285,7 @@ def load_weights(net, source, net_name=None, strict=True):
             mis-shaped entry, listed in the message.
     """
     is_path = isinstance(source, (str, os.PathLike))
-    where = os.fspath(source) if is_path else "the given weights"
+    where = where or (os.fspath(source) if is_path else "the given weights")
     state = select_state_dict(read_weights_file(source) if is_path else source, net_name, where)
     target = net.state_dict()
     report = match_state_dict({k: tuple(v.shape) for k, v in target.items()}, state,
