@@ -177,3 +177,31 @@ def test_tool_script_reports_errors_in_one_line(files, tmp_path):
               and "warnings.warn" not in line]
     assert done.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: no face")
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_termination_signals_clean_up_like_ctrl_c(files, tmp_path, signum):
+    """kill / a closed terminal during rendering: one error line, exit 128 + N, and no hidden
+    ``.partial`` video left behind (issue 14, item 14)."""
+    import signal
+    import time
+
+    speech = make_speech(tmp_path / "long.wav", 30.0)
+    results = tmp_path / "results"
+    results.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, TOOL, "--face", files["photo"], "--audio", speech, "--checkpoint_path",
+         files["weights"], "--outfile", str(results / "out.mp4"), "--box", "60", "200", "60", "200",
+         "--engine", "dynamic"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 240
+    while not os.listdir(results) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None and os.listdir(results), "the video was never started"
+    number = getattr(signal, signum)
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=300)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert process.returncode == 128 + number, stderr[-2000:]
+    assert lines[-1] == f"error: stopped by {signum}", stderr[-2000:]
+    assert os.listdir(results) == []

@@ -450,7 +450,7 @@ def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_
 
     test = cfg["dataset"]["test"]
     dataroot = resolve_dataroot(test["dataroot"], config_dir)
-    keys = read_filelist(resolve_filelist(test["filelist"], dataroot, config_dir))
+    keys = read_filelist(resolve_filelist(test["filelist"], dataroot, config_dir), dataroot)
     out_dir = out_dir or os.path.join(cfg.get("output_dir") or "output", "evaluation")
     # Generate with the audio alignment the generator was trained with, so a config that keeps
     # the reference's one-frame-early training windows is not scored one frame out of step.

@@ -97,15 +97,30 @@ def resolve_filelist(filelist, dataroot, config_dir=None):
                     f"fix dataset.filelist")
 
 
-def read_filelist(path):
+def read_filelist(path, root=None):
     """Clip paths listed in ``path``: the first token of each non-blank, non-``#`` line.
 
     Later tokens are ignored (LRS2's test list tags lines with NF / MV).
+
+    Args:
+        path: the split list.
+        root: the corpus folder the keys are relative to; when given, keys that lead outside
+            it (``../x``, absolute paths) are refused: clips are read and frame caches written
+            there, so a list must not reach other folders.
+    Raises:
+        DataError: an empty list, or a key outside ``root``.
     """
     with open(path, "r", encoding="utf-8") as f:
         keys = [line.split()[0] for line in f if line.strip() and not line.lstrip().startswith("#")]
     if not keys:
         raise DataError(f"filelist {path} lists no clips: an empty split cannot be used")
+    if root is not None:
+        for key in keys:
+            # Lexical: a corpus may hold symlinked speakers on another disk; what is refused is a
+            # list entry that itself names a place outside the corpus.
+            if os.path.isabs(key) or os.path.normpath(key).split(os.sep)[0] in ("..", ""):
+                raise DataError(f"filelist {path} lists {key!r}, which is outside the corpus "
+                                f"folder {root}; list clips as <speaker>/<clip> relative to it")
     return keys
 
 
@@ -153,7 +168,7 @@ class LipSyncWindows(Dataset):
         self._mels = collections.OrderedDict()  # clip -> (80, T) mel, least recently used first
         self._mel_bytes = 0
         self._pinned_mels = {}  # mels that could not be written back to the corpus
-        self._scan(read_filelist(self.filelist))
+        self._scan(read_filelist(self.filelist, self.dataroot))
 
     # ---------------------------------------------------------------- construction
     def _scan(self, keys):

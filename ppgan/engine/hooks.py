@@ -14,8 +14,8 @@ import shutil
 import numpy as np
 
 from ..utils import comm
-from ..utils.atomic import atomic_write, remove_stale_temps
-from ..utils.errors import ConfigError
+from ..utils.atomic import atomic_write, output_error, remove_stale_temps
+from ..utils.errors import ConfigError, TrainingError
 from ..utils.logger import get_logger
 from .checkpoint import checkpoint_name, list_checkpoints
 
@@ -60,10 +60,9 @@ class LoggerHook(Hook):
         path = os.path.join(trainer.output_dir, "train_log.jsonl")
         if not comm.is_main_process() or not os.path.isfile(path):
             return
-        with open(path) as f:
-            kept = [line for line in f
-                    if line.strip() and json.loads(line)["iter"] <= trainer.iteration]
-        with open(path, "w") as f:
+        kept = [line for line, record in read_train_log(path)
+                if record["iter"] <= trainer.iteration]
+        with atomic_write(path, "w") as f:
             f.writelines(kept)
 
     def after_iter(self, trainer):
@@ -84,9 +83,39 @@ class LoggerHook(Hook):
                           f"batch_cost: {batch_cost:.4f}s reader_cost: {reader_cost:.4f}s "
                           f"ips: {record['ips']:.2f} samples/s eta: {eta}")
         if comm.is_main_process():
-            with open(os.path.join(trainer.output_dir, "train_log.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+            path = os.path.join(trainer.output_dir, "train_log.jsonl")
+            try:
+                with open(path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise output_error(path, exc) from None
             trainer.add_scalars("train", record, it, skip=("iter",))
+
+
+def read_train_log(path):
+    """[(line, record)] of a ``train_log.jsonl``; a torn last line (a kill mid-write) is dropped.
+
+    Raises:
+        TrainingError: a line other than the last is not a JSON record (the file was edited or
+            damaged otherwise), named with its number.
+    """
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("iter"), int):
+                raise ValueError("no iteration number")
+        except ValueError:
+            if number < len(lines):
+                raise TrainingError(f"{path} line {number} is not a training log record; "
+                                    f"delete that line (or the file) and resume again") from None
+            get_logger().warning(f"{path}: dropped a torn last line (the run was killed while "
+                                 f"writing it): {line.strip()[:60]!r}")
+            continue
+        records.append((line if line.endswith("\n") else line + "\n", record))
+    return records
 
 
 class LRSchedulerHook(Hook):

@@ -98,10 +98,13 @@ class Trainer:
         # One thread per process: more threads slow Paddle's CPU backward down (platform notes);
         # use data-parallel processes to fill the cores instead.
         paddle.base.core.set_num_threads(int(self.cfg.get("threads") or 1))
-        os.makedirs(self.output_dir, exist_ok=True)
-        setup_logger(self.output_dir)
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ConfigError(f"output_dir {self.output_dir} is a file, not a folder; choose "
+                              f"another --output-dir (or -o output_dir=...)")
+        # The config first: on a full disk its atomic write fails cleanly before log.txt exists.
         if comm.is_main_process():
             dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))
+        setup_logger(self.output_dir)
         seed_everything(self.seed)
         get_logger().info(f"rank {comm.get_rank()}/{comm.get_world_size()} on {self.device}, "
                           f"output in {self.output_dir}")

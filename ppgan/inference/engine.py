@@ -24,7 +24,8 @@ import tempfile
 
 import numpy as np
 
-from ..utils.errors import ConfigError, WeightsError
+from ..utils.atomic import fsync_folder, output_error, prepare_folder
+from ..utils.errors import ConfigError, OutputError, WeightsError
 from ..utils.logger import get_logger
 from .precision import log_precision_fallback, precision_support
 
@@ -82,20 +83,48 @@ def export_program(layer, path_prefix, inputs, info=None):
 
     layer.eval()
     spec = [paddle.static.InputSpec([None, *shape], "float32", name) for name, shape in inputs.items()]
-    folder = os.path.dirname(os.path.abspath(path_prefix))
-    os.makedirs(folder, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=folder, prefix=".export-")
+    params = path_prefix + PARAMS_SUFFIX
+    folder = prepare_folder(params)
+    try:
+        staging = tempfile.mkdtemp(dir=folder, prefix=".export-")
+    except OSError as exc:
+        raise output_error(params, exc) from None
     try:
         paddle.jit.save(layer, os.path.join(staging, "model"), input_spec=spec)
         record = dict(info or {}, inputs={name: [int(v) for v in shape] for name, shape in inputs.items()})
         with open(os.path.join(staging, "model" + INFO_SUFFIX), "w") as handle:
             json.dump(record, handle, indent=1, sort_keys=True)
+        _check_staged_params(os.path.join(staging, "model" + PARAMS_SUFFIX), layer, params)
+        for name in os.listdir(staging):
+            _fsync_file(os.path.join(staging, name))
         for name in os.listdir(staging):
             if name.startswith("model."):
                 os.replace(os.path.join(staging, name), path_prefix + name[len("model"):])
+        fsync_folder(folder)
+    except OSError as exc:
+        raise output_error(params, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return path_prefix + PROGRAM_SUFFIX, path_prefix + PARAMS_SUFFIX
+    return path_prefix + PROGRAM_SUFFIX, params
+
+
+def _fsync_file(path):
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _check_staged_params(staged, layer, target):
+    """Refuse a parameters file smaller than the tensors it must hold.
+
+    Paddle's writer does not report a full disk: it leaves a short file. The file holds every
+    persistable tensor's bytes plus headers, so their total is a lower bound of its size.
+    """
+    needed = sum(int(np.prod(value.shape)) * value.element_size()
+                 for value in layer.state_dict().values())
+    written = os.path.getsize(staged) if os.path.isfile(staged) else 0
+    if written < needed:
+        raise OutputError(f"cannot write {target}: only {written} of at least {needed} bytes "
+                          f"were written (is the disk full?); nothing was replaced")
 
 
 def read_program_info(path_prefix):

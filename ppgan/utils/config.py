@@ -156,7 +156,7 @@ def dump_config(cfg, path=None):
     """Return the resolved config as YAML text and, if ``path`` is given, write it there."""
     text = yaml.safe_dump(to_plain(cfg), sort_keys=False, default_flow_style=False)
     if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
+        from .atomic import atomic_write  # a full disk must not leave an empty config.yaml
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write(text)
     return text

@@ -35,10 +35,34 @@ def setup_logger(output_dir=None, name=LOGGER_NAME, level=logging.INFO):
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         filename = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
-        file_handler = logging.FileHandler(os.path.join(output_dir, filename), mode="a")
+        file_handler = _LogFileHandler(os.path.join(output_dir, filename), mode="a", delay=True)
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     return logger
+
+
+class _LogFileHandler(logging.FileHandler):
+    """A log file that, when it cannot be written (full disk), says so once and stops.
+
+    logging's default prints a traceback for every record that fails, burying the one error
+    line the run ends with; an empty file left by the failure is removed. The file is opened at
+    the first record (``delay``), so a run that fails before logging leaves none.
+    """
+
+    def handleError(self, record):
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        print(f"warning: cannot write {self.baseFilename} ({error.strerror or error}); "
+              f"logging to the console only", file=sys.stderr)
+        self.close()
+        try:
+            if os.path.getsize(self.baseFilename) == 0:
+                os.remove(self.baseFilename)
+        except OSError:
+            pass
+        logging.getLogger(LOGGER_NAME).removeHandler(self)
 
 
 def get_logger(name=LOGGER_NAME):
