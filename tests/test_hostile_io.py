@@ -147,3 +147,26 @@ def test_filelist_entries_outside_the_corpus_are_refused(synthetic_corpus, tmp_p
     assert os.listdir(outside) == []  # nothing read or cached there
     listing.write_text(f"{inside}\n./{inside}\n")  # other spellings inside the corpus are fine
     assert len(SyncNetDataset(str(synthetic_corpus), str(listing)).clip_keys) == 2
+
+
+# ------------------------------------------------------------------ item 16
+def test_tools_print_only_their_own_error_line_and_known_warnings_are_silenced(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "tools", "convert_weights.py"),
+                           "--src", str(tmp_path / "absent.pth"), "--arch", "wav2lip",
+                           "--out", str(tmp_path / "out.pdparams")],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"error: weights file not found: {tmp_path / 'absent.pth'}"]
+    # each silenced message, raised as Paddle raises it, is hidden; any other warning stays
+    from ppgan.utils.quiet import HARMLESS_WARNINGS
+    script = "import ppgan, warnings\n" + "".join(
+        f"warnings.warn_explicit({prefix + ' (details)'!r}, UserWarning, 'paddle/x.py', 1, "
+        f"module='paddle.x')\n" for prefix, _ in HARMLESS_WARNINGS) + \
+        "warnings.warn_explicit('something new', UserWarning, 'paddle/x.py', 1, module='paddle.x')\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=root, env=dict(os.environ, PYTHONPATH=root))
+    assert done.returncode == 0 and done.stderr.strip() == "paddle/x.py:1: UserWarning: something new"

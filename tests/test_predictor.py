@@ -279,3 +279,54 @@ def test_prepare_frame_resizes_rotates_then_crops():
     assert top.min() == 255 and bottom.max() == 0     # a clockwise turn puts the left side on top
     with pytest.raises(ConfigError, match="crop"):
         prepare_frame(frame, crop=(30, 20, 0, -1))
+
+
+# ------------------------------------------------------------------------------ rotation metadata
+
+def sideways_video(path, image, num_frames, display_rotation=None):
+    """``image`` stored turned 90 degrees counter-clockwise, as a phone held upright records it;
+    with ``display_rotation`` (counter-clockwise degrees, -90 for that phone) the stream carries
+    the display matrix that tells players to turn it back."""
+    import av
+    import cv2
+
+    stored = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width = stored.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if display_rotation is not None:
+            stream.set_display_rotation(display_rotation)
+        for _ in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def test_phone_rotation_metadata_is_applied_and_rotate_overrides(media, tmp_path):
+    """Issue 14, item 8: a video whose display matrix says "turn 90 degrees" is turned upright
+    before face detection; without the metadata the error names --rotate, which still works."""
+    from ppgan.utils.errors import MediaError
+    from ppgan.utils.video import probe_video, video_rotation
+
+    photo = astronaut(128)
+    tagged = sideways_video(tmp_path / "phone.mp4", photo, 3, display_rotation=-90)
+    assert video_rotation(tagged) == 90
+    predictor = Wav2LipPredictor(generator=reference_generator, progress=False, nosmooth=True)
+    result = predictor.run(tagged, media["speech_1s"], str(tmp_path / "upright.mp4"))
+    assert result.faces_detected > 0
+    info = probe_video(tmp_path / "upright.mp4")
+    assert (info.width, info.height) == (128, 128)
+    first = read_video(str(tmp_path / "upright.mp4"), max_frames=1)[0]
+    assert np.abs(first.astype(int) - photo).mean() < 12  # upright: close to the photo itself
+
+    plain = sideways_video(tmp_path / "plain.mp4", photo, 3)
+    assert video_rotation(plain) == 0
+    with pytest.raises(MediaError, match="--rotate"):
+        predictor.run(plain, media["speech_1s"], str(tmp_path / "sideways.mp4"))
+    rotated = Wav2LipPredictor(generator=reference_generator, progress=False, nosmooth=True,
+                               rotate=True)
+    assert rotated.run(plain, media["speech_1s"], str(tmp_path / "override.mp4")).faces_detected > 0

@@ -16,10 +16,11 @@ _BLOCK_BYTES = 256 * 1024 * 1024  # frames decoded at once when reading backward
 
 
 def prepare_frame(frame, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
-    """Downscale by an integer factor, rotate 90 degrees clockwise, then crop (in that order).
+    """Downscale by an integer factor, rotate clockwise, then crop (in that order).
 
     Args:
         frame: (H, W, 3) uint8.
+        rotate: clockwise degrees (0, 90, 180, 270); True means 90 (``--rotate``).
         crop: (top, bottom, left, right); -1 for bottom/right means the frame's edge.
     Returns:
         (H', W', 3) uint8 (a view when only cropping).
@@ -29,8 +30,11 @@ def prepare_frame(frame, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
     if resize_factor > 1:
         h, w = frame.shape[:2]
         frame = resize_face(frame, max(1, w // resize_factor), max(1, h // resize_factor))
-    if rotate:
-        frame = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+    degrees = 90 if rotate is True else int(rotate or 0) % 360
+    if degrees:
+        code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
+                270: cv2.ROTATE_90_COUNTERCLOCKWISE}[degrees]
+        frame = cv2.rotate(frame, code)
     top, bottom, left, right = crop
     h, w = frame.shape[:2]
     bottom, right = (h if bottom == -1 else bottom), (w if right == -1 else right)

@@ -42,7 +42,9 @@ def add_predictor_arguments(parser):
     parser.add_argument("--box", type=int, nargs=4, default=[-1, -1, -1, -1],
                         metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                         help="fixed face box instead of detection; -1 -1 -1 -1 = detect")
-    parser.add_argument("--rotate", action="store_true", help="rotate frames 90 degrees clockwise")
+    parser.add_argument("--rotate", action="store_true",
+                        help="rotate frames 90 degrees clockwise (overrides a video's rotation "
+                             "metadata, which is applied without this flag)")
     parser.add_argument("--nosmooth", action="store_true", help="do not smooth face boxes over time")
     parser.add_argument("--detect_every", type=int, default=2,
                         help="search faces in every k-th frame, interpolate between; default: %(default)s")

@@ -33,7 +33,7 @@ from ..utils.errors import ConfigError, MediaError
 from ..utils.logger import get_logger
 from ..utils.weights_home import find_released_weights, missing_weights_message
 from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, VideoWriter, is_image_file, \
-    probe_video, read_image
+    probe_video, read_image, video_rotation
 from .face_paste import paste_face
 from .frame_io import FrameSource, prepare_frame
 from .generator_loader import load_generator, wrap_generator
@@ -113,7 +113,8 @@ class Wav2LipPredictor:
         resize_factor: divide the frame size by this integer first. Default: 1.
         crop: (top, bottom, left, right) region kept after resizing/rotating; -1 = to the edge.
         box: fixed face box (top, bottom, left, right); all -1 = detect faces.
-        rotate: turn frames 90 degrees clockwise (phone videos).
+        rotate: turn frames 90 degrees clockwise, overriding a video's rotation metadata
+            (without it, videos stored sideways by phones are turned upright by that metadata).
         nosmooth: do not average boxes over a centred 5-frame window.
         detect_every: search faces in every k-th frame and interpolate the boxes in between
             (halves detection time at the default 2). Default: 2.
@@ -280,8 +281,16 @@ class Wav2LipPredictor:
 
     def _open_source(self, face):
         """The frame source and its frame rate (the container's, or ``fps`` for stills)."""
+        # --rotate overrides; otherwise a video is turned upright by its own rotation metadata.
+        rotation = 90 if self.rotate else 0
+        if not self.rotate and not is_image_file(face) and \
+                os.path.splitext(face)[1].lower() not in UNSUPPORTED_IMAGE_EXTENSIONS:
+            rotation = video_rotation(face)
+            if rotation:
+                get_logger().info("%s is stored turned: rotating its frames %d degrees clockwise "
+                                  "(its rotation metadata)", face, rotation)
         prepare = functools.partial(prepare_frame, resize_factor=self.resize_factor,
-                                    rotate=self.rotate, crop=self.crop)
+                                    rotate=rotation, crop=self.crop)
         if is_image_file(face):
             return FrameSource.from_image(read_image(face), prepare), self.fps
         extension = os.path.splitext(face)[1].lower()

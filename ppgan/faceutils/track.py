@@ -263,7 +263,8 @@ def finalize_track(raw_boxes, frame_shape, pads=(0, 10, 0, 0), smooth_window=5,
     missing = [i for i, b in enumerate(raw_boxes) if b is None]
     if total == 0 or len(missing) == total:
         raise MediaError(f"no face found in any of the {total} frame(s) of {source}: use footage with "
-                         f"a clearly visible frontal face, or give its position with --box")
+                         f"a clearly visible frontal face, turn sideways footage upright with --rotate, or give the "
+                         f"face's position with --box")
     if missing and no_face == "error":
         raise MediaError(f"no face in {len(missing)} of {total} frames of {source} (first at frame "
                          f"{missing[0]}): use --no_face interpolate or keep, or give --box")

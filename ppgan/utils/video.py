@@ -125,6 +125,29 @@ def probe_video(path):
                          duration=duration, has_audio=bool(container.streams.audio))
 
 
+def video_rotation(path):
+    """Clockwise quarter-turn (0, 90, 180 or 270 degrees) that shows a video upright.
+
+    Phone recordings store frames sideways with a display matrix saying how to turn them; players
+    apply it, decoders do not. PyAV exposes it on decoded frames (counter-clockwise degrees), so
+    the first frame is decoded. A video without the matrix, or one that cannot be decoded, gives 0.
+
+    Raises:
+        MediaError: missing or unreadable file, or no video stream.
+    """
+    import av
+
+    container = _open_input(path)
+    with container:
+        stream = _video_stream(container, path)
+        try:
+            frame = next(container.decode(stream), None)
+        except (av.error.FFmpegError, ValueError):
+            return 0
+        counter_clockwise = getattr(frame, "rotation", 0) or 0
+    return int(round(-counter_clockwise / 90.0)) % 4 * 90
+
+
 def bgr_to_video_frame(frame):
     """(H, W, 3) BGR uint8 with even sides -> yuv420p VideoFrame.
 
