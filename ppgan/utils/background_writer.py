@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .errors import MediaError
+from .video import CloseOrAbort
 
 _JOIN_SECONDS = 60
 
@@ -57,7 +58,7 @@ def _serve(path, fps, options, inbox, outbox):
         busy += time.perf_counter() - started
 
 
-class BackgroundVideoWriter:
+class BackgroundVideoWriter(CloseOrAbort):
     """``VideoWriter``'s interface (write, add_audio, close, abort, context manager), encoding in a
     child process.
 
@@ -80,16 +81,6 @@ class BackgroundVideoWriter:
                                                               self._outbox), daemon=True)
         self._process.start()
         self._closed = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
 
     def _send(self, kind, payload=None):
         if self._closed:

@@ -276,7 +276,22 @@ def _audio_frame_format(codec_name):
     return "s16" if formats & {"s16", "s16p"} else "flt"
 
 
-class VideoWriter:
+class CloseOrAbort:
+    """Context-manager protocol of the video writers: ``close()`` (publish the file) when the block
+    ends normally, ``abort()`` (leave no file) when it raises, so no half-written video survives."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+class VideoWriter(CloseOrAbort):
     """Write BGR frames as H.264 (yuv420p) with an optional mono audio track, atomically.
 
     Use as a context manager::
@@ -333,16 +348,6 @@ class VideoWriter:
         self._audio_done = 0
         self._size = None  # (height, width) of the frames given, before even-padding
         self._closed = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
 
     def _open(self, height, width):
         import av
