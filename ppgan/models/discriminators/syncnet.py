@@ -34,6 +34,8 @@ class SyncNetColor(nn.Layer):
         super().__init__()
         factors = face_size_factors(img_size, "SyncNetColor img_size")
         self.img_size = int(img_size)
+        # (height, width) of one lower half; fixed here so forward() calls no helper (dy2static)
+        self.face_hw = expert_face_shape(self.img_size)[1:]
         c = channel_scaler(width_mult)
         c32, c64, c128, c256, c512 = (c(n) for n in (32, 64, 128, 256, 512))
         extra = [unit for factor in factors                                    # S/2 x S -> 48x96
@@ -61,8 +63,7 @@ class SyncNetColor(nn.Layer):
             (audio_embedding, face_embedding), each (B, D) with D = 512 * width_mult, L2-normalised
             and non-negative (the encoders end in ReLU), so their cosine similarity is in [0, 1].
         """
-        _, height, width = expert_face_shape(self.img_size)
-        check_input_size(face_sequences, height, width, "SyncNetColor")
+        check_input_size(face_sequences, self.face_hw[0], self.face_hw[1], "SyncNetColor")
         audio = paddle.flatten(self.audio_encoder(audio_sequences), 1)
         face = paddle.flatten(self.face_encoder(face_sequences), 1)
         return F.normalize(audio, p=2, axis=1), F.normalize(face, p=2, axis=1)
