@@ -67,8 +67,8 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert oracle["ceiling_lower_psnr"] > oracle["floor_lower_psnr"]
     assert "input unchanged (floor)" in (out / "summary.md").read_text()
     for name in ("syncnet/best.pdparams", "wav2lip/best.pdparams", "wav2lip_hq/best.pdparams",
-                 "syncnet_test/eval_metrics.json", "evaluation/lipsync.md",
-                 "judge/best.pdparams", "judge_test/eval_metrics.json",
+                 "syncnet_test/eval/best/eval_metrics.json", "evaluation/lipsync.md",
+                 "judge/best.pdparams", "judge_test/eval/best/eval_metrics.json",
                  "evaluation/lipsync_judge.md", "evaluation/lipsync_opening.png",
                  "evaluation/reconstruction_offsets.png", "summary.md"):
         assert (out / name).is_file(), name

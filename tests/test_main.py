@@ -109,6 +109,7 @@ def test_train_then_evaluate_only_and_truncated_resume(synthetic_corpus, tmp_pat
     code, _ = run_tool(tiny(synthetic_corpus, evaluation) + ["--evaluate-only", "--resume",
                                                              str(checkpoint)], capsys)
     assert code == 0
+    evaluation = evaluation / "eval" / "iter_2_checkpoint"  # --evaluate-only's own subfolder
     report = json.loads((evaluation / "eval_metrics.json").read_text())
     assert report["iteration"] == 2 and report["weights"] == str(checkpoint)
     assert set(report["metrics"]) == {"accuracy", "sync_loss"}
@@ -118,7 +119,7 @@ def test_train_then_evaluate_only_and_truncated_resume(synthetic_corpus, tmp_pat
 
     code, _ = run_tool(tiny(synthetic_corpus, tmp_path / "eval2") + ["--evaluate-only", "--load",
                                                                      str(checkpoint)], capsys)
-    loaded = json.loads((tmp_path / "eval2" / "eval_metrics.json").read_text())
+    loaded = json.loads((tmp_path / "eval2" / "eval" / "iter_2_checkpoint" / "eval_metrics.json").read_text())
     assert code == 0 and loaded["metrics"] == report["metrics"]  # same weights, same numbers
 
     truncated = tmp_path / "cut.pdparams"
@@ -146,6 +147,7 @@ def test_evaluate_only_scores_a_generator_with_its_expert(synthetic_corpus, tmp_
                           "validate.max_eval_steps=1", "enable_visualdl=false",
                           "--evaluate-only", "--max-clips", "2", "--load", str(generator)], capsys)
     assert code == 0, err
+    out = out / "eval" / "generator"  # --evaluate-only's own subfolder of the run
     report = json.loads((out / "eval_metrics.json").read_text())
     assert report["split"] == "val" and "window_psnr" in report["metrics"]
     assert report["weights"] == str(generator) and {"l1_loss", "sync_loss"} <= set(report["metrics"])

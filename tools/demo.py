@@ -111,7 +111,9 @@ def held_out_accuracy(stage, config, weights, run_dir, corpus, small, log_dir):
     run_tool(stage, ["-c", config, "--evaluate-only", "--load", weights, "--output-dir", run_dir,
                      "-o", *corpus_overrides(corpus, small + ["dataset.test.filelist=test"])],
              1, log_dir)
-    with open(os.path.join(run_dir, "eval_metrics.json")) as f:
+    from ppgan.engine.run import evaluation_folder
+
+    with open(os.path.join(evaluation_folder(run_dir, weights), "eval_metrics.json")) as f:
         return float(json.load(f)["metrics"]["accuracy"])
 
 

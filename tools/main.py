@@ -2,8 +2,10 @@
 
     python tools/main.py -c configs/demo/syncnet.yaml                       # CPU or one GPU
     python tools/main.py -c configs/wav2lip.yaml -o model.syncnet_weights=my_expert.pdparams
-    python tools/main.py -c configs/wav2lip.yaml --resume output/wav2lip   # newest checkpoint there
+    python tools/main.py --resume output/wav2lip          # its newest checkpoint, its stored config
+    python tools/main.py --resume output/wav2lip -o total_iters=400000   # changed keys are logged
     python tools/main.py -c configs/wav2lip.yaml --load wav2lip_hq.pdparams --evaluate-only
+    python tools/main.py --resume output/wav2lip/best.pdparams --evaluate-only  # -> output/wav2lip/eval/best/
 
 The same command runs data-parallel under Paddle's launcher (batch_size in the config is per
 process; only rank 0 writes checkpoints; each rank logs to <output_dir>/log.txt[.rankN]):
@@ -29,14 +31,16 @@ from ppgan.utils.cli import run_main  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config-file", required=True, help="YAML config")
+    parser.add_argument("-c", "--config-file", help="YAML config (optional with --resume, which "
+                                                    "uses the config stored in the run)")
     parser.add_argument("-o", "--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. -o total_iters=100 model.syncnet_wt=0.01")
-    parser.add_argument("--resume", help="checkpoint (or folder of checkpoints) to continue from")
+    parser.add_argument("--resume", help="checkpoint (or run folder: its newest checkpoint) to "
+                                         "continue from, with the run's stored config")
     parser.add_argument("--load", help="weights to start from or to evaluate")
     parser.add_argument("--evaluate-only", action="store_true",
-                        help="evaluate on dataset.test and write <output_dir>/eval_metrics.json "
-                             "(generator models: plus lip-sync reports in <output_dir>/evaluation)")
+                        help="evaluate on dataset.test into <run folder>/eval/<checkpoint>/ "
+                             "(generator models: plus lip-sync reports)")
     parser.add_argument("--max-clips", type=int, default=None,
                         help="--evaluate-only of a generator: regenerate and score only the first N "
                              "clips of the split (bounds its cost; -o validate.max_eval_steps=N "

@@ -126,15 +126,20 @@ class LRSchedulerHook(Hook):
 
 
 class EvalHook(Hook):
-    """Evaluate every ``interval`` iterations and at the end; metrics are averaged over ranks."""
+    """Evaluate every ``interval`` iterations and, with ``final`` (``validate.final``), at the
+    last one; metrics are averaged over ranks."""
 
-    def __init__(self, interval=0):
+    def __init__(self, interval=0, final=True):
         self.interval = int(interval)
+        self.final = bool(final)
 
     def after_iter(self, trainer):
-        if self.interval > 0 and every(trainer.iteration, self.interval, trainer.total_iters):
+        it = trainer.iteration
+        due = it % self.interval == 0 or (self.final and it == trainer.total_iters) \
+            if self.interval > 0 else False
+        if due:
             metrics = trainer.evaluate()
-            trainer.add_scalars("eval", metrics, trainer.iteration)
+            trainer.add_scalars("eval", metrics, it)
 
 
 class CheckpointHook(Hook):
@@ -195,6 +200,19 @@ class CheckpointHook(Hook):
             self.best = {"value": float(value), "iter": trainer.iteration}
             return True
         return False
+
+    def after_train(self, trainer):
+        """Without any evaluation (e.g. ``validate.final: false`` on a short run) the last
+        checkpoint becomes ``best.pdparams``, so a run always ends with one."""
+        best_path = os.path.join(trainer.output_dir, "best.pdparams")
+        if not self.best_metric or self.best is not None or not comm.is_main_process() \
+                or os.path.isfile(best_path):
+            return
+        last = os.path.join(trainer.output_dir, checkpoint_name(trainer.iteration))
+        if os.path.isfile(last):
+            copy_file(last, best_path)
+            get_logger().info(f"no evaluation of {self.best_metric} ran: best.pdparams is the last "
+                              f"checkpoint (iteration {trainer.iteration})")
 
     def _prune(self, folder):
         if self.keep_last <= 0 or not comm.is_main_process():

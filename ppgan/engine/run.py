@@ -1,10 +1,12 @@
 """What ``tools/main.py`` runs: a config file to a trained model, or to evaluation reports.
 
-``--evaluate-only`` writes ``<output_dir>/eval_metrics.json`` with the model's validation metrics
-(``Trainer.evaluate``). For a generator model (``netG`` beside a frozen lip-sync expert) it also
-regenerates the config's test split and scores lip sync with that expert
-(``ppgan.apps.evaluate.evaluate_generator_from_config``): the JSON / markdown / PNG reports go to
-``<output_dir>/evaluation`` and their headline numbers into eval_metrics.json under ``lipsync``.
+``--evaluate-only`` works in ``<run folder>/eval/<checkpoint name>/``: ``eval_metrics.json`` with
+the model's validation metrics (``Trainer.evaluate``), its log and config. For a generator model
+(``netG`` beside a frozen lip-sync expert) it also regenerates the config's test split and scores
+lip sync with that expert (``ppgan.apps.evaluate.evaluate_generator_from_config``): the JSON /
+markdown / PNG reports go to ``evaluation/`` there and their headline numbers into
+eval_metrics.json under ``lipsync``. ``--resume`` continues a run with the config stored in its
+checkpoint (``resumed_config``).
 On a synthetic corpus the dubbed clips are also compared with the oracle (``lipsync.oracle``).
 """
 
@@ -13,23 +15,27 @@ import os
 from ..utils import comm
 from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
+from . import checkpoint as ckpt_io
 from .trainer import Trainer
 
 # eval_metrics.json names of the three report rows, in ``ppgan.apps.evaluate.ROW_NAMES`` order.
 LIPSYNC_ROW_KEYS = ("ground_truth", "generated", "shuffled_audio")
 
 
-def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
+def run(config_file=None, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
         output_dir=None, device="auto", amp=False, max_clips=None):
     """Load the config, then train or evaluate.
 
     Args:
-        config_file: YAML config; ``overrides`` are ``a.b.c=value`` strings.
-        resume: checkpoint (or folder of checkpoints) to continue from exactly.
+        config_file: YAML config; ``overrides`` are ``a.b.c=value`` strings. With ``resume``
+            the run's stored config is used instead (``overrides`` on top; ``config_file`` is
+            then optional and only resolves relative paths).
+        resume: checkpoint (or run folder: its newest checkpoint) to continue from exactly;
+            the run folder is the checkpoint's folder.
         load: weights to start from (our checkpoint, a PaddleGAN or converted file).
-        evaluate_only: evaluate the (loaded) weights on ``dataset.test`` and write
-            ``<output_dir>/eval_metrics.json`` instead of training (generator models: plus the
-            lip-sync reports, see the module docstring).
+        evaluate_only: evaluate the (loaded) weights on ``dataset.test`` instead of training;
+            everything goes to ``<run folder>/eval/<checkpoint name>/`` (eval_metrics.json,
+            log, config, generator models' lip-sync reports), never over the run's own files.
         seed, output_dir: override the config's ``seed`` / ``output_dir``.
         device: 'auto' | 'cpu' | 'gpu'; amp: float16 mixed precision (GPU only).
         max_clips: with ``evaluate_only``, regenerate and score only the first N clips of the
@@ -38,20 +44,35 @@ def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, 
         The trainer (for tests and the Python API).
     """
     from ..utils.config import load_config
-    cfg = load_config(config_file, overrides)
+    if resume and load:
+        raise ConfigError("--resume and --load exclude each other: --resume continues a run, "
+                          "--load only initialises weights")
+    state = None
+    if resume:
+        resume = ckpt_io.resolve_resume_path(resume)
+        state = ckpt_io.load_checkpoint(resume)
+        cfg, config_file = resumed_config(state, resume, config_file, overrides)
+    elif config_file is None:
+        raise ConfigError("give a config with -c (or --resume a run folder to continue it)")
+    else:
+        cfg = load_config(config_file, overrides)
     if seed is not None:
         cfg.seed = int(seed)
     if output_dir:
         cfg.output_dir = output_dir
-    if resume and load:
-        raise ConfigError("--resume and --load exclude each other: --resume continues a run, "
-                          "--load only initialises weights")
+    if evaluate_only:
+        # The run folder's config.yaml, logs and VisualDL file stay the run's own.
+        cfg.output_dir = evaluation_folder(cfg.get("output_dir") or "output", resume or load)
+        cfg.enable_visualdl = False
     trainer = Trainer(cfg, config_path=config_file, device=device, amp=amp)
     if resume:
-        trainer.resume(resume)
+        trainer.resume(resume, state)
     elif load:
         trainer.load(load)
     if evaluate_only:
+        trainer.write_config()
+        get_logger().info(f"evaluating {resume or load or 'the initial weights'}; results in "
+                          f"{trainer.output_dir}")
         trainer.evaluate(progress=True)
         extra = {"weights": resume or load, "split": trainer.eval_split()}
         # Regenerating videos is single-process work; the other ranks are done after evaluate().
@@ -62,6 +83,61 @@ def run(config_file, overrides=(), resume=None, load=None, evaluate_only=False, 
         return trainer
     trainer.train()
     return trainer
+
+
+def evaluation_folder(run_dir, weights):
+    """``<run_dir>/eval/<weights file name without extension>`` (``initial`` without weights)."""
+    name = os.path.splitext(os.path.basename(os.fspath(weights)))[0] if weights else "initial"
+    return os.path.join(run_dir, "eval", name)
+
+
+def resumed_config(state, checkpoint, config_file=None, overrides=()):
+    """The config a resume continues with: the checkpoint's own, ``overrides`` on top.
+
+    The run folder (``output_dir``) is the checkpoint's folder. Keys that the overrides change
+    are logged as a warning; so are keys where a given ``config_file`` differs from the stored
+    config (those are not applied: ``-o`` changes a resumed run).
+
+    Returns:
+        (AttrDict config, the config file for resolving relative paths: ``config_file``, else
+        the one the run was started from when it still exists, else None).
+    """
+    from ..utils.config import AttrDict, apply_override, load_config, to_plain
+
+    stored = to_plain(state["config"])
+    cfg = to_plain(state["config"])
+    for text in overrides or ():
+        apply_override(cfg, text)
+    cfg["output_dir"] = os.path.dirname(os.path.abspath(checkpoint))
+    logger = get_logger()
+    changed = changed_keys(stored, cfg, skip=("output_dir",))
+    if changed:
+        logger.warning("resuming with a changed config: " + "; ".join(changed))
+    if config_file:
+        ignored = changed_keys(stored, to_plain(load_config(config_file)), skip=("output_dir",))
+        if ignored:
+            logger.warning(f"{config_file} differs from the run's stored config, which is used "
+                           f"(change keys with -o): " + "; ".join(ignored))
+    else:
+        config_file = state.get("config_file")
+        if not (config_file and os.path.isfile(config_file)):
+            config_file = None
+    return AttrDict(cfg), config_file
+
+
+def changed_keys(old, new, skip=(), prefix=""):
+    """``["a.b: old -> new", ...]`` for every leaf that differs between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
+        if path in skip:
+            continue
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, skip, prefix=path + ".")
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
 
 
 def is_generator_model(model):

@@ -33,6 +33,8 @@ from ..utils.registry import accepted_keys
 from . import checkpoint as ckpt_io
 from .batches import EpochBatches
 from .hooks import CheckpointHook, EvalHook, LoggerHook, LRSchedulerHook, VisualHook
+from .signals import StopRequest, TrainingInterrupted
+from .vdl_log import open_run_log
 from .setup import check_config, resolve_device, seed_everything, weights_digest
 
 # Losses can stay finite while the weights are not (relu maps NaN to 0): the weights are summed
@@ -81,7 +83,9 @@ class Trainer:
         if amp:
             self.model.enable_amp(self.optimizers)
         self.model.wrap_data_parallel(bool(cfg.get("find_unused_parameters", False)))
-        self.vdl = self._visualdl() if cfg.get("enable_visualdl") else None
+        self.vdl = None  # opened by train(): a resume first decides what the run's log keeps
+        self.resumed = False
+        self.config_file = os.path.abspath(config_path) if config_path else None
         self.hooks = self._build_hooks()
         self.iteration = 0
         self.last_losses, self.eval_result = {}, None
@@ -101,9 +105,9 @@ class Trainer:
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ConfigError(f"output_dir {self.output_dir} is a file, not a folder; choose "
                               f"another --output-dir (or -o output_dir=...)")
-        # The config first: on a full disk its atomic write fails cleanly before log.txt exists.
-        if comm.is_main_process():
-            dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))
+        # config.yaml is written by train() / --evaluate-only once the run is known to start,
+        # so a failed attempt (e.g. a --resume that does not fit) never replaces the run's own.
+        os.makedirs(self.output_dir, exist_ok=True)
         setup_logger(self.output_dir)
         seed_everything(self.seed)
         get_logger().info(f"rank {comm.get_rank()}/{comm.get_world_size()} on {self.device}, "
@@ -136,10 +140,19 @@ class Trainer:
         return build_model(model_cfg, **defaults)
 
     def _visualdl(self):
-        if not comm.is_main_process():
+        """The run's one VisualDL file (``vdl_log``), continued on a resume; rank 0 only."""
+        if not self.cfg.get("enable_visualdl") or not comm.is_main_process():
             return None
-        from visualdl import LogWriter
-        return LogWriter(logdir=os.path.join(self.output_dir, "visualdl"))
+        return open_run_log(os.path.join(self.output_dir, "visualdl"),
+                            resume_step=self.iteration if self.resumed else None)
+
+    def write_config(self):
+        """Write the resolved config as ``<output_dir>/config.yaml`` (rank 0, atomically)."""
+        if comm.is_main_process():
+            path = os.path.join(self.output_dir, "config.yaml")
+            tmp = f"{path}.tmp{os.getpid()}"
+            dump_config(self.cfg, tmp)
+            os.replace(tmp, path)
 
     def _build_hooks(self):
         log_cfg = self.cfg.get("log_config") or {}
@@ -151,7 +164,7 @@ class Trainer:
         return [LoggerHook(log_cfg.get("interval", 10)),
                 LRSchedulerHook(),
                 VisualHook(log_cfg.get("visual_interval", 0)),
-                EvalHook(val_cfg.get("interval", 0)),
+                EvalHook(val_cfg.get("interval", 0), val_cfg.get("final", True)),
                 CheckpointHook(snap_cfg.get("interval", 1000), snap_cfg.get("keep_last", 3),
                                snap_cfg.get("best_metric"), best_mode)]
 
@@ -168,6 +181,9 @@ class Trainer:
     def train(self):
         """Run iterations ``self.iteration + 1 .. total_iters`` with all hooks.
 
+        SIGINT / SIGTERM end the run after the current iteration with a checkpoint of it
+        (``TrainingInterrupted``); a second signal stops at once.
+
         Raises:
             ConfigError: the (resumed) run already reached ``total_iters``.
         """
@@ -178,14 +194,25 @@ class Trainer:
                               f"-o total_iters={self.total_iters * 2}) to continue it, or use "
                               f"--evaluate-only")
         batches = EpochBatches(self._loader(is_train=True), self.iteration)
+        self.write_config()
+        self.vdl = self._visualdl()
         self.model.train()
         for hook in self.hooks:
             hook.before_train(self)
         logger.info(f"training from iteration {self.iteration} to {self.total_iters}")
+        stop = StopRequest()
         try:
+            stop.install()
             tic = time.perf_counter()
             while self.iteration < self.total_iters:
-                batch = next(batches)
+                try:
+                    batch = next(batches)
+                except Exception:
+                    # Ctrl-C reaches the loader workers too: they leave, and the batch they
+                    # owed fails. The last finished iteration is still consistent: save it.
+                    if stop.signal_name:
+                        self._save_interrupted(stop.signal_name)
+                    raise
                 self.reader_cost = time.perf_counter() - tic
                 self.iteration += 1
                 self.model.setup_input(batch)
@@ -198,12 +225,24 @@ class Trainer:
                 self.batch_cost = time.perf_counter() - tic
                 for hook in self.hooks:
                     hook.after_iter(self)
+                if stop.agreed():
+                    self._save_interrupted(stop.signal_name)
                 tic = time.perf_counter()
             for hook in self.hooks:
                 hook.after_train(self)
         finally:
+            stop.uninstall()
             self.close()
         self._log_digest()
+
+    def _save_interrupted(self, signal_name):
+        """Checkpoint the iteration just finished (unless the hooks already did) and stop."""
+        path = os.path.join(self.output_dir, ckpt_io.checkpoint_name(self.iteration))
+        if not os.path.isfile(path):
+            self.model.sync_batch_norm_stats()
+            self.save_checkpoint(path)
+        raise TrainingInterrupted(f"{signal_name} at iteration {self.iteration}: saved {path}; "
+                                  f"continue with --resume {self.output_dir}")
 
     def _check_finite(self, losses):
         """Stop on a NaN/Inf loss, on every rank at the same iteration, before any checkpoint."""
@@ -307,6 +346,7 @@ class Trainer:
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
             "rng": ckpt_io.capture_rng(),
             "config": to_plain(self.cfg),
+            "config_file": self.config_file,
             SPEC_KEY: spec_from_config(self.cfg),
             "metrics": dict(self.eval_result["metrics"]) if self.eval_result else {},
         }
@@ -321,10 +361,13 @@ class Trainer:
             ckpt_io.save_checkpoint(path, self.checkpoint_content())
             get_logger().info(f"saved checkpoint {path}")
 
-    def resume(self, path):
-        """Continue exactly where a checkpoint (or the newest one in a folder) stopped."""
+    def resume(self, path, state=None):
+        """Continue exactly where a checkpoint (or the newest one in a folder) stopped.
+
+        ``state``: the checkpoint already read with ``ckpt_io.load_checkpoint`` (saves a read).
+        """
         path = ckpt_io.resolve_resume_path(path)
-        state = ckpt_io.load_checkpoint(path)
+        state = ckpt_io.load_checkpoint(path) if state is None else state
         missing = sorted(set(self.model.nets) - set(state["nets"]))
         if missing:
             raise WeightsError(f"checkpoint {path} has no weights for {missing}; it was written "
@@ -344,6 +387,7 @@ class Trainer:
         ckpt_io.restore_rng(state["rng"])
         self.weights_spec = spec_of_weights(state, path)
         self.iteration = int(state["iteration"])
+        self.resumed = True
         if state.get("metrics"):
             self.eval_result = {"iter": self.iteration, "metrics": dict(state["metrics"])}
         if to_plain(state["config"]).get("model") != to_plain(self.cfg.model):

@@ -36,7 +36,8 @@ def install_termination_handlers():
 
 
 def run_main(main, argv=None):
-    """Run ``main(argv)``; a ``PPGanError`` prints ``error: <message>`` to stderr and exits 2.
+    """Run ``main(argv)``; a ``PPGanError`` prints ``error: <message>`` to stderr and exits 2
+    (or its ``exit_code``: 130 for a training stopped by Ctrl-C after its checkpoint).
 
     Ctrl-C exits 130 and SIGTERM / SIGHUP exit 128 + the signal number, each after one
     ``error:`` line. Anything else is a bug and keeps its traceback.
@@ -46,7 +47,7 @@ def run_main(main, argv=None):
         code = main(argv)
     except PPGanError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     except Terminated as exc:
         print(f"error: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
         sys.exit(128 + exc.signum)
