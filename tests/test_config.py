@@ -135,3 +135,32 @@ def test_exponent_floats_without_dot_are_floats(tmp_path):
     cfg = load_config(write(tmp_path / "lr.yaml", "lr: 1e-4\nname: e5\n"), ["lr=3E-5"])
     assert cfg.lr == pytest.approx(3e-5) and cfg.name == "e5"
     assert load_config(tmp_path / "lr.yaml").lr == pytest.approx(1e-4)
+
+
+def test_one_dataroot_key_sets_every_dataset_block(tmp_path):
+    path = write(tmp_path / "data.yaml", """
+        dataroot: null
+        dataset:
+          train: {name: Wav2LipDataset, dataroot: data/lrs2, filelist: train}
+          test: {name: Wav2LipDataset, dataroot: data/lrs2, filelist: val}
+    """)
+    unset = load_config(path)
+    assert unset.dataset.train.dataroot == unset.dataset.test.dataroot == "data/lrs2"
+    shared = load_config(path, ["dataroot=data/my_speaker"])
+    assert shared.dataset.train.dataroot == shared.dataset.test.dataroot == "data/my_speaker"
+    with pytest.raises(ConfigError, match="no dataset blocks"):
+        load_config(write(tmp_path / "none.yaml", "dataroot: somewhere\n"))
+
+
+def test_finetune_recipes_are_short_differences_from_the_lrs2_recipes():
+    finetune = load_config(REPO / "configs/finetune.yaml", ["dataroot=corpus"])
+    lrs2 = load_config(REPO / "configs/wav2lip.yaml")
+    assert finetune.model.generator == lrs2.model.generator and finetune.optimizer == lrs2.optimizer
+    assert finetune.dataset.train.dataroot == finetune.dataset.test.dataroot == "corpus"
+    small = load_config(REPO / "configs/finetune_small.yaml")
+    assert small.dataset.train.batch_size < finetune.dataset.train.batch_size
+    assert small.total_iters < finetune.total_iters and small.dataroot == finetune.dataroot
+    expert = load_config(REPO / "configs/finetune_syncnet.yaml")
+    assert expert.model.syncnet.name == "SyncNetColor" and expert.dataset.test.dataroot == expert.dataroot
+    for name in ("finetune", "finetune_small", "finetune_syncnet"):
+        assert len((REPO / "configs" / f"{name}.yaml").read_text().splitlines()) < 50

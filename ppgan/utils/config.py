@@ -7,6 +7,9 @@
 ``_base_`` (a path or a list of paths, relative to the file that names them) is loaded first;
 the child's dicts are merged into the base recursively, everything else (lists included) replaces.
 Overrides are ``a.b.c=value`` with ``value`` parsed as YAML, and may only set keys that exist.
+
+A top-level ``dataroot`` (when not null) is the corpus of every ``dataset`` block: it replaces
+their own ``dataroot``, so a corpus path is given once (``-o dataroot=data/my_speaker``).
 """
 
 import copy
@@ -140,7 +143,21 @@ def load_config(path, overrides=()):
     data = _load_with_bases(path, frozenset())
     for text in overrides or ():
         apply_override(data, text)
+    _share_dataroot(data)
     return AttrDict(data)
+
+
+def _share_dataroot(data):
+    """Copy a non-null top-level ``dataroot`` into every dataset block (see the module doc)."""
+    root = data.get("dataroot")
+    if root is None:
+        return
+    datasets = data.get("dataset")
+    if not isinstance(datasets, dict) or not datasets:
+        raise ConfigError(f"dataroot is set ({root}) but the config has no dataset blocks to use it")
+    for block in datasets.values():
+        if isinstance(block, dict):
+            block["dataroot"] = root
 
 
 def to_plain(obj):
