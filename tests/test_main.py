@@ -117,8 +117,10 @@ def test_train_then_evaluate_only_and_truncated_resume(synthetic_corpus, tmp_pat
     assert not list(evaluation.glob("*.pdparams"))               # evaluation writes no checkpoint
     assert "lipsync" not in report and not (evaluation / "evaluation").exists()  # no generator
 
+    # --resume evaluates with the run's stored config (seed 7): give --load the same
     code, _ = run_tool(tiny(synthetic_corpus, tmp_path / "eval2") + ["--evaluate-only", "--load",
-                                                                     str(checkpoint)], capsys)
+                                                                     str(checkpoint), "--seed", "7"],
+                       capsys)
     loaded = json.loads((tmp_path / "eval2" / "eval" / "iter_2_checkpoint" / "eval_metrics.json").read_text())
     assert code == 0 and loaded["metrics"] == report["metrics"]  # same weights, same numbers
 
