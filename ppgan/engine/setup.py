@@ -15,6 +15,7 @@ CONFIG_KEYS = {
     "total_iters": None, "output_dir": None, "seed": None, "model": None, "dataset": None,
     "optimizer": None, "lr_scheduler": None, "enable_visualdl": None, "to_static": None,
     "onednn": None, "threads": None, "find_unused_parameters": None,
+    "dataroot": None,  # one corpus for every dataset block (ppgan.utils.config)
     "validate": ("interval", "max_eval_steps", "final"),
     "log_config": ("interval", "visual_interval"),
     "snapshot_config": ("interval", "keep_last", "best_metric", "best_mode"),
