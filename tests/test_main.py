@@ -145,7 +145,8 @@ def test_evaluate_only_scores_a_generator_with_its_expert(synthetic_corpus, tmp_
     code, err = run_tool(["-c", DEMO_WAV2LIP, "--output-dir", str(out), "-o",
                           f"dataset.train.dataroot={synthetic_corpus}",
                           f"dataset.test.dataroot={synthetic_corpus}", f"model.syncnet_weights={expert}",
-                          "model.discriminator.width_mult=0.125", "dataset.test.batch_size=2",
+                          "model.generator.width_mult=0.125", "model.discriminator.width_mult=0.125",
+                          "dataset.test.batch_size=2",
                           "validate.max_eval_steps=1", "enable_visualdl=false",
                           "--evaluate-only", "--max-clips", "2", "--load", str(generator)], capsys)
     assert code == 0, err

@@ -94,7 +94,7 @@ def export_program(layer, path_prefix, inputs, info=None):
         record = dict(info or {}, inputs={name: [int(v) for v in shape] for name, shape in inputs.items()})
         with open(os.path.join(staging, "model" + INFO_SUFFIX), "w") as handle:
             json.dump(record, handle, indent=1, sort_keys=True)
-        _check_staged_params(os.path.join(staging, "model" + PARAMS_SUFFIX), layer, params)
+        _check_staged_params(os.path.join(staging, "model"), layer, params)
         for name in os.listdir(staging):
             _fsync_file(os.path.join(staging, name))
         for name in os.listdir(staging):
@@ -113,14 +113,19 @@ def _fsync_file(path):
         os.fsync(handle.fileno())
 
 
-def _check_staged_params(staged, layer, target):
+def _check_staged_params(staged_prefix, layer, target):
     """Refuse a parameters file smaller than the tensors it must hold.
 
-    Paddle's writer does not report a full disk: it leaves a short file. The file holds every
-    persistable tensor's bytes plus headers, so their total is a lower bound of its size.
+    Paddle's writer does not report a full disk: it leaves a short file. The file holds the bytes
+    of every persistable tensor the program uses, plus headers, so their total is a lower bound
+    of its size. Only tensors the saved program names count: a layer may own weights its traced
+    forward never touches (the still-face generator skips the face encoder).
     """
+    with open(staged_prefix + PROGRAM_SUFFIX, "rb") as handle:
+        program = handle.read()
     needed = sum(int(np.prod(value.shape)) * value.element_size()
-                 for value in layer.state_dict().values())
+                 for value in layer.state_dict().values() if value.name.encode() in program)
+    staged = staged_prefix + PARAMS_SUFFIX
     written = os.path.getsize(staged) if os.path.isfile(staged) else 0
     if written < needed:
         raise OutputError(f"cannot write {target}: only {written} of at least {needed} bytes "
