@@ -73,8 +73,11 @@ def test_full_disk_leaves_no_empty_or_replaced_files(synthetic_corpus, tmp_path,
     cfg, path = syncnet_config(synthetic_corpus, str(out), ["total_iters=1"])
     with pytest.raises(OutputError, match=r"cannot write .*config.yaml: No space left on device; "
                                           r"free some space"):
-        Trainer(cfg, path)
-    assert os.listdir(out) == []  # no 0-byte config.yaml, no log.txt, no temporary file
+        Trainer(cfg, path).write_config()  # what train() and --evaluate-only do first
+    # No config.yaml (not even an empty one) and no temporary file. log.txt is written by the
+    # plain logger, which this simulated disk does not fill: it may exist, but never empty.
+    left = os.listdir(out)
+    assert set(left) <= {"log.txt"} and all((out / name).stat().st_size > 0 for name in left)
 
     weights = tmp_path / "weights.pdparams"
     weights.write_bytes(b"the old file")

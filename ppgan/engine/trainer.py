@@ -149,10 +149,7 @@ class Trainer:
     def write_config(self):
         """Write the resolved config as ``<output_dir>/config.yaml`` (rank 0, atomically)."""
         if comm.is_main_process():
-            path = os.path.join(self.output_dir, "config.yaml")
-            tmp = f"{path}.tmp{os.getpid()}"
-            dump_config(self.cfg, tmp)
-            os.replace(tmp, path)
+            dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))  # atomic, fsynced
 
     def _build_hooks(self):
         log_cfg = self.cfg.get("log_config") or {}
