@@ -168,6 +168,9 @@ def test_workers_do_not_share_a_random_stream():
 
 INTERRUPTED_WORKER = """
 import os, signal, sys
+# A run started in the background (CI, nohup, `cmd &`) inherits SIGINT ignored: restore Python's
+# Ctrl-C handler, as in a terminal, so the worker really sees the interrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from ppgan.datasets.worker_pool import SharedMemoryWorkers
