@@ -104,6 +104,24 @@ def test_frozen_expert_passes_gradient_but_never_changes(expert_file):
     assert set(optimizers["optimizer_G"]._parameter_list) & set(expert.parameters()) == set()
 
 
+def test_weight_zero_for_good_skips_the_expert_but_keeps_the_update(expert_file, monkeypatch):
+    # Target 0 too: the sync term can never move netG, so the step must not pay an expert pass,
+    # and the generator update must be the same as with the (no-grad) expert pass it replaces.
+    updated = {}
+    for target in (0.01, 0.0):
+        model, optimizers = make_model(expert_file, syncnet_wt=0.0, syncnet_wt_target=target)
+        calls = []
+        original = model.expert_sync_loss
+        monkeypatch.setattr(model, "expert_sync_loss", lambda g: calls.append(1) or original(g))
+        model.setup_input(g_batch())
+        logged = model.train_iter(optimizers)
+        assert len(calls) == (1 if target else 0)
+        assert ("sync_loss" in logged) == bool(target)
+        updated[target] = snapshot(model.net("netG"))
+    for name, value in updated[0.0].items():
+        np.testing.assert_array_equal(value, updated[0.01][name])
+
+
 def test_expert_is_never_data_parallel_and_has_no_optimizer(expert_file):
     model, _ = make_model(expert_file)
     assert set(model.trained_nets()) == {"netG"} and model.frozen == {"netD"}

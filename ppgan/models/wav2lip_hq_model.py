@@ -66,7 +66,7 @@ class Wav2LipModelHq(Wav2LipModel):
             # The plain layer, not its DataParallel wrapper: the D gradients this backward
             # leaves are local and thrown away below, never all-reduced.
             losses["perceptual_loss"] = self.gan_loss(self.net("netDH")(g).astype("float32"), True)
-        loss_g = (w * losses["sync_loss"] + dw * losses["perceptual_loss"]
+        loss_g = (self.sync_term(losses) + dw * losses["perceptual_loss"]
                   + (1.0 - w - dw) * losses["l1_loss"])
         self.backward_and_step(loss_g, optimizers, "optimizer_G")
         optimizers["optimizer_DH"].clear_grad()

@@ -98,17 +98,26 @@ class Wav2LipModel(BaseModel):
         losses = {"l1_loss": self.l1_loss(g.astype("float32"), self.y)}
         if self.syncnet_wt > 0:
             losses["sync_loss"] = self.expert_sync_loss(g)
-        else:
-            # Weight 0: the term cannot move netG, but its value is what the schedule watches.
+        elif self.syncnet_wt_target > 0:
+            # Weight 0 for now: the term cannot move netG, but its value is logged beside the
+            # eval loss that decides when the weight switches on.
             with paddle.no_grad():
                 losses["sync_loss"] = self.expert_sync_loss(g)
+        # Weight 0 for good (target 0, as in the L1-only demo recipe): no expert forward at all,
+        # a saving of one expert pass per step; evaluation still scores the sync loss.
         return g, losses
+
+    def sync_term(self, losses):
+        """``syncnet_wt * sync_loss``, or 0.0 when the step computed no sync loss (weight 0)."""
+        if "sync_loss" not in losses or self.syncnet_wt == 0:
+            return 0.0
+        return self.syncnet_wt * losses["sync_loss"]
 
     def train_iter(self, optimizers):
         with self.autocast():
             g, losses = self.generator_losses()
         w = self.syncnet_wt
-        loss_g = w * losses["sync_loss"] + (1.0 - w) * losses["l1_loss"]
+        loss_g = self.sync_term(losses) + (1.0 - w) * losses["l1_loss"]
         self.backward_and_step(loss_g, optimizers, "optimizer_G")
         self.keep_visuals(g)
         logged = {name: float(value) for name, value in losses.items()}
