@@ -1,6 +1,5 @@
 """The inference engine (ppgan.inference): export, the oneDNN runner, the engine policy."""
 
-import ast
 import logging
 import os
 
@@ -13,8 +12,6 @@ from ppgan.inference.engine import (
     CompileOnFirstUse, DynamicRunner, StaticRunner, build_runner, check_engine, export_program)
 from ppgan.utils.errors import ConfigError, WeightsError
 from ppgan.utils.logger import get_logger
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class TwoInputs(paddle.nn.Layer):
@@ -115,52 +112,3 @@ def test_dynamic_runner_restores_train_mode():
     layer.train()
     DynamicRunner(layer)(*inputs(1))
     assert layer.training
-
-
-def _ppgan_imports(path):
-    """The ppgan modules a source file imports anywhere (lazy imports included), as file paths."""
-    tree = ast.parse(open(path).read())
-    package = os.path.relpath(os.path.dirname(path), REPO).split(os.sep)
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
-            names = [".".join(base + (node.module or "").split(".")).strip(".")]
-            names += [f"{names[0]}.{alias.name}" for alias in node.names]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        else:
-            continue
-        for name in names:
-            if not name.startswith("ppgan"):
-                continue
-            stem = os.path.join(REPO, *name.split("."))
-            # A package this file lives in is already imported when the file runs: no edge.
-            if os.path.dirname(path).startswith(stem):
-                continue
-            for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
-                if os.path.isfile(candidate):
-                    found.add(candidate)
-    return found
-
-
-def test_no_import_cycle_through_scorers_and_converters():
-    """Neither lse, syncnet_v2, convert nor the inference engine can reach itself through
-    imports, lazy ones included (the three used to import each other in a circle)."""
-    graph, todo = {}, [os.path.join(REPO, "ppgan", *p) for p in (
-        ("metrics", "lse.py"), ("metrics", "syncnet_v2.py"), ("utils", "convert.py"),
-        ("inference", "engine.py"), ("inference", "generator.py"))]
-    roots = list(todo)
-    while todo:
-        path = todo.pop()
-        if path not in graph:
-            graph[path] = _ppgan_imports(path)
-            todo.extend(graph[path])
-    for root in roots:
-        seen, stack = set(), list(graph[root])
-        while stack:
-            path = stack.pop()
-            assert path != root, f"{os.path.relpath(root, REPO)} imports itself through its imports"
-            if path not in seen:
-                seen.add(path)
-                stack.extend(graph[path])
