@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import paddle
 import pytest
@@ -14,7 +15,7 @@ from ppgan.engine.checkpoint import FORMAT, VERSION
 from ppgan.inference.spec import (
     SPEC_KEY, check_spec, mel_parameters, reference_spec, spec_from_config, spec_of_weights)
 from ppgan.utils.config import load_config
-from ppgan.utils.errors import WeightsError
+from ppgan.utils.errors import ConfigError, WeightsError
 from ppgan.utils.weights import read_weights_file, save_weights_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,3 +156,30 @@ def test_cli_and_evaluate_only_generate_at_the_same_alignment(synthetic_corpus, 
     flat = tmp_path / "flat.pdparams"
     paddle.save(Wav2Lip(width_mult=WIDTH).state_dict(), str(flat))
     assert cli_offset(flat) == evaluate_only_offset(flat, synthetic_corpus, monkeypatch, tmp_path) == 0
+
+
+def test_a_still_face_runs_at_the_checkpoints_fps_unless_told(tmp_path):
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.models.generators.wav2lip import Wav2Lip
+    from ppgan.utils.audio import save_wav
+    from ppgan.utils.config import to_plain
+
+    cfg = tiny_config()
+    checkpoint = tmp_path / "iter_3_checkpoint.pdparams"
+    paddle.seed(1)
+    save_weights_file({"format": FORMAT, "version": VERSION, "iteration": 3,
+                       "nets": {"netG": Wav2Lip(width_mult=WIDTH).state_dict()},
+                       "config": to_plain(cfg), SPEC_KEY: dict(spec_from_config(cfg), fps=30.0)},
+                      str(checkpoint))
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.full((120, 120, 3), 128, np.uint8))
+    audio = tmp_path / "speech.wav"
+    save_wav(str(audio), np.random.RandomState(0).uniform(-0.3, 0.3, 16000).astype("float32"), 16000)
+    options = dict(checkpoint_path=str(checkpoint), box=(10, 110, 10, 110), engine="dynamic",
+                   progress=False)
+    trained_rate = Wav2LipPredictor(**options).run(str(image), str(audio), str(tmp_path / "a.mp4"))
+    assert trained_rate.fps == 30.0 and trained_rate.frames == 30    # 1 s of audio at 30 fps
+    told = Wav2LipPredictor(fps=20, **options).run(str(image), str(audio), str(tmp_path / "b.mp4"))
+    assert told.fps == 20.0 and told.frames == 20
+    with pytest.raises(ConfigError, match="--fps must be between"):
+        Wav2LipPredictor(fps=0.1, **options)

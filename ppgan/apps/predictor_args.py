@@ -23,8 +23,9 @@ def add_predictor_arguments(parser):
     parser.add_argument("--static", type=true_or_false, nargs="?", const=True, default=False,
                         metavar="True|False",
                         help="use only the first frame of --face (bare flag = True)")
-    parser.add_argument("--fps", type=float, default=25.0,
-                        help="frame rate for a still --face (videos keep theirs); default: %(default)s")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frame rate for a still --face (videos keep theirs); default: the "
+                             "checkpoint's training fps (25 for PaddleGAN / original weights)")
     parser.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0],
                         metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                         help="pixels added around each detected face; default: 0 10 0 0")

@@ -28,6 +28,7 @@ from ..faceutils.detector import BoxDetector, build_detector
 from ..faceutils.track import NO_FACE_POLICIES, FaceTrack, FaceTracker, finalize_track, \
     is_out_of_memory
 from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, crop_face, generator_faces, mel_windows
+from ..inference.spec import DEFAULT_FPS
 from ..utils.audio import load_audio, melspectrogram, num_video_frames
 from ..utils.errors import ConfigError, MediaError
 from ..utils.logger import get_logger
@@ -105,7 +106,8 @@ class Wav2LipPredictor:
             (prefix, ``.json`` or ``.pdmodel``). Default: PaddleGAN's ``wav2lip_hq.pdparams`` where
             its tools cache it (``ppgan.utils.weights_home``); nothing is downloaded.
         static: use only the first frame of the face input. Images are always static.
-        fps: frame rate for still images (videos keep their own). Default: 25.
+        fps: frame rate for still images (videos keep their own). Default: the checkpoint's
+            training fps from its inference spec (25 for PaddleGAN / original weights).
         pads: (top, bottom, left, right) pixels added around detected faces. Default: (0, 10, 0, 0).
         face_det_batch_size: frames per detector call (halves on out-of-memory). Default: 16.
         wav2lip_batch_size: frames per generator call (halves on out-of-memory). Default: 32;
@@ -143,7 +145,7 @@ class Wav2LipPredictor:
             its tools cache it.
     """
 
-    def __init__(self, checkpoint_path=None, static=False, fps=25.0, pads=(0, 10, 0, 0),
+    def __init__(self, checkpoint_path=None, static=False, fps=None, pads=(0, 10, 0, 0),
                  face_det_batch_size=16, wav2lip_batch_size=32, resize_factor=1,
                  crop=(0, -1, 0, -1), box=(-1, -1, -1, -1), rotate=False, nosmooth=False,
                  detect_every=2, face_detector=None, face_detector_weights=None,
@@ -151,7 +153,8 @@ class Wav2LipPredictor:
                  mel_frame_offset=None, generator=None, engine="auto", progress=True,
                  face_enhancement=False, face_enhancement_weights=None, precision="fp32"):
         self.static = bool(static)
-        self.fps = float(fps)
+        # None until the generator's spec is read: a still face then runs at the training fps.
+        self.fps = None if fps is None else float(fps)
         self.pads = _four_ints(pads, "pads")
         self.crop = _four_ints(crop, "crop")
         self.box = _four_ints(box, "box")
@@ -181,13 +184,22 @@ class Wav2LipPredictor:
         if mel_frame_offset is None:
             mel_frame_offset = spec.get("mel_frame_offset", INFERENCE_MEL_FRAME_OFFSET)
         self.mel_frame_offset = int(mel_frame_offset)
+        if self.fps is None:
+            # A still face has no frame rate of its own: use the one the checkpoint was trained
+            # at, so its mel windows step as in training (25 for PaddleGAN / original weights).
+            self.fps = float(spec.get("fps", DEFAULT_FPS))
+            self._check_fps()
         # The face size the generator was built for: crops are cut and pasted back at it.
         self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 
-    def _check_options(self):
+    def _check_fps(self):
         if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:  # also refuses nan and inf
             raise ConfigError(f"--fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} "
                               f"frames per second, got {self.fps:g}")
+
+    def _check_options(self):
+        if self.fps is not None:  # checked before any weights are loaded
+            self._check_fps()
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1 (leave it out to use all cores), "
                               f"got {self.threads}")
