@@ -58,6 +58,8 @@ def main(argv=None):
         from ppgan.utils.errors import ConfigError
         raise ConfigError("--max-clips needs --evaluate-only and at least 2 clips (each face is "
                           "dubbed with another clip's audio)")
+    if args.evaluate_only:
+        import ppgan.apps  # noqa: F401  (registers the offline evaluations models name)
     from ppgan.engine.run import run
     run(args.config_file, args.opt, resume=args.resume, load=args.load,
         evaluate_only=args.evaluate_only, seed=args.seed, output_dir=args.output_dir,

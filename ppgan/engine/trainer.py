@@ -399,7 +399,7 @@ class Trainer:
         named = ckpt_io.nets_in_weights(obj)
         trained = self.model.trained_nets()
         if named is None:
-            target = "netG" if "netG" in trained else next(iter(trained))
+            target = next(iter(trained))  # the model's main net (BaseModel.trained_nets)
             self._load_net(target, obj, path)
             loaded = [target]
         else:

@@ -58,6 +58,9 @@ class BaseModel:
     """
 
     optimizer_keys = ()
+    # Name of the registered offline evaluation (``models.builder.EVALUATORS``) that
+    # ``--evaluate-only`` runs after the validation metrics; None: the metrics alone.
+    evaluator = None
 
     def __init__(self):
         self.nets = {}
@@ -80,7 +83,8 @@ class BaseModel:
         return unwrap(self.nets[name])
 
     def trained_nets(self):
-        """{name: net} of the nets an optimizer updates."""
+        """{name: net} of the nets an optimizer updates, in registration order (the first one is
+        the model's main net: the one a flat single-net weights file initialises)."""
         return {name: net for name, net in self.nets.items() if name not in self.frozen}
 
     def load_frozen_weights(self, name, path, config_key, net_name=None):

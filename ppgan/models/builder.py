@@ -1,4 +1,4 @@
-"""Registries for models, networks and losses, and their build functions."""
+"""Registries for models, networks, losses and offline evaluations, and their build functions."""
 
 from ..utils.registry import Registry, build_from_config
 
@@ -6,6 +6,10 @@ MODELS = Registry("model")
 GENERATORS = Registry("generator")
 DISCRIMINATORS = Registry("discriminator")
 LOSSES = Registry("loss")
+# Offline evaluations a model names (``BaseModel.evaluator``) for ``--evaluate-only``. They are
+# implemented and registered above the models (``ppgan.apps.lipsync_evaluation``), so neither the
+# models nor the trainer import them; the trainer calls them through ``ppgan.engine.evaluation``.
+EVALUATORS = Registry("evaluator")
 
 
 def build_model(cfg, **default_args):

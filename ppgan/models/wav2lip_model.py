@@ -55,6 +55,7 @@ class Wav2LipModel(BaseModel):
     """
 
     optimizer_keys = ("optimizer_G",)
+    evaluator = "LipSyncEvaluation"  # ppgan.apps.lipsync_evaluation
     expert_name = "netD"
     expert_key = "model.discriminator"
 
