@@ -12,13 +12,14 @@ at each face size, batch size and thread count for three engines side by side in
 - ``inference``: the exported program through Paddle Inference with oneDNN (what the predictor
   uses, ``ppgan.inference.generator.StaticGenerator``);
 - ``torch``: the same-topology PyTorch model (benchmarks/torch_reference.py), eager,
-  ``inference_mode``; at 96 px only (the reference topology has no larger-face stages).
+  ``inference_mode``, at every face size (the reference builds the same larger-face stages).
 
 Each (engine, threads) pair runs in its own process, so thread settings cannot leak between
 engines. Weights are random: speed does not depend on them.
 """
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ def make_runner(engine, threads, export_prefix, img_size):
         import torch
         from torch_reference import build_torch_network
         torch.set_num_threads(threads)
-        net = build_torch_network("wav2lip").eval()
+        net = build_torch_network("wav2lip", img_size=img_size).eval()
 
         def run(mels, faces):
             with torch.inference_mode():  # torch's fastest eager mode
@@ -158,17 +159,6 @@ def run_worker(engine, threads, args, prefix, img_size):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def cpu_flags():
-    """The vector-ISA flags the kernel reports (what oneDNN can use), e.g. avx2 avx512f."""
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile")
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return None
-    return [flag for flag in wanted if flag in flags]
-
-
 def ratios(rows):
     """Inference-engine and dynamic-mode speed relative to torch, per threads and batch
     (``x_torch`` from wall time, ``x_torch_cpu`` from process CPU time)."""
@@ -189,7 +179,7 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--img-sizes", type=int, nargs="+", default=[96],
-                        help="face sizes to measure (96 * 2^a * 3^b); torch runs at 96 only")
+                        help="face sizes to measure (96 * 2^a * 3^b)")
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="time each setting for at least this long (at most 5 repeats)")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
@@ -199,8 +189,11 @@ def main():
         print(json.dumps(time_engine(args.worker, args.threads[0], args.batches, args.min_seconds,
                                      args.export_prefix, args.img_sizes[0])))
         return
+    from ppgan.inference.precision import cpu_isa  # the ISA oneDNN may use, with every figure
     report = {"benchmark": "networks", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "cpu_flags": cpu_flags(),
+              "date": datetime.date.today().isoformat(),
+              "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+              "cpu_flags": list(cpu_isa()),
               "networks": {size: network_sizes(size) for size in args.img_sizes}, "throughput": []}
     with tempfile.TemporaryDirectory() as folder:
         for size in args.img_sizes:
@@ -209,8 +202,6 @@ def main():
                 export_random_generator(prefix, size)
             for threads in args.threads:
                 for engine in args.engines:
-                    if engine == "torch" and size != 96:
-                        continue
                     report["throughput"] += run_worker(engine, threads, args, prefix, size)
                     print(f"done: {engine} x{threads} at {size} px", file=sys.stderr)
     report["ratios"] = ratios(report["throughput"])

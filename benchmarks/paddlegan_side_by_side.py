@@ -126,17 +126,6 @@ def mouth_difference(ours, theirs, box):
             "frames_paddlegan": frames[1]}
 
 
-def isa_flags():
-    flags = set()
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-                break
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
-    return [flag for flag in wanted if flag in flags]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["still10", "video10", "video60"])
@@ -172,7 +161,8 @@ def main():
     differences = {case: mouth_difference(os.path.join(args.folder, f"{case}_ours.mp4"),
                                           os.path.join(args.folder, f"{case}_paddlegan.mp4"),
                                           inputs[case]["box"]) for case in args.cases}
-    print(json.dumps({"date": datetime.date.today().isoformat(), "isa": isa_flags(),
+    from ppgan.inference.precision import cpu_isa
+    print(json.dumps({"date": datetime.date.today().isoformat(), "isa": list(cpu_isa()),
                       "cpus": os.cpu_count(), "load_average": os.getloadavg(), "shims": shims,
                       "boxes": {case: inputs[case]["box"] for case in args.cases},
                       "runs": rows, "mouth": differences}, indent=1))

@@ -7,9 +7,33 @@ nothing in ``ppgan`` ever imports this file.
 
     from torch_reference import build_torch_network
     net = build_torch_network("wav2lip", width_mult=0.25).eval()
+    big = build_torch_network("wav2lip", img_size=192)   # one extra stage on each side of the U-Net
+
+Faces larger than 96 (96 * 2^a * 3^b) get the stages described in the docstrings of ppgan's
+networks: after the stem, one resampling block per factor down to 96 (factor 2: 3x3 stride-2
+conv; factor 3: 5x5 stride-3 conv), and for the generator the mirrored transposed convs after
+the published decoder.
 """
 
 import functools
+
+
+# factor -> (kernel, padding, output padding) of the stride-``factor`` (transposed) conv
+RESAMPLE = {2: (3, 1, 1), 3: (5, 1, 0)}
+
+
+def stage_factors(img_size):
+    """Factors that bring an ``img_size`` face down to 96, twos first: 192 -> [2], 288 -> [3]."""
+    ratio, factors = img_size // 96, []
+    if img_size % 96:
+        raise ValueError(f"img_size must be 96 * 2^a * 3^b, got {img_size}")
+    for factor in (2, 3):
+        while ratio % factor == 0:
+            factors.append(factor)
+            ratio //= factor
+    if ratio != 1:
+        raise ValueError(f"img_size must be 96 * 2^a * 3^b, got {img_size}")
+    return factors
 
 
 def scale_channels(width_mult):
@@ -55,12 +79,18 @@ def _classes():
             Conv(c(128), c(256), 3, (3, 2), 1), *[res(c(256)) for _ in range(residuals_256)],
             Conv(c(256), c(512), 3, 1, 0), Conv(c(512), c(512), 1, 1, 0))
 
+    def down(c16, factor):
+        kernel, padding, _ = RESAMPLE[factor]
+        return nn.Sequential(Conv(c16, c16, kernel, factor, padding), res(c16))
+
     class Wav2Lip(nn.Module):
-        def __init__(self, width_mult=1.0):
+        def __init__(self, width_mult=1.0, img_size=96):
             super().__init__()
             c = scale_channels(width_mult)
+            factors = stage_factors(img_size)
             self.face_encoder_blocks = nn.ModuleList([
                 nn.Sequential(Conv(6, c(16), 7, 1, 3)),
+                *[down(c(16), factor) for factor in factors],
                 nn.Sequential(Conv(c(16), c(32), 3, 2, 1), res(c(32)), res(c(32))),
                 nn.Sequential(Conv(c(32), c(64), 3, 2, 1), res(c(64)), res(c(64)), res(c(64))),
                 nn.Sequential(Conv(c(64), c(128), 3, 2, 1), res(c(128)), res(c(128))),
@@ -80,7 +110,14 @@ def _classes():
                 up(c(384) + c(128), c(256)),
                 up(c(256) + c(64), c(128)),
                 up(c(128) + c(32), c(64))])
-            self.output_block = nn.Sequential(Conv(c(64) + c(16), c(32), 3, 1, 1),
+            last = c(64)
+            for factor in reversed(factors):
+                kernel, padding, output_padding = RESAMPLE[factor]
+                self.face_decoder_blocks.append(nn.Sequential(
+                    Conv(last + c(16), c(32), kernel, factor, padding, transpose=True,
+                         output_padding=output_padding), res(c(32))))
+                last = c(32)
+            self.output_block = nn.Sequential(Conv(last + c(16), c(32), 3, 1, 1),
                                               nn.Conv2d(c(32), 3, 1, 1, 0), nn.Sigmoid())
 
         def forward(self, audio_sequences, face_sequences):
@@ -103,11 +140,16 @@ def _classes():
             return out
 
     class SyncNetColor(nn.Module):
-        def __init__(self, width_mult=1.0):
+        def __init__(self, width_mult=1.0, img_size=96):
             super().__init__()
             c = scale_channels(width_mult)
+            extra = []
+            for factor in stage_factors(img_size):
+                kernel, padding, _ = RESAMPLE[factor]
+                extra += [Conv(c(32), c(32), kernel, factor, padding), res(c(32))]
             self.face_encoder = nn.Sequential(
                 Conv(15, c(32), 7, 1, 3),
+                *extra,
                 Conv(c(32), c(64), 5, (1, 2), 1), res(c(64)), res(c(64)),
                 Conv(c(64), c(128), 3, 2, 1), res(c(128)), res(c(128)), res(c(128)),
                 Conv(c(128), c(256), 3, 2, 1), res(c(256)), res(c(256)),
@@ -122,14 +164,20 @@ def _classes():
             return F.normalize(audio, p=2, dim=1), F.normalize(face, p=2, dim=1)
 
     class Wav2LipDiscQual(nn.Module):
-        def __init__(self, width_mult=1.0):
+        def __init__(self, width_mult=1.0, img_size=96):
             super().__init__()
             c = scale_channels(width_mult)
 
             def n(cin, cout, k, s, p):
                 return Conv(cin, cout, k, s, p, norm=False)
+
+            def down_disc(factor):
+                kernel, padding, _ = RESAMPLE[factor]
+                return nn.Sequential(n(c(32), c(32), kernel, factor, padding),
+                                     n(c(32), c(32), 3, 1, 1))
             self.face_encoder_blocks = nn.ModuleList([
                 nn.Sequential(n(3, c(32), 7, 1, 3)),
+                *[down_disc(factor) for factor in stage_factors(img_size)],
                 nn.Sequential(n(c(32), c(64), 5, (1, 2), 2), n(c(64), c(64), 5, 1, 2)),
                 nn.Sequential(n(c(64), c(128), 5, 2, 2), n(c(128), c(128), 5, 1, 2)),
                 nn.Sequential(n(c(128), c(256), 5, 2, 2), n(c(256), c(256), 5, 1, 2)),
@@ -149,6 +197,6 @@ def _classes():
     return {"wav2lip": Wav2Lip, "syncnet": SyncNetColor, "disc": Wav2LipDiscQual}
 
 
-def build_torch_network(arch, width_mult=1.0):
-    """A PyTorch network: ``arch`` is ``wav2lip``, ``syncnet`` or ``disc``."""
-    return _classes()[arch](width_mult)
+def build_torch_network(arch, width_mult=1.0, img_size=96):
+    """A PyTorch network: ``arch`` is ``wav2lip``, ``syncnet`` or ``disc``, for ``img_size`` faces."""
+    return _classes()[arch](width_mult, img_size)

@@ -1,11 +1,13 @@
 """Training step time: this framework next to the same-topology PyTorch model, and data parallelism.
 
-    python benchmarks/train_step.py [--steps 2] [--only expert|generator] > train_step.json
+    python benchmarks/train_step.py [--steps 2] [--only expert|generator] [--img-size 192] > train_step.json
 
 Measured (published widths, random weights and batches, Adam, median of ``--steps`` after one
 warm-up step):
 
-- expert: ``SyncNetModel.train_iter`` on 16 samples (15x48x96 faces, 80x16 mels) vs the torch
+- ``--img-size`` (default 96): the face size of both networks and batches (192 adds one stage
+  each side, same as ``Wav2Lip(img_size=192)`` and the torch reference's ``img_size``);
+- expert: ``SyncNetModel.train_iter`` on 16 samples (15x48x96 faces at 96, 80x16 mels) vs the torch
   SyncNetColor with the same cosine-BCE loss;
 - generator: ``Wav2LipModel.train_iter`` on 4 clips x 5 frames with the sync loss switched on
   (gradients through the frozen expert) vs the torch Wav2Lip + frozen expert, same loss;
@@ -22,6 +24,7 @@ Prints one JSON object. torch comes from benchmarks/torch_reference.py (never a 
 """
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -36,6 +39,7 @@ sys.path.insert(0, HERE)
 
 EXPERT_BATCH, CLIPS, FRAMES = 16, 4, 5
 WIDTH = {"value": 1.0}  # --width-mult, for a quick smoke run; 1.0 is the published size
+SIZE = {"value": 96}    # --img-size: the face side of every network and batch
 SYNC_WEIGHT = 0.03  # > 0 so the generator step backpropagates through the frozen expert
 
 
@@ -59,13 +63,14 @@ def record(table, name, measured):
 def random_batches(seed=0):
     import numpy as np
     rng = np.random.RandomState(seed)
-    expert = {"face": rng.rand(EXPERT_BATCH, 15, 48, 96).astype("float32"),
+    size = SIZE["value"]
+    expert = {"face": rng.rand(EXPERT_BATCH, 15, size // 2, size).astype("float32"),
               "mel": rng.uniform(-4, 4, (EXPERT_BATCH, 1, 80, 16)).astype("float32"),
               "label": (rng.rand(EXPERT_BATCH, 1) > 0.5).astype("float32")}
-    generator = {"x": rng.rand(CLIPS, 6, FRAMES, 96, 96).astype("float32"),
+    generator = {"x": rng.rand(CLIPS, 6, FRAMES, size, size).astype("float32"),
                  "indiv_mels": rng.uniform(-4, 4, (CLIPS, FRAMES, 1, 80, 16)).astype("float32"),
                  "mel": rng.uniform(-4, 4, (CLIPS, 1, 80, 16)).astype("float32"),
-                 "y": rng.rand(CLIPS, 3, FRAMES, 96, 96).astype("float32")}
+                 "y": rng.rand(CLIPS, 3, FRAMES, size, size).astype("float32")}
     return expert, generator
 
 
@@ -86,7 +91,8 @@ def paddle_expert_step(batch, static=False, data_parallel=False, onednn=False):
     from ppgan.models.syncnet_model import SyncNetModel
     from ppgan.solver import build_optimizers
     paddle.seed(0)
-    model = SyncNetModel(syncnet={"name": "SyncNetColor", "width_mult": WIDTH["value"]})
+    model = SyncNetModel(syncnet={"name": "SyncNetColor", "width_mult": WIDTH["value"],
+                                  "img_size": SIZE["value"]})
     if static:
         model.to_static()
     if onednn:
@@ -104,9 +110,9 @@ def paddle_generator_step(batch, expert_path, onednn=False):
     from ppgan.models.wav2lip_model import Wav2LipModel
     from ppgan.solver import build_optimizers
     paddle.seed(0)
-    width = WIDTH["value"]
-    model = Wav2LipModel(generator={"name": "Wav2Lip", "width_mult": width},
-                         discriminator={"name": "SyncNetColor", "width_mult": width},
+    width, size = WIDTH["value"], SIZE["value"]
+    model = Wav2LipModel(generator={"name": "Wav2Lip", "width_mult": width, "img_size": size},
+                         discriminator={"name": "SyncNetColor", "width_mult": width, "img_size": size},
                          syncnet_weights=expert_path, syncnet_wt=SYNC_WEIGHT)
     if onednn:
         model.use_onednn_convolutions()
@@ -122,7 +128,7 @@ def torch_expert_step(batch):
     import torch.nn.functional as F
     from torch_reference import build_torch_network
     torch.manual_seed(0)
-    net = build_torch_network("syncnet", WIDTH["value"]).train()
+    net = build_torch_network("syncnet", WIDTH["value"], SIZE["value"]).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     face, mel, label = (torch.from_numpy(batch[k]) for k in ("face", "mel", "label"))
 
@@ -141,8 +147,8 @@ def torch_generator_step(batch):
     import torch.nn.functional as F
     from torch_reference import build_torch_network
     torch.manual_seed(0)
-    generator = build_torch_network("wav2lip", WIDTH["value"]).train()
-    expert = build_torch_network("syncnet", WIDTH["value"]).eval()
+    generator = build_torch_network("wav2lip", WIDTH["value"], SIZE["value"]).train()
+    expert = build_torch_network("syncnet", WIDTH["value"], SIZE["value"]).eval()
     for param in expert.parameters():
         param.requires_grad_(False)
     optimizer = torch.optim.Adam(generator.parameters(), lr=1e-4)
@@ -177,7 +183,7 @@ def run_data_parallel(steps):
         command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
                    "--log_dir", os.path.join(tmp, "log"), os.path.abspath(__file__),
                    "--dp-worker", result, "--steps", str(steps),
-                   "--width-mult", str(WIDTH["value"])]
+                   "--width-mult", str(WIDTH["value"]), "--img-size", str(SIZE["value"])]
         subprocess.run(command, check=True, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(result) as f:
@@ -245,17 +251,22 @@ def main():
     parser.add_argument("--only", choices=("expert", "generator"), help="measure one network only")
     parser.add_argument("--width-mult", type=float, default=1.0,
                         help="shrink the networks for a quick check (1.0 = published size)")
+    parser.add_argument("--img-size", type=int, default=96,
+                        help="face size of the networks and batches (96 * 2^a * 3^b)")
     parser.add_argument("--dp-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    WIDTH["value"] = args.width_mult
+    WIDTH["value"], SIZE["value"] = args.width_mult, args.img_size
     if args.dp_worker:
         return dp_worker(args.dp_worker, args.steps)
 
+    from ppgan.inference.precision import cpu_isa
     from ppgan.models.discriminators.syncnet import SyncNetColor
     from ppgan.utils.weights import save_weights_file
     expert_batch, generator_batch = random_batches()
-    report = {"machine": "2-core AMD EPYC, no GPU", "date": "2026-11-21", "steps": args.steps,
-              "width_mult": args.width_mult,
+    report = {"date": datetime.date.today().isoformat(), "cores": os.cpu_count(),
+              "isa": list(cpu_isa()),
+              "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+              "steps": args.steps, "width_mult": args.width_mult, "img_size": args.img_size,
               "expert": {"batch": EXPERT_BATCH}, "generator": {"clips": CLIPS, "frames": FRAMES}}
     if args.only != "generator":
         measure_expert(report["expert"], expert_batch, args.steps)
@@ -264,7 +275,8 @@ def main():
     if args.only != "expert":
         with tempfile.TemporaryDirectory() as tmp:
             expert_path = os.path.join(tmp, "expert.pdparams")
-            save_weights_file(SyncNetColor(args.width_mult).state_dict(), expert_path)
+            save_weights_file(SyncNetColor(args.width_mult, img_size=args.img_size).state_dict(),
+                              expert_path)
             measure_generator(report["generator"], generator_batch, expert_path, args.steps)
     else:
         del report["generator"]

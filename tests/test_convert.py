@@ -27,10 +27,10 @@ SMALL = 0.25
 PADDLE_CLASSES = {"wav2lip": Wav2Lip, "syncnet": SyncNetColor, "disc": Wav2LipDiscQual}
 
 
-def random_torch_network(arch, width_mult, seed=0):
+def random_torch_network(arch, width_mult, seed=0, img_size=96):
     """A torch network with random weights AND random batch-norm statistics, in eval mode."""
     torch.manual_seed(seed)
-    net = build_torch_network(arch, width_mult)
+    net = build_torch_network(arch, width_mult, img_size)
     with torch.no_grad():
         for module in net.modules():
             if arch == "disc" and isinstance(module, torch.nn.Conv2d):
@@ -54,13 +54,13 @@ def save_like_the_original(net, path, legacy=False):
                _use_new_zipfile_serialization=not legacy)
 
 
-def inputs(arch, seed=0):
+def inputs(arch, seed=0, size=96):
     rng = np.random.RandomState(seed)
     if arch == "wav2lip":
-        return (rng.randn(2, 3, 1, 80, 16).astype("float32"), rng.rand(2, 6, 3, 96, 96).astype("float32"))
+        return (rng.randn(2, 3, 1, 80, 16).astype("float32"), rng.rand(2, 6, 3, size, size).astype("float32"))
     if arch == "syncnet":
-        return (rng.randn(3, 1, 80, 16).astype("float32"), rng.rand(3, 15, 48, 96).astype("float32"))
-    return (rng.rand(2, 3, 2, 96, 96).astype("float32"),)
+        return (rng.randn(3, 1, 80, 16).astype("float32"), rng.rand(3, 15, size // 2, size).astype("float32"))
+    return (rng.rand(2, 3, 2, size, size).astype("float32"),)
 
 
 def run_torch(net, arrays):
@@ -96,6 +96,23 @@ def test_converted_networks_match_pytorch(tmp_path, arch):
         load_weights(paddle_net, stats_zeroed)
         off = run_paddle(paddle_net, arrays)
         assert max(np.abs(o - w).max() for o, w in zip(off, expected)) > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["wav2lip", "syncnet", "disc"])
+@pytest.mark.parametrize("size", [192, 288])
+def test_larger_faces_match_the_torch_reference(tmp_path, arch, size):
+    # The torch reference builds the extra stages from its own description: agreeing here makes
+    # it a fair yardstick for the larger-face training-step benchmark (benchmarks/train_step.py).
+    torch_net = random_torch_network(arch, 0.125, img_size=size)
+    path = str(tmp_path / f"{arch}_{size}.pth")
+    save_like_the_original(torch_net, path)
+    paddle_net = PADDLE_CLASSES[arch](0.125, img_size=size)
+    assert load_weights(paddle_net, convert_checkpoint(path, arch, network=paddle_net)).ok
+    paddle_net.eval()
+    arrays = inputs(arch, size=size)
+    for want, have in zip(run_torch(torch_net, arrays), run_paddle(paddle_net, arrays)):
+        assert want.shape == have.shape and want.std() > 1e-3
+        np.testing.assert_allclose(have, want, atol=1e-4, rtol=0)
 
 
 def test_legacy_format_converts_like_zip(tmp_path):
