@@ -164,3 +164,14 @@ def test_finetune_recipes_are_short_differences_from_the_lrs2_recipes():
     assert expert.model.syncnet.name == "SyncNetColor" and expert.dataset.test.dataroot == expert.dataroot
     for name in ("finetune", "finetune_small", "finetune_syncnet"):
         assert len((REPO / "configs" / f"{name}.yaml").read_text().splitlines()) < 50
+
+
+@pytest.mark.parametrize("demo, recipe", [("syncnet", "syncnet"), ("wav2lip", "wav2lip"),
+                                          ("wav2lip_hq", "wav2lip_hq")])
+def test_demo_configs_are_short_differences_from_the_lrs2_recipes(demo, recipe):
+    path = REPO / "configs" / "demo" / f"{demo}.yaml"
+    text = path.read_text()
+    assert f"_base_: ../{recipe}.yaml" in text and len(text.splitlines()) < 60
+    small, full = load_config(path), load_config(REPO / "configs" / f"{recipe}.yaml")
+    assert small.model.name == full.model.name and small.optimizer.keys() == full.optimizer.keys()
+    assert small.total_iters < full.total_iters and small.dataset.train.dataroot == "data/synthetic"
