@@ -307,11 +307,24 @@ def test_config_keys_are_checked(synthetic_corpus, tmp_path):
              "did you mean 'visual_interval'"),
             ("total_iter", 5, "did you mean 'total_iters'"),
             ("total_iters", 0, "positive integer"),
-            ("snapshot_config", {"interval": 1, "keep": 2}, "'snapshot_config.keep'")]:
+            ("snapshot_config", {"interval": 1, "keep": 2}, "'snapshot_config.keep'"),
+            ("validate", {"interval": "often"}, "validate.interval in .* must be an integer"),
+            ("validate", 5, "validate in .* must be a mapping with keys interval"),
+            ("snapshot_config", {"best_mode": "up"}, "best_mode in .* must be min or max"),
+            ("enable_visualdl", "yes", "enable_visualdl in .* must be true or false")]:
         bad = load_config(path, [f"dataset.train.dataroot={synthetic_corpus}"])
         bad[key] = value
         with pytest.raises(ConfigError, match=message):
             check_config(bad, where=path)
+    # The schema supplies the defaults: of a missing block, of its missing keys, of a null value.
+    bare = load_config(path, [f"dataset.train.dataroot={synthetic_corpus}"])
+    del bare["log_config"]
+    bare.snapshot_config = {"interval": 7}
+    bare.seed = None
+    settings = check_config(bare)
+    assert (settings.log_config.interval, settings.log_config.visual_interval) == (10, 0)
+    assert (settings.snapshot_config.interval, settings.snapshot_config.keep_last) == (7, 3)
+    assert settings.seed == 0 and settings.validate.interval == bare.validate.interval
 
 
 def test_optimizer_and_scheduler_config_errors():

@@ -18,6 +18,7 @@ from ..utils.atomic import atomic_write, output_error, remove_stale_temps
 from ..utils.errors import ConfigError, TrainingError
 from ..utils.logger import get_logger
 from .checkpoint import checkpoint_name, list_checkpoints
+from .settings import LogSettings, SnapshotSettings, ValidateSettings
 
 
 def every(iteration, interval, total):
@@ -51,8 +52,8 @@ class LoggerHook(Hook):
     iteration, rank 0) and to VisualDL at the real global step.
     """
 
-    def __init__(self, interval=10):
-        self.interval = max(1, int(interval))
+    def __init__(self, settings: LogSettings):
+        self.interval = max(1, settings.interval)
         self.batch_costs, self.reader_costs = [], []
 
     def before_train(self, trainer):
@@ -129,9 +130,9 @@ class EvalHook(Hook):
     """Evaluate every ``interval`` iterations and, with ``final`` (``validate.final``), at the
     last one; metrics are averaged over ranks."""
 
-    def __init__(self, interval=0, final=True):
-        self.interval = int(interval)
-        self.final = bool(final)
+    def __init__(self, settings: ValidateSettings):
+        self.interval = settings.interval
+        self.final = settings.final
 
     def after_iter(self, trainer):
         it = trainer.iteration
@@ -149,11 +150,11 @@ class CheckpointHook(Hook):
     also writes ``best.pdparams``. The best value is hook state, so a resume keeps it.
     """
 
-    def __init__(self, interval=1000, keep_last=3, best_metric=None, best_mode="min"):
-        self.interval = int(interval)
-        self.keep_last = int(keep_last)
-        self.best_metric = best_metric
-        self.sign = 1.0 if best_mode == "min" else -1.0
+    def __init__(self, settings: SnapshotSettings):
+        self.interval = settings.interval
+        self.keep_last = settings.keep_last
+        self.best_metric = settings.best_metric
+        self.sign = 1.0 if settings.best_mode == "min" else -1.0
         self.best = None
 
     def before_train(self, trainer):
@@ -234,8 +235,8 @@ class VisualHook(Hook):
     of its frames side by side.
     """
 
-    def __init__(self, interval=0):
-        self.interval = int(interval)
+    def __init__(self, settings: LogSettings):
+        self.interval = settings.visual_interval
 
     def after_iter(self, trainer):
         it = trainer.iteration

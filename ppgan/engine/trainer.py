@@ -58,20 +58,21 @@ class Trainer:
 
     def __init__(self, cfg, config_path=None, device="auto", amp=False):
         where = config_path or "the config"
-        check_config(cfg, where)
+        # The checked trainer blocks with their defaults; cfg itself is what runs store.
+        self.settings = check_config(cfg, where)
         self.cfg = cfg
         self.config_dir = os.path.dirname(os.path.abspath(config_path)) if config_path else None
-        self.output_dir = cfg.get("output_dir") or "output"
-        self.total_iters = int(cfg.total_iters)
-        self.seed = int(cfg.get("seed") or 0)
+        self.output_dir = self.settings.output_dir
+        self.total_iters = self.settings.total_iters
+        self.seed = self.settings.seed
         self.device = resolve_device(device)
         if amp and self.device != "gpu":
             raise ConfigError("--amp needs a GPU: on CPU Paddle's autocast keeps conv2d in "
                               "float32, so it would do nothing; drop --amp or use --device gpu")
         self._setup_process()
         self.model = self._build_model(cfg.model)
-        self.onednn = self._use_onednn(cfg, where)
-        if cfg.get("to_static"):
+        self.onednn = self._use_onednn()
+        if self.settings.to_static:
             self.model.to_static()
         if self.onednn:
             switched = self.model.use_onednn_convolutions()
@@ -82,7 +83,7 @@ class Trainer:
                                            self.lr_scheduler, self.model.optimizer_keys)
         if amp:
             self.model.enable_amp(self.optimizers)
-        self.model.wrap_data_parallel(bool(cfg.get("find_unused_parameters", False)))
+        self.model.wrap_data_parallel(self.settings.find_unused_parameters)
         self.vdl = None  # opened by train(): a resume first decides what the run's log keeps
         self.resumed = False
         self.config_file = os.path.abspath(config_path) if config_path else None
@@ -101,7 +102,7 @@ class Trainer:
         comm.init_distributed()
         # One thread per process: more threads slow Paddle's CPU backward down (platform notes);
         # use data-parallel processes to fill the cores instead.
-        paddle.base.core.set_num_threads(int(self.cfg.get("threads") or 1))
+        paddle.base.core.set_num_threads(self.settings.threads)
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ConfigError(f"output_dir {self.output_dir} is a file, not a folder; choose "
                               f"another --output-dir (or -o output_dir=...)")
@@ -113,23 +114,18 @@ class Trainer:
         get_logger().info(f"rank {comm.get_rank()}/{comm.get_world_size()} on {self.device}, "
                           f"output in {self.output_dir}")
 
-    def _use_onednn(self, cfg, where):
+    def _use_onednn(self):
         """Resolve the ``onednn`` key: default on for CPU, off on GPU and with ``to_static``.
 
         oneDNN convolutions are the fastest correct CPU training path (benchmarks/BENCHMARKS.md,
         Training); whole-net ``to_static`` programs must not be compiled with oneDNN kernels
-        (their batch-norm statistics would stop updating), so the two exclude each other.
+        (their batch-norm statistics would stop updating), so the two exclude each other
+        (``TrainerSettings.check``).
         """
         from ..modules.onednn_conv import onednn_available
-        wanted = cfg.get("onednn")
-        if wanted is not None and not isinstance(wanted, bool):
-            raise ConfigError(f"onednn in {where} must be true, false or null (auto), "
-                              f"got {wanted!r}")
-        if wanted and cfg.get("to_static"):
-            raise ConfigError(f"onednn and to_static are both true in {where}; choose one "
-                              f"(onednn: true is the faster one on CPU)")
+        wanted = self.settings.onednn
         if wanted is None:
-            wanted = not cfg.get("to_static")
+            wanted = not self.settings.to_static
         return bool(wanted) and self.device == "cpu" and onednn_available()
 
     def _build_model(self, model_cfg):
@@ -141,7 +137,7 @@ class Trainer:
 
     def _visualdl(self):
         """The run's one VisualDL file (``vdl_log``), continued on a resume; rank 0 only."""
-        if not self.cfg.get("enable_visualdl") or not comm.is_main_process():
+        if not self.settings.enable_visualdl or not comm.is_main_process():
             return None
         return open_run_log(os.path.join(self.output_dir, "visualdl"),
                             resume_step=self.iteration if self.resumed else None)
@@ -152,18 +148,12 @@ class Trainer:
             dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))  # atomic, fsynced
 
     def _build_hooks(self):
-        log_cfg = self.cfg.get("log_config") or {}
-        snap_cfg = self.cfg.get("snapshot_config") or {}
-        val_cfg = self.cfg.get("validate") or {}
-        best_mode = snap_cfg.get("best_mode", "min")
-        if best_mode not in ("min", "max"):
-            raise ConfigError(f"snapshot_config.best_mode must be min or max, got {best_mode!r}")
-        return [LoggerHook(log_cfg.get("interval", 10)),
+        settings = self.settings
+        return [LoggerHook(settings.log_config),
                 LRSchedulerHook(),
-                VisualHook(log_cfg.get("visual_interval", 0)),
-                EvalHook(val_cfg.get("interval", 0), val_cfg.get("final", True)),
-                CheckpointHook(snap_cfg.get("interval", 1000), snap_cfg.get("keep_last", 3),
-                               snap_cfg.get("best_metric"), best_mode)]
+                VisualHook(settings.log_config),
+                EvalHook(settings.validate),
+                CheckpointHook(settings.snapshot_config)]
 
     def _loader(self, is_train):
         from ..datasets.builder import build_dataloader
@@ -292,7 +282,7 @@ class Trainer:
             get_logger().info(f"evaluating on the '{self.eval_split()}' split (dataset.test)")
         if self._test_loader is None:
             self._test_loader = self._loader(is_train=False)
-        max_steps = int((self.cfg.get("validate") or {}).get("max_eval_steps") or 0)
+        max_steps = self.settings.validate.max_eval_steps
         self.model.sync_batch_norm_stats()
         self.model.eval()
         bar = _eval_bar(self._test_loader, max_steps, self.eval_split(), show)
