@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ppgan.datasets.synthetic import random_speaker, sample_unit_track, synthesize_audio  # noqa: E402
+from ppgan.corpus_tools.synthetic_voice import random_speaker, sample_unit_track, synthesize_audio  # noqa: E402
 from ppgan.utils.audio import load_audio, melspectrogram  # noqa: E402
 from ppgan.utils.video import write_video  # noqa: E402
 

@@ -37,9 +37,9 @@ from paddle.io import DataLoader, Dataset  # noqa: E402
 from ppgan.datasets import build_dataloader  # noqa: E402
 from ppgan.datasets.frame_cache import CACHE_PREFIX, build_frame_cache  # noqa: E402
 from ppgan.datasets.lrs2 import SyncNetDataset, Wav2LipDataset  # noqa: E402
-from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, load_boxes_json,  # noqa: E402
-                                       preprocess_corpus)
-from ppgan.datasets.synthetic import make_synthetic_corpus  # noqa: E402
+from ppgan.corpus_tools.preprocess import preprocess_corpus  # noqa: E402
+from ppgan.corpus_tools.preprocess_video import DetectorSpec, PreprocessOptions, load_boxes_json  # noqa: E402
+from ppgan.corpus_tools.synthetic import make_synthetic_corpus  # noqa: E402
 from ppgan.utils.audio import melspectrogram  # noqa: E402
 
 T, SIZE, FPS, STEPS = 5, 96, 25, 16

@@ -155,7 +155,8 @@ def bench_evaluate(threads, clips=3, frames=250):
     """Seconds of ``evaluate_videos`` per minute of video (expert at width 0.25, 10 s clips,
     default engine), including building the scorer."""
     from ppgan.apps.evaluate import evaluate_videos
-    from ppgan.datasets.synthetic import random_speaker, synthesize_clip
+    from ppgan.corpus_tools.synthetic_faces import synthesize_clip
+    from ppgan.corpus_tools.synthetic_voice import random_speaker
     from ppgan.metrics.lse import ExpertScorer
     from ppgan.models.discriminators.syncnet import SyncNetColor
     from ppgan.utils.video import write_video

@@ -64,7 +64,8 @@ def write_clip(path, seconds):
 def write_speech(path, seconds):
     """Formant-synthesised speech (the synthetic corpus' voice) as a 16 kHz wav."""
     import numpy as np
-    from ppgan.datasets.synthetic import random_speaker, synthesize_clip
+    from ppgan.corpus_tools.synthetic_faces import synthesize_clip
+    from ppgan.corpus_tools.synthetic_voice import random_speaker
     from ppgan.utils.audio import save_wav
 
     rng = np.random.default_rng(0)

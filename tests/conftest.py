@@ -10,7 +10,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from ppgan.datasets.synthetic import make_synthetic_corpus  # noqa: E402
+from ppgan.corpus_tools.synthetic import make_synthetic_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ def _write_clip_folder(folder, frames, wav):
 def video_sets(tmp_path_factory):
     """Reference clip folders plus generated videos: exact copies (a perfect generator) and a
     copy whose audio is delayed by 3 frames."""
-    from ppgan.datasets.synthetic import random_speaker, synthesize_clip
+    from ppgan.corpus_tools.synthetic_faces import synthesize_clip
+    from ppgan.corpus_tools.synthetic_voice import random_speaker
     from ppgan.utils.video import write_video
 
     root = tmp_path_factory.mktemp("eval")

@@ -8,8 +8,8 @@ import numpy as np
 
 from ppgan.apps.full_frame import (drifting_boxes, face_detected, score_scene_result,
                                    write_scene_inputs)
-from ppgan.datasets import oracle
-from ppgan.datasets.synthetic import compose_raw_frame
+from ppgan.corpus_tools import oracle
+from ppgan.corpus_tools.synthetic_faces import compose_raw_frame
 from ppgan.utils.video import probe_video, read_video, write_video
 
 

@@ -67,7 +67,8 @@ class MouthEnergyScorer(SyncScorer):
 @pytest.fixture(scope="module")
 def talking_clips():
     """Three 4-second synthetic clips of different speakers: list of (frames, wav)."""
-    from ppgan.datasets.synthetic import random_speaker, synthesize_clip
+    from ppgan.corpus_tools.synthetic_faces import synthesize_clip
+    from ppgan.corpus_tools.synthetic_voice import random_speaker
 
     clips = []
     for seed in range(3):

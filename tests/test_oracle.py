@@ -1,4 +1,4 @@
-"""ppgan.datasets.oracle: the plan stored with every synthetic clip and the dubbing ground truth
+"""ppgan.corpus_tools.oracle: the plan stored with every synthetic clip and the dubbing ground truth
 drawn from it."""
 
 import json
@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ppgan.datasets import oracle
-from ppgan.datasets.synthetic import mouth_box, mouth_shapes, random_speaker, synthesize_clip_plan
+from ppgan.corpus_tools import oracle
+from ppgan.corpus_tools.synthetic_faces import mouth_box, synthesize_clip_plan
+from ppgan.corpus_tools.synthetic_voice import mouth_shapes, random_speaker
 from ppgan.utils.errors import DataError
 from ppgan.utils.video import read_video
 

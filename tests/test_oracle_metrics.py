@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from ppgan.apps.oracle_evaluation import evaluate_oracle, read_pairs, write_pairs
-from ppgan.datasets import oracle as corpus_oracle
-from ppgan.datasets.synthetic import _Pose, draw_face, random_speaker, synthesize_clip
+from ppgan.corpus_tools import oracle as corpus_oracle
+from ppgan.corpus_tools.synthetic_faces import HeadPose, draw_face, synthesize_clip
+from ppgan.corpus_tools.synthetic_voice import random_speaker
 from ppgan.metrics.oracle import compare_with_oracle, mouth_opening, oracle_row, pearson
 from ppgan.metrics.report import write_report
 from ppgan.utils.errors import DataError
@@ -33,12 +34,12 @@ def test_opening_tracks_the_drawn_height():
     heights, measured = [], []
     for _ in range(150):
         speaker = random_speaker(rng)
-        pose = _Pose(rng.uniform(-1.5, 1.5), rng.uniform(-1.2, 1.2), 1 + rng.uniform(-0.02, 0.02), 1.0)
+        pose = HeadPose(rng.uniform(-1.5, 1.5), rng.uniform(-1.2, 1.2), 1 + rng.uniform(-0.02, 0.02), 1.0)
         shape = (rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0, 1))
         heights.append(shape[0])
         measured.append(mouth_opening(_jpeg(draw_face(speaker, shape, pose, 96)))[0])
     assert pearson(heights, measured) > 0.95
-    speaker, still = random_speaker(np.random.default_rng(1)), _Pose(0.0, 0.0, 1.0, 1.0)
+    speaker, still = random_speaker(np.random.default_rng(1)), HeadPose(0.0, 0.0, 1.0, 1.0)
     ladder = mouth_opening(np.stack([draw_face(speaker, (h, 0.6, 0.2), still, 96)
                                      for h in (0.0, 0.3, 0.6, 1.0)]))
     assert ladder[0] < 0.03 and np.all(np.diff(ladder) > 0.02)

@@ -19,7 +19,8 @@ TINY_WIDTH = 0.0625
 
 def make_speech(path, seconds, seed=0):
     """Formant-synthesised speech (the synthetic corpus' voice) written as a 16 kHz wav."""
-    from ppgan.datasets.synthetic import random_speaker, synthesize_clip
+    from ppgan.corpus_tools.synthetic_faces import synthesize_clip
+    from ppgan.corpus_tools.synthetic_voice import random_speaker
 
     rng = np.random.default_rng(seed)
     num_frames = int(np.ceil(seconds * 25))
@@ -103,7 +104,8 @@ def test_still_photo_with_speech_changes_only_the_lower_face(media, tmp_path):
 
 
 def test_synthetic_video_with_shorter_audio_is_truncated(media, tmp_path):
-    from ppgan.datasets.synthetic import random_speaker, synthesize_clip
+    from ppgan.corpus_tools.synthetic_faces import synthesize_clip
+    from ppgan.corpus_tools.synthetic_voice import random_speaker
 
     rng = np.random.default_rng(2)  # a speaker whose drawn face Haar detects
     frames, _, _ = synthesize_clip(rng, random_speaker(rng), 40, img_size=160)

@@ -13,8 +13,8 @@ import pytest
 
 from ppgan.datasets.frame_cache import CACHE_PREFIX, find_frame_cache, scan_jpgs
 from ppgan.datasets.lrs2 import Wav2LipDataset
-from ppgan.datasets.preprocess import (DetectorSpec, PreprocessOptions, assign_splits, load_boxes_json,
-                                       preprocess_corpus, process_video)
+from ppgan.corpus_tools.preprocess import assign_splits, preprocess_corpus
+from ppgan.corpus_tools.preprocess_video import DetectorSpec, PreprocessOptions, load_boxes_json, process_video
 from ppgan.faceutils.detector import FaceDetector
 from ppgan.utils.audio import load_audio, melspectrogram
 from ppgan.utils.cli import run_main

@@ -1,4 +1,4 @@
-"""ppgan.datasets.synthetic and tools/make_synthetic_data.py: layout, determinism, and that mouth and
+"""ppgan.corpus_tools.synthetic* and tools/make_synthetic_data.py: layout, determinism, and that mouth and
 voice follow the same hidden track at the same frame."""
 
 import json
@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ppgan.datasets import synthetic
-from ppgan.datasets.synthetic import (SAMPLES_PER_FRAME, UNITS, draw_face, make_synthetic_corpus,
-                                      random_speaker, split_clips, synthesize_audio, synthesize_clip)
+from ppgan.corpus_tools import synthetic, synthetic_faces
+from ppgan.corpus_tools.synthetic import make_synthetic_corpus, split_clips
+from ppgan.corpus_tools.synthetic_faces import draw_face, synthesize_clip
+from ppgan.corpus_tools.synthetic_voice import SAMPLES_PER_FRAME, UNITS, random_speaker, synthesize_audio
 from ppgan.utils.audio import load_audio, melspectrogram, to_pcm16
 from ppgan.utils.errors import ConfigError, DataError
 from ppgan.utils.video import probe_video, read_video
@@ -98,7 +99,7 @@ def test_drawn_mouth_really_moves(clips):
 
 def test_every_unit_has_its_own_mouth_in_the_lower_half():
     speaker = random_speaker(np.random.default_rng(0))
-    still = synthetic._Pose(dx=0.0, dy=0.0, scale=1.0, eye_open=1.0)
+    still = synthetic_faces.HeadPose(dx=0.0, dy=0.0, scale=1.0, eye_open=1.0)
     faces = [draw_face(speaker, (u.height, u.width, u.roundness), still, 96).astype(int) for u in UNITS]
     for i in range(len(UNITS)):
         for j in range(i + 1, len(UNITS)):
@@ -273,7 +274,7 @@ def test_existing_corpus_is_protected_and_failures_leave_nothing(tmp_path, monke
             raise RuntimeError("disk full")
         return synthetic_clip_plan(*args, **kwargs)
 
-    synthetic_clip_plan = synthetic.synthesize_clip_plan
+    synthetic_clip_plan = synthetic_faces.synthesize_clip_plan
     monkeypatch.setattr(synthetic, "synthesize_clip_plan", failing_clip)
     with pytest.raises(RuntimeError):
         make_synthetic_corpus(str(out), seed=1, overwrite=True, **options)

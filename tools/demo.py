@@ -3,7 +3,7 @@
     python tools/demo.py --out output/demo          # what `make demo` runs
 
 Stages, each a real tool or library call:
-  1. synthetic talking-face corpus          (ppgan.datasets.synthetic, as tools/make_synthetic_data.py)
+  1. synthetic talking-face corpus          (ppgan.corpus_tools.synthetic, as tools/make_synthetic_data.py)
   2. lip-sync expert training               (tools/main.py -c configs/demo/syncnet.yaml)
   3. expert accuracy on held-out clips      (tools/main.py --evaluate-only on the test split)
      independent judge: a second expert      (tools/main.py -c configs/demo/syncnet_judge.yaml:
@@ -170,7 +170,7 @@ def full_frame_results(out, corpus, test_keys, generator_weights, mel_frame_offs
     from ppgan.apps.evaluate import dubbing_pairs
     from ppgan.apps.full_frame import face_detected, score_scene_result, write_scene_inputs
     from ppgan.apps.wav2lip_predictor import Wav2LipPredictor
-    from ppgan.datasets.oracle import dub_source_indices, load_clip_plan, source_frames
+    from ppgan.corpus_tools.oracle import dub_source_indices, load_clip_plan, source_frames
 
     folder = os.path.join(out, "full_frame")
     # Haar finds some drawn speakers and not others: take the first test face it finds.
@@ -242,7 +242,7 @@ def main(argv=None):
         clock = now
 
     # 1. corpus
-    from ppgan.datasets.synthetic import make_synthetic_corpus
+    from ppgan.corpus_tools.synthetic import make_synthetic_corpus
     corpus = os.path.join(out, "corpus")
     print("== corpus", flush=True)
     info = make_synthetic_corpus(corpus, speakers=args.speakers, clips=args.clips, seed=args.seed,

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppgan.datasets.synthetic import make_synthetic_corpus  # noqa: E402
+from ppgan.corpus_tools.synthetic import make_synthetic_corpus  # noqa: E402
 from ppgan.data.contract import FACE_SIZE  # noqa: E402
 from ppgan.utils.cli import run_main  # noqa: E402
 

@@ -383,7 +383,7 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None,
         scorer), ``oracle`` (``evaluate_oracle`` result or None), ``summary`` (the numbers that
         matter, for printing and JSON).
     """
-    from ..datasets.oracle import is_synthetic_corpus
+    from ..corpus_tools.oracle import is_synthetic_corpus
     from .oracle_evaluation import evaluate_oracle
     from .wav2lip_predictor import Wav2LipPredictor
 

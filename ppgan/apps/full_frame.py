@@ -11,8 +11,9 @@ import os
 
 import numpy as np
 
-from ..datasets.oracle import dub_source_indices, load_clip_plan, render_oracle
-from ..datasets.synthetic import FPS, compose_raw_frame, draw_raw_scene, plan_raw_layout
+from ..corpus_tools.oracle import dub_source_indices, load_clip_plan, render_oracle
+from ..corpus_tools.synthetic_faces import compose_raw_frame, draw_raw_scene, plan_raw_layout
+from ..corpus_tools.synthetic_voice import FPS
 from ..metrics.oracle import compare_with_oracle
 from ..utils.errors import DataError
 

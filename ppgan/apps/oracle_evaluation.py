@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ..datasets.oracle import load_clip_plan, render_oracle, source_frames
+from ..corpus_tools.oracle import load_clip_plan, render_oracle, source_frames
 from ..metrics.oracle import (ORACLE_ROW_KEYS, ORACLE_ROW_NAMES, codec_round_trip,
                               compare_with_oracle, oracle_row)
 from ..utils.errors import DataError

@@ -1,6 +1,6 @@
 """Oracle metrics of dubbed synthetic clips: how close generated mouths are to the true ones.
 
-On the synthetic corpus the exact ground truth of a dubbing is known (``ppgan.datasets.oracle``):
+On the synthetic corpus the exact ground truth of a dubbing is known (``ppgan.corpus_tools.oracle``):
 clip A's face and head poses with the mouth shapes of clip B, whose audio drives the generator.
 Three rows compare frames with that oracle:
 

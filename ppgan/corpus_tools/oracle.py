@@ -18,8 +18,8 @@ import os
 import numpy as np
 
 from ..utils.errors import DataError
-from .synthetic import (UNITS, ClipPlan, Speaker, _Pose, compose_raw_frame, draw_raw_scene,
-                        mouth_shapes, render_faces)
+from .synthetic_faces import ClipPlan, HeadPose, compose_raw_frame, draw_raw_scene, render_faces
+from .synthetic_voice import UNITS, Speaker, mouth_shapes
 
 PLAN_FILE = "oracle.json"
 PLAN_FORMAT = 1
@@ -28,7 +28,7 @@ PLAN_FORMAT = 1
 def plan_to_dict(plan):
     """A JSON-ready dict of a ``ClipPlan`` (floats are stored exactly: JSON keeps their repr)."""
     poses = {field.name: [float(getattr(p, field.name)) for p in plan.poses]
-             for field in dataclasses.fields(_Pose)}
+             for field in dataclasses.fields(HeadPose)}
     data = {"format": PLAN_FORMAT, "img_size": int(plan.img_size),
             "speaker": dataclasses.asdict(plan.speaker),
             # unit names make the track readable and let a reader check it has the same units
@@ -55,14 +55,14 @@ def plan_from_dict(data, source="the plan"):
         speaker = Speaker(**{k: tuple(v) if isinstance(v, list) else v
                              for k, v in data["speaker"].items()})
         track = np.asarray(data["track"], dtype=np.int64)
-        columns = [data["poses"][field.name] for field in dataclasses.fields(_Pose)]
+        columns = [data["poses"][field.name] for field in dataclasses.fields(HeadPose)]
     except (KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{source} is not a synthetic clip's oracle plan ({type(exc).__name__}: "
                         f"{exc})") from None
     if len(track) == 0 or any(len(c) != len(track) for c in columns) or track.min() < 0 \
             or track.max() >= len(UNITS):
         raise DataError(f"{source}: track and poses disagree in length or hold unknown units")
-    poses = [_Pose(*values) for values in zip(*columns)]
+    poses = [HeadPose(*values) for values in zip(*columns)]
     return ClipPlan(speaker=speaker, track=track, poses=poses, img_size=int(data["img_size"]),
                     raw=data.get("raw"))
 
