@@ -23,8 +23,9 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 # layer above agrees on (face size, mel windows); modules are the network building blocks;
 # inference runs an exported Paddle program and knows no network; metrics measure (LSE protocol,
 # image metrics, the scorers' embedding runner) and know no trained network of ours; models and
-# face detectors are the networks, the solver builds optimizers for them; datasets read corpora
-# (preprocessing detects faces); the engine trains a model; apps compose everything for users.
+# face detectors are the networks, the solver builds optimizers for them; datasets read corpora;
+# the engine trains a model, and the offline corpus tools write corpora (preprocessing detects
+# faces; both use the datasets' file formats, neither needs the other); apps compose everything.
 LAYERS = (
     ("utils",),
     ("data",),
@@ -33,7 +34,7 @@ LAYERS = (
     ("metrics",),
     ("models", "faceutils", "solver"),
     ("datasets",),
-    ("engine",),
+    ("engine", "corpus_tools"),
     ("apps",),
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}

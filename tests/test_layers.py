@@ -13,7 +13,7 @@ ALLOW_LIST = {
     # engine: the checkpoint's inference spec (the engine helper's part)
     "ppgan.engine.trainer -> ppgan.inference.spec",
     # layers' part
-    "ppgan.datasets.oracle -> ppgan.apps.frame_io",
+    "ppgan.corpus_tools.oracle -> ppgan.apps.frame_io",
     "ppgan.metrics.lse -> ppgan.models.probe",
     "ppgan.metrics.lse -> ppgan.models.discriminators.syncnet",
     "ppgan.utils.convert -> ppgan.models.discriminators.syncnet",
@@ -21,10 +21,9 @@ ALLOW_LIST = {
     "ppgan.utils.convert -> ppgan.models.generators.wav2lip",
     "ppgan.utils.convert -> ppgan.faceutils.s3fd",
     "ppgan.utils.convert -> ppgan.metrics.syncnet_v2",
-    "apps / datasets",
+    "apps / corpus_tools",
     "data / faceutils / inference / metrics / models / modules / utils",
     "ppgan.apps.evaluate / ppgan.apps.oracle_evaluation",
-    "ppgan.datasets.oracle / ppgan.datasets.synthetic",
 }
 
 EDGES = import_edges()
