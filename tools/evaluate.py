@@ -103,9 +103,10 @@ def run_oracle(args):
     """--oracle: dub the split with --generator, or score --videos; print the tables."""
     from ppgan.apps.evaluate import evaluate_generator_on_split, evaluate_videos
     from ppgan.apps.oracle_evaluation import evaluate_oracle
-    from ppgan.datasets.lrs2 import read_filelist, resolve_filelist
+    from ppgan.datasets.lrs2 import read_filelist
     from ppgan.metrics.lse import build_sync_scorer
     from ppgan.metrics.report import write_report
+    from ppgan.utils.config_paths import resolve_config_path
 
     scorer_cfg = scorer_config(args)
     scorer = build_sync_scorer(scorer_cfg) if scorer_cfg else None
@@ -113,7 +114,7 @@ def run_oracle(args):
         from ppgan.apps.generator_loader import load_generator
 
         out = args.out or os.path.join("output", "oracle_evaluation")
-        keys = read_filelist(resolve_filelist(args.split, args.reference))
+        keys = read_filelist(resolve_config_path(args.split, "filelist", anchor=args.reference))
         offset = (args.mel_frame_offset if args.mel_frame_offset is not None
                   else trained_offset(args.generator))
         result = evaluate_generator_on_split(

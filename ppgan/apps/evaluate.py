@@ -445,12 +445,13 @@ def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_
     Returns:
         as ``evaluate_generator_on_split``.
     """
-    from ..datasets.lrs2 import read_filelist, resolve_dataroot, resolve_filelist
+    from ..datasets.lrs2 import read_filelist
     from ..metrics.lse import ExpertScorer
+    from ..utils.config_paths import resolve_config_path
 
     test = cfg["dataset"]["test"]
-    dataroot = resolve_dataroot(test["dataroot"], config_dir)
-    keys = read_filelist(resolve_filelist(test["filelist"], dataroot, config_dir), dataroot)
+    dataroot = resolve_config_path(test["dataroot"], "dataroot", config_dir)
+    keys = read_filelist(resolve_config_path(test["filelist"], "filelist", config_dir, anchor=dataroot), dataroot)
     out_dir = out_dir or os.path.join(cfg.get("output_dir") or "output", "evaluation")
     # Generate with the audio alignment the generator was trained with, so a config that keeps
     # the reference's one-frame-early training windows is not scored one frame out of step.

@@ -23,12 +23,11 @@ Samples come in two forms: ``compact_item(i)`` holds the frames as uint8 (4-6x f
 ``build_dataloader`` moves between processes) and ``expand_batch`` turns a batch of those into the
 float32 network input; ``dataset[i]`` is exactly ``expand_batch`` of a batch of one.
 
-Paths: ``dataroot`` absolute as given; a relative one is looked up in the working directory,
-then in ``config_dir`` (the folder of the config file) and its two parents. ``filelist``
-absolute as given, else relative to ``dataroot``, else a split name (``train`` ->
-``<dataroot>/train.txt``), else relative to ``config_dir`` and its two parents (so
-``filelists/train.txt`` from ``configs/x.yaml`` finds the project's ``filelists/``); never the
-working directory.
+Paths follow the one rule of ``ppgan.utils.config_paths``: ``dataroot`` absolute as given, else
+in the working directory, then in ``config_dir`` (the folder of the config file) and its two
+parents; ``filelist`` absolute as given, else in ``dataroot`` (a split name ``train`` finds
+``<dataroot>/train.txt``), then beside the config (so ``filelists/train.txt`` from
+``configs/x.yaml`` finds the project's ``filelists/``); never the working directory.
 """
 
 import collections
@@ -42,6 +41,7 @@ from ..data.contract import (FACE_SIZE, SYNC_T, TRAIN_MEL_FRAME_OFFSET, check_fa
                              lower_half_stack, mel_window_fits, mel_windows, to_unit_float)
 from ..utils.audio import MEL_STEP_SIZE, NUM_MELS, load_audio, melspectrogram
 from ..utils.comm import is_main_process
+from ..utils.config_paths import resolve_config_path
 from ..utils.errors import ConfigError, DataError, MediaError
 from ..utils.logger import get_logger
 from .augment import build_augment
@@ -51,50 +51,6 @@ from .frame_cache import (UnreadableFrame, build_frame_cache, decode_frame, find
 
 MAX_ATTEMPTS = 16  # samples tried in a row before unreadable data is reported instead of skipped
 _MEL_CACHE_BYTES = 64 << 20  # per process: a few hundred LRS2 clips' mels
-
-
-def _config_folders(config_dir):
-    """The config file's folder and up to two parents (configs/demo/x.yaml reaches the project root)."""
-    if not config_dir:
-        return []
-    folders = [os.path.abspath(config_dir)]
-    for _ in range(2):
-        parent = os.path.dirname(folders[-1])
-        if parent == folders[-1]:
-            break
-        folders.append(parent)
-    return folders
-
-
-def resolve_dataroot(dataroot, config_dir=None):
-    """The corpus folder: absolute as given; relative ones in the CWD, then beside the config."""
-    if not dataroot:
-        raise ConfigError("dataset 'dataroot' is empty: set it to the preprocessed corpus folder")
-    if os.path.isabs(dataroot):
-        candidates = [dataroot]
-    else:
-        candidates = [os.path.abspath(dataroot)] + [os.path.join(f, dataroot) for f in _config_folders(config_dir)]
-    for path in candidates:
-        if os.path.isdir(path):
-            return os.path.abspath(path)
-    raise DataError(f"corpus folder {dataroot!r} not found (looked in {', '.join(candidates)}): "
-                    f"run tools/preprocess.py or fix dataset.dataroot")
-
-
-def resolve_filelist(filelist, dataroot, config_dir=None):
-    """The split list: absolute; in ``dataroot``; a split name in ``dataroot``; beside the config."""
-    if not filelist:
-        raise ConfigError("dataset 'filelist' is empty: name a split list such as train.txt")
-    if os.path.isabs(filelist):
-        candidates = [filelist]
-    else:
-        candidates = [os.path.join(dataroot, filelist), os.path.join(dataroot, filelist + ".txt")]
-        candidates += [os.path.join(f, filelist) for f in _config_folders(config_dir)]
-    for path in candidates:
-        if os.path.isfile(path):
-            return os.path.abspath(path)
-    raise DataError(f"filelist {filelist!r} not found (looked in {', '.join(candidates)}): "
-                    f"fix dataset.filelist")
 
 
 def read_filelist(path, root=None):
@@ -158,8 +114,8 @@ class LipSyncWindows(Dataset):
         self.img_size, self.syncnet_T, self.mel_step_size, self.fps = img_size, syncnet_T, mel_step_size, fps
         self.seed, self.is_train, self.epoch = int(seed), bool(is_train), 0
         self.augment = build_augment(augment) if is_train else None
-        self.dataroot = resolve_dataroot(dataroot, config_dir)
-        self.filelist = resolve_filelist(filelist, self.dataroot, config_dir)
+        self.dataroot = resolve_config_path(dataroot, "dataroot", config_dir)
+        self.filelist = resolve_config_path(filelist, "filelist", config_dir, anchor=self.dataroot)
         self.skipped_samples = 0
         self._bad_files = set()
         self.frame_cache = bool(frame_cache)

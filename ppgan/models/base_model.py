@@ -26,14 +26,6 @@ def unwrap(net):
     return net._layers if isinstance(net, paddle.DataParallel) else net
 
 
-def resolve_path(path, config_dir=None):
-    """A relative path resolves against the working directory first, then the config's folder."""
-    if not path or os.path.isabs(path) or os.path.exists(path) or not config_dir:
-        return path
-    beside_config = os.path.join(config_dir, path)
-    return beside_config if os.path.exists(beside_config) else path
-
-
 def apply_init(net, init_type, where):
     """Re-initialise ``net`` with ``init_type`` ('normal' / 'kaiming'); None keeps Paddle's init."""
     from ..modules.init import INIT_TYPES, init_weights

@@ -12,9 +12,10 @@ state, so checkpoints carry it and a resumed run continues with the same weight.
 import paddle
 
 from ..data.contract import lower_half_stack
+from ..utils.config_paths import resolve_config_path
 from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
-from .base_model import BaseModel, MetricSums, apply_init, resolve_path, to_tensor
+from .base_model import BaseModel, MetricSums, apply_init, to_tensor
 from .builder import MODELS, build_discriminator, build_generator
 from .losses import L1Loss, SyncLoss
 
@@ -51,7 +52,8 @@ class Wav2LipModel(BaseModel):
         syncnet_wt_target: weight once the eval sync loss is low enough. Default: 0.01.
         syncnet_wt_threshold: eval sync loss below which the weight switches. Default: 0.75.
         init_type: generator init, 'normal' / 'kaiming' / None. Default: 'normal'.
-        config_dir: folder of the config file, to resolve a relative ``syncnet_weights``.
+        config_dir: folder of the config file, to resolve a relative ``syncnet_weights`` (working
+            directory, then beside the config: ``ppgan.utils.config_paths``).
     """
 
     optimizer_keys = ("optimizer_G",)
@@ -71,8 +73,9 @@ class Wav2LipModel(BaseModel):
         expert = build_discriminator(discriminator, where=self.expert_key)
         check_same_face_size(netG, expert, self.expert_key)
         self.add_net(self.expert_name, expert, frozen=True)
-        self.load_frozen_weights(self.expert_name, resolve_path(syncnet_weights, config_dir),
-                                 "model.syncnet_weights", net_name=syncnet_net_name)
+        # Unset stays None: load_frozen_weights says what the key must point to.
+        weights = resolve_config_path(syncnet_weights, "syncnet_weights", config_dir) if syncnet_weights else None
+        self.load_frozen_weights(self.expert_name, weights, "model.syncnet_weights", net_name=syncnet_net_name)
         self.syncnet_wt = float(syncnet_wt)
         self.syncnet_wt_target = float(syncnet_wt_target)
         self.syncnet_wt_threshold = float(syncnet_wt_threshold)
