@@ -14,7 +14,8 @@ import pytest
 from ppgan.datasets import build_dataloader
 from ppgan.datasets.augment import WindowAugment, build_augment
 from ppgan.datasets.builder import SeededDistributedBatchSampler, set_loader_epoch
-from ppgan.datasets.lrs2 import MAX_ATTEMPTS, SyncNetDataset, Wav2LipDataset, window_starts
+from ppgan.datasets.lrs2 import SyncNetDataset, Wav2LipDataset
+from ppgan.datasets.windows import MAX_ATTEMPTS, window_starts
 from ppgan.utils.audio import load_audio, mel_index, melspectrogram
 from ppgan.utils.errors import ConfigError, DataError
 from ppgan.utils.logger import get_logger
@@ -357,13 +358,13 @@ def test_augmentation_off_by_default_identical_across_frames(synthetic_corpus):
 
 
 def test_mels_come_from_the_cache_never_recomputed_per_sample(synthetic_corpus, monkeypatch):
-    import ppgan.datasets.lrs2 as lrs2
+    import ppgan.datasets.corpus as corpus
 
     data = Wav2LipDataset(str(synthetic_corpus), "train")
     loads = []
     real_load = np.load
-    monkeypatch.setattr(lrs2, "melspectrogram", lambda wav: pytest.fail("mel recomputed for a sample"))
-    monkeypatch.setattr(lrs2, "load_audio", lambda path: pytest.fail("audio decoded for a sample"))
+    monkeypatch.setattr(corpus, "melspectrogram", lambda wav: pytest.fail("mel recomputed for a sample"))
+    monkeypatch.setattr(corpus, "load_audio", lambda path: pytest.fail("audio decoded for a sample"))
     monkeypatch.setattr(np, "load", lambda path, *a, **k: loads.append(path) or real_load(path, *a, **k))
     for i in range(len(data)):
         data[i]

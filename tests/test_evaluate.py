@@ -199,7 +199,7 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_generator_evaluation_on_the_test_split(synthetic_corpus, tmp_path):
     import paddle
     from ppgan.apps.evaluate import evaluate_generator_from_config
-    from ppgan.datasets.lrs2 import read_filelist
+    from ppgan.datasets.corpus import read_filelist
     from ppgan.models.discriminators.syncnet import SyncNetColor
     from ppgan.models.generators.wav2lip import Wav2Lip
     from ppgan.utils.video import probe_video

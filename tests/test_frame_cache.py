@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ppgan.datasets.frame_cache as frame_cache
-import ppgan.datasets.lrs2 as lrs2
+import ppgan.datasets.corpus as corpus
 from ppgan.datasets.frame_cache import (CACHE_PREFIX, FrameCacheWriter, build_frame_cache, find_frame_cache,
                                         scan_jpgs)
 from ppgan.datasets.lrs2 import SyncNetDataset, Wav2LipDataset
@@ -57,7 +57,7 @@ def decodes(monkeypatch):
         return decode
 
     monkeypatch.setattr(frame_cache, "decode_frame", counting("build"))
-    monkeypatch.setattr(lrs2, "decode_frame", counting("direct"))
+    monkeypatch.setattr(corpus, "decode_frame", counting("direct"))
     return calls
 
 

@@ -136,7 +136,7 @@ def decay_schedule(iterations, decay_share=0.4):
 
 
 def read_keys(corpus, split):
-    from ppgan.datasets.lrs2 import read_filelist
+    from ppgan.datasets.corpus import read_filelist
 
     return read_filelist(os.path.join(corpus, f"{split}.txt"))
 

@@ -103,7 +103,7 @@ def run_oracle(args):
     """--oracle: dub the split with --generator, or score --videos; print the tables."""
     from ppgan.apps.evaluate import evaluate_generator_on_split, evaluate_videos
     from ppgan.apps.oracle_evaluation import evaluate_oracle
-    from ppgan.datasets.lrs2 import read_filelist
+    from ppgan.datasets.corpus import read_filelist
     from ppgan.metrics.lse import build_sync_scorer
     from ppgan.metrics.report import write_report
     from ppgan.utils.config_paths import resolve_config_path

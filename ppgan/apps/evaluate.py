@@ -445,7 +445,7 @@ def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_
     Returns:
         as ``evaluate_generator_on_split``.
     """
-    from ..datasets.lrs2 import read_filelist
+    from ..datasets.corpus import read_filelist
     from ..metrics.lse import ExpertScorer
     from ..utils.config_paths import resolve_config_path
 

@@ -1,7 +1,9 @@
 """Datasets over the preprocessed corpus layout, and the loaders that feed them to the trainer.
 
-``lrs2`` holds the two registered datasets, ``frame_cache`` the per-clip cache format; the tools
-that write corpora live in ``ppgan.corpus_tools``.
+``corpus`` reads a corpus (filelists, clips, mel and frame caches; ``frame_cache`` is the cache
+file format), ``windows`` turns its clips into reproducible sample windows, ``lrs2`` holds the two
+registered datasets, ``builder`` the registry and loaders. The tools that write corpora live in
+``ppgan.corpus_tools``.
 """
 
 from .builder import DATASETS  # noqa: F401
