@@ -286,8 +286,11 @@ def test_missing_mel_cache_is_computed_once_and_kept(corpus_copy):
     original = np.load(mel_path)
     mel_path.unlink()
     data = SyncNetDataset(str(corpus_copy), "train")
-    np.testing.assert_allclose(np.load(mel_path), original, atol=1e-6)
+    assert not mel_path.exists()  # by default kept in memory only
     clip_number = data.clip_keys.index(clip)
+    np.testing.assert_allclose(data.mel(clip_number), original, atol=1e-6)
+    data = SyncNetDataset(str(corpus_copy), "train", cache_dir=str(corpus_copy))  # asked: beside the clip
+    np.testing.assert_allclose(np.load(mel_path), original, atol=1e-6)
     np.testing.assert_allclose(data.mel(clip_number), original, atol=1e-6)
 
 

@@ -1,5 +1,6 @@
-"""Per-clip uint8 frame caches: written with the corpus, built once when missing, equal to the
-decoded JPEGs, rebuilt when stale, never half-written, and bypassed for clips with a bad JPEG."""
+"""Per-clip uint8 frame caches: written with the corpus, built once when missing (where the
+dataset's cache_dir says; here the dataroot itself, beside the clips), equal to the decoded JPEGs,
+rebuilt when stale, never half-written, and bypassed for clips with a bad JPEG."""
 
 import glob
 import os
@@ -71,7 +72,7 @@ def test_synthetic_corpus_ships_caches_equal_to_the_decoded_jpgs(synthetic_corpu
 
 
 def test_missing_cache_is_built_once_then_reused(bare_corpus, decodes):
-    data = Wav2LipDataset(str(bare_corpus), "train", is_train=False)
+    data = Wav2LipDataset(str(bare_corpus), "train", is_train=False, cache_dir=str(bare_corpus))
     clip, start = data.window(0)
     clip_dir = data.clip_dirs[clip]
     item = data[0]
@@ -86,7 +87,7 @@ def test_missing_cache_is_built_once_then_reused(bare_corpus, decodes):
     for i in windows_of_clip:
         data[i]
     # Another process (a new dataset) finds the cache: nothing is decoded or rewritten.
-    again = SyncNetDataset(str(bare_corpus), "train", is_train=False)
+    again = SyncNetDataset(str(bare_corpus), "train", is_train=False, cache_dir=str(bare_corpus))
     for i in range(len(again)):
         if again.clip_dirs[again.window(i)[0]] == clip_dir:
             again[i]
@@ -101,7 +102,7 @@ def test_stale_caches_are_detected_and_rebuilt(bare_corpus):
     # 1. A frame rewritten with other content (another size): another name is looked for.
     cv2.imwrite(str(clip_dir / "3.jpg"), np.zeros((96, 96, 3), np.uint8))
     assert find_frame_cache(str(clip_dir), 96, scan_jpgs(str(clip_dir))) is None
-    data = Wav2LipDataset(str(bare_corpus), "train", is_train=False)
+    data = Wav2LipDataset(str(bare_corpus), "train", is_train=False, cache_dir=str(bare_corpus))
     clip = data.clip_dirs.index(str(clip_dir))
     np.testing.assert_array_equal(data.read_frames(clip, [3])[0], cv2.imread(str(clip_dir / "3.jpg")).transpose(2, 0, 1))
     (path,) = caches_in(clip_dir)  # rebuilt, and the stale file deleted
@@ -156,7 +157,7 @@ def test_failed_writes_leave_no_file_and_samples_still_come(bare_corpus, monkeyp
         raise PermissionError(13, "Read-only file system", dst)
 
     monkeypatch.setattr(frame_cache.os, "replace", refuse)
-    data = Wav2LipDataset(str(bare_corpus), "train", is_train=False)
+    data = Wav2LipDataset(str(bare_corpus), "train", is_train=False, cache_dir=str(bare_corpus))
     plain = Wav2LipDataset(str(bare_corpus), "train", is_train=False, frame_cache=False)
     for i in (0, 1, 2, len(data) - 1):
         np.testing.assert_array_equal(data[i]["x"], plain[i]["x"])
@@ -167,7 +168,7 @@ def test_failed_writes_leave_no_file_and_samples_still_come(bare_corpus, monkeyp
 
 
 def test_clip_with_a_corrupt_jpg_is_not_cached_and_reported_once(bare_corpus, ppgan_log, decodes):
-    data = SyncNetDataset(str(bare_corpus), "train", is_train=False)
+    data = SyncNetDataset(str(bare_corpus), "train", is_train=False, cache_dir=str(bare_corpus))
     clip, start = data.window(0)
     clip_dir = data.clip_dirs[clip]
     corrupt = os.path.join(clip_dir, f"{start + 2}.jpg")
@@ -194,6 +195,6 @@ def test_frame_cache_off_reads_jpgs_only(bare_corpus, decodes):
     items = [plain[i] for i in range(len(plain))]
     assert decodes == {"build": 0, "direct": 10 * len(plain)}  # target + reference, every time
     assert all(caches_in(clip) == [] for clip in plain.clip_dirs)
-    cached = Wav2LipDataset(str(bare_corpus), "val", is_train=False)
+    cached = Wav2LipDataset(str(bare_corpus), "val", is_train=False, cache_dir=str(bare_corpus))
     for i, item in enumerate(items):
         assert all(np.array_equal(value, cached[i][key]) for key, value in item.items())

@@ -14,11 +14,20 @@ parents; ``filelist`` absolute as given, else in ``dataroot`` (a split name ``tr
 ``<dataroot>/train.txt``), then beside the config (so ``filelists/train.txt`` from
 ``configs/x.yaml`` finds the project's ``filelists/``); never the working directory.
 
-Mels are read from each clip's cache, never recomputed per sample; a process keeps the recently
-used ones in memory. Frames are read from the clip's frame cache, built from the JPEGs the first
-time a process needs a clip whose cache is missing or stale (and written for later runs); a clip
-with an undecodable JPEG is not cached and is read frame by frame, so the bad frame is skipped,
-counted and reported.
+Reading never writes into the corpus unless asked. Mels are read from each clip's cache, never
+recomputed per sample; a process keeps the recently used ones in memory. Frames are read from the
+clip's frame cache when one is up to date with its JPEGs, else decoded from the JPEGs. Caches the
+corpus lacks (a mel.npy missing or holding NaN/Inf, a frame cache missing, stale or of another
+crop size) are handled by ``cache_dir``:
+
+* ``None`` (default): nothing is written; a missing mel is computed from audio.wav and kept in
+  memory, frames without a cache are decoded per sample (one warning names the key);
+* a folder: missing caches are built once and written to ``<cache_dir>/<speaker>/<clip>/`` for
+  every later process and run (looked for there after the corpus's own); setting it to the
+  dataroot itself writes them beside the clips, as this reader did before it asked.
+
+A clip with an undecodable JPEG is not cached and is read frame by frame, so the bad frame is
+skipped, counted and reported.
 """
 
 import collections
@@ -80,24 +89,30 @@ class CorpusReader:
     Args:
         dataroot, filelist, config_dir: see the module docstring.
         img_size: side S of the face crops read (crops of another size are resized).
-        frame_cache: read frames from per-clip uint8 caches, building missing ones. Default: True.
+        frame_cache: read frames from per-clip uint8 caches when present. Default: True.
+        cache_dir: where caches the corpus lacks are written (module docstring). Default: None
+            (nothing is written).
     """
 
     def __init__(self, dataroot: str, filelist: str, img_size: int, frame_cache: bool = True,
-                 config_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, config_dir: Optional[str] = None):
         self.img_size = img_size
         self.dataroot = resolve_config_path(dataroot, "dataroot", config_dir)
         self.filelist = resolve_config_path(filelist, "filelist", config_dir, anchor=self.dataroot)
+        # Created, not looked up: relative to the working directory, like output_dir.
+        self.cache_dir = os.path.abspath(cache_dir) if cache_dir else None
         self.clip_keys: List[str] = []
         self.clip_dirs: List[str] = []
         self.skipped_samples = 0
         self._bad_files = set()
         self.frame_cache = bool(frame_cache)
         self._frame_caches = {}  # clip -> CachedFrames, or None (read its JPEGs); decided at first use
-        self._cache_writable = True  # False once a cache could not be written: stop trying
+        self._cache_writable = self.cache_dir is not None  # False once a write failed: stop trying
+        self._uncached_warned = False
+        self._mel_paths = {}  # clip folder -> its mel cache in cache_dir, when the corpus's is unusable
         self._mels = collections.OrderedDict()  # clip -> (80, T) mel, least recently used first
         self._mel_bytes = 0
-        self._pinned_mels = {}  # clip folder -> mel that could not be written back to the corpus
+        self._pinned_mels = {}  # clip folder -> computed mel that is not written anywhere
 
     @property
     def num_clips(self) -> int:
@@ -122,13 +137,22 @@ class CorpusReader:
         self.clip_dirs.append(os.path.join(self.dataroot, key))
         return len(self.clip_dirs) - 1
 
+    def cache_folder(self, clip_dir: str) -> Optional[str]:
+        """``<cache_dir>/<speaker>/<clip>`` for a clip folder, or None without a ``cache_dir``."""
+        if self.cache_dir is None:
+            return None
+        return os.path.join(self.cache_dir, os.path.relpath(clip_dir, self.dataroot))
+
     # ---------------------------------------------------------------- mels
     def mel_length(self, clip_dir: str) -> int:
         """Mel length of a clip from its cache header; a missing or broken cache is rebuilt once."""
-        path = os.path.join(clip_dir, "mel.npy")
-        header = npy_header(path)
-        if header is not None and len(header[0]) == 2 and header[0][0] == NUM_MELS:
-            return header[0][1]
+        folders = [clip_dir] + ([self.cache_folder(clip_dir)] if self.cache_dir else [])
+        for folder in folders:
+            header = npy_header(os.path.join(folder, "mel.npy"))
+            if header is not None and len(header[0]) == 2 and header[0][0] == NUM_MELS:
+                if folder != clip_dir:
+                    self._mel_paths[clip_dir] = os.path.join(folder, "mel.npy")
+                return header[0][1]
         wav_path = os.path.join(clip_dir, "audio.wav")
         if not os.path.isfile(wav_path):
             raise DataError(f"clip {clip_dir} has neither a valid mel.npy nor audio.wav: re-run preprocessing")
@@ -136,20 +160,26 @@ class CorpusReader:
             mel = melspectrogram(load_audio(wav_path))
         except MediaError as exc:
             raise DataError(f"clip {clip_dir}: {exc}") from None
-        if self._store_mel(clip_dir, path, mel):
-            get_logger().info("computed the missing mel cache %s", path)
+        self._store_mel(clip_dir, mel)
         return mel.shape[1]
 
-    def _store_mel(self, clip_dir, path, mel):
-        """Write a computed mel cache; on a read-only corpus keep it in memory. True if written."""
-        try:
-            tmp = f"{path}.tmp{os.getpid()}.npy"
-            np.save(tmp, mel)
-            os.replace(tmp, path)
-            return True
-        except OSError:
-            self._pinned_mels[clip_dir] = mel
-            return False
+    def _store_mel(self, clip_dir, mel):
+        """Keep a computed mel: written to ``cache_dir`` when set and writable, else in memory."""
+        folder = self.cache_folder(clip_dir)
+        if folder is not None:
+            path = os.path.join(folder, "mel.npy")
+            try:
+                os.makedirs(folder, exist_ok=True)
+                tmp = f"{path}.tmp{os.getpid()}.npy"
+                np.save(tmp, mel)
+                os.replace(tmp, path)
+                self._mel_paths[clip_dir] = path
+                self._pinned_mels.pop(clip_dir, None)
+                get_logger().info("computed the mel of %s into %s", clip_dir, path)
+                return
+            except OSError as exc:
+                get_logger().warning("cannot write the mel cache %s (%s): kept in memory", path, exc)
+        self._pinned_mels[clip_dir] = mel
 
     def mel(self, clip: int) -> np.ndarray:
         """(80, T) float32 mel of a clip, from a small per-process LRU cache over mel.npy."""
@@ -160,7 +190,8 @@ class CorpusReader:
         if cached is not None:
             self._mels.move_to_end(clip)
             return cached
-        path = os.path.join(self.clip_dirs[clip], "mel.npy")
+        clip_dir = self.clip_dirs[clip]
+        path = self._mel_paths.get(clip_dir) or os.path.join(clip_dir, "mel.npy")
         try:
             mel = np.load(path)
         except (OSError, ValueError) as exc:
@@ -188,7 +219,7 @@ class CorpusReader:
                                         "readable audio.wav to rebuild it from; re-run "
                                         "preprocessing") from None
         get_logger().warning("%s holds NaN/Inf values: rebuilt it from %s", path, wav_path)
-        self._store_mel(self.clip_dirs[clip], path, mel)
+        self._store_mel(self.clip_dirs[clip], mel)
         return mel
 
     # ---------------------------------------------------------------- frames
@@ -212,24 +243,41 @@ class CorpusReader:
             out[k] = decode_frame(path, self.img_size).transpose(2, 0, 1)
 
     def frame_cache_of(self, clip: int) -> Optional[CachedFrames]:
-        """The clip's up-to-date frame cache, built now if missing or stale; None: read its JPEGs."""
+        """The clip's up-to-date frame cache (the corpus's, else ``cache_dir``'s, else built there
+        now when ``cache_dir`` is set); None: read its JPEGs."""
         if clip in self._frame_caches:
             return self._frame_caches[clip]
         cache, clip_dir = None, self.clip_dirs[clip]
         if self.frame_cache and os.path.isdir(clip_dir):  # a vanished clip: the JPEG reads report it
             listing = scan_jpgs(clip_dir)
+            folder = self.cache_folder(clip_dir)
             cache = find_frame_cache(clip_dir, self.img_size, listing)
-            if cache is None and self._cache_writable:
-                try:
-                    cache = build_frame_cache(clip_dir, self.img_size, listing)
-                except UnreadableFrame as bad:
-                    self.note_bad_file(bad)  # its windows are skipped when drawn, not before
-                except OSError as exc:
-                    self._cache_writable = False
-                    get_logger().warning("cannot write frame caches under %s (%s): frames are decoded "
-                                         "from the JPEGs for every sample", self.dataroot, exc)
+            if cache is None and folder is not None:
+                cache = find_frame_cache(folder, self.img_size, listing)
+            if cache is None:
+                cache = self._build_frame_cache(clip_dir, folder, listing)
         self._frame_caches[clip] = cache
         return cache
+
+    def _build_frame_cache(self, clip_dir, folder, listing):
+        """Build a missing frame cache into ``folder`` (``cache_dir``'s); None when not asked or failed."""
+        if not self._cache_writable:
+            if self.cache_dir is None and not self._uncached_warned:
+                self._uncached_warned = True
+                get_logger().warning("%s has no up-to-date %d px frame cache (first: %s): frames are decoded "
+                                     "from the JPEGs for every sample; set dataset cache_dir to build the "
+                                     "caches once (outside the corpus, or the dataroot to write beside the "
+                                     "clips)", self.dataroot, self.img_size, clip_dir)
+            return None
+        try:
+            return build_frame_cache(clip_dir, self.img_size, listing, out_dir=folder)
+        except UnreadableFrame as bad:
+            self.note_bad_file(bad)  # its windows are skipped when drawn, not before
+        except OSError as exc:
+            self._cache_writable = False
+            get_logger().warning("cannot write frame caches under %s (%s): frames are decoded "
+                                 "from the JPEGs for every sample", self.cache_dir, exc)
+        return None
 
     def note_bad_file(self, bad: UnreadableFrame) -> None:
         """Remember an unreadable file (never read again in this process) and report it once."""

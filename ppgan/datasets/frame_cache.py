@@ -4,7 +4,8 @@ Decoding the 5-10 JPEGs a training sample needs was most of its cost; copying th
 of an uncompressed array costs about a hundredth of that. The JPEGs stay the source of truth: a
 cache is only used while it provably matches them, and is rebuilt from them otherwise.
 
-File: ``<clip>/frames_<S>_<signature>.npy``, an ordinary ``.npy`` holding (N, 3, S, S) uint8 BGR
+File: ``<clip>/frames_<S>_<signature>.npy`` (or the same name in a cache folder outside the
+corpus: the datasets' ``cache_dir``), an ordinary ``.npy`` holding (N, 3, S, S) uint8 BGR
 planes, row k = the k-th frame id in ascending order, S = side (crops of another size are resized,
 as the datasets would). Planes, not pixels, because the networks take channels first: a window is
 copied out as it will be used, with no per-sample transpose. ``signature`` is 8 hex digits of a
@@ -14,7 +15,7 @@ readers look for. A cache with the right name is still stale when any jpg was mo
 (mtime) or when its size does not match its header (a truncated copy). Stale caches are rebuilt;
 a rebuild deletes the other ``frames_<S>_*.npy`` of the clip.
 
-Writes go to a hidden temp file in the clip folder, renamed into place when complete, so a reader
+Writes go to a hidden temp file in the folder the cache is written to, renamed into place when complete, so a reader
 never sees half a cache and an interrupted build leaves no cache at all. On LRS2 at S = 96 a cache
 takes about 27.6 kB per frame, several times the JPEGs; datasets and preprocessing can turn it off.
 """
@@ -198,17 +199,20 @@ class FrameCacheWriter:
     the temp file. Rows are written with ordinary writes, so a full disk raises OSError.
 
     Args:
-        clip_dir: the clip folder (the cache is written there).
+        clip_dir: the clip folder (its jpgs name the cache).
         count: number of frames that will be appended.
         img_size: side S of the frames.
+        out_dir: folder the cache is written to (created if missing). Default: ``clip_dir``.
     Raises:
-        OSError: the clip folder is not writable.
+        OSError: the folder is not writable.
     """
 
-    def __init__(self, clip_dir, count, img_size):
+    def __init__(self, clip_dir, count, img_size, out_dir=None):
         self.clip_dir, self.count, self.img_size, self.written = clip_dir, int(count), int(img_size), 0
-        self.temp_path = os.path.join(clip_dir, f".{CACHE_PREFIX}{img_size}.{os.getpid()}."
-                                                f"{next(_TEMP_NAMES)}.tmp")
+        self.out_dir = out_dir or clip_dir
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.temp_path = os.path.join(self.out_dir, f".{CACHE_PREFIX}{img_size}.{os.getpid()}."
+                                                    f"{next(_TEMP_NAMES)}.tmp")
         self._file = open(self.temp_path, "wb")
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
                   "shape": (self.count, 3, self.img_size, self.img_size)}
@@ -245,12 +249,12 @@ class FrameCacheWriter:
             self.abort()
             return None
         name = cache_file_name(self.img_size, listing)
-        final = os.path.join(self.clip_dir, name)
+        final = os.path.join(self.out_dir, name)
         os.replace(self.temp_path, final)
-        for other in os.listdir(self.clip_dir):
+        for other in os.listdir(self.out_dir):
             if other.startswith(f"{CACHE_PREFIX}{self.img_size}_") and other.endswith(".npy") and other != name:
                 try:
-                    os.remove(os.path.join(self.clip_dir, other))
+                    os.remove(os.path.join(self.out_dir, other))
                 except OSError:
                     pass  # another process removed it first, or a read-only file: stale but harmless
         return CachedFrames(final, self.data_offset, listing.ids, self.img_size)
@@ -270,19 +274,19 @@ class FrameCacheWriter:
         self.abort()  # after a commit the temp file is gone and this does nothing
 
 
-def build_frame_cache(clip_dir, img_size, listing=None):
-    """Decode every jpg of a clip once and write its cache.
+def build_frame_cache(clip_dir, img_size, listing=None, out_dir=None):
+    """Decode every jpg of a clip once and write its cache (into ``out_dir``, default the clip folder).
 
     Returns:
         ``CachedFrames`` (or None when the clip has no jpg, or its jpgs changed while decoding).
     Raises:
         UnreadableFrame: a jpg does not decode (nothing is written).
-        OSError: the clip folder is not writable.
+        OSError: the folder is not writable.
     """
     listing = listing if listing is not None else scan_jpgs(clip_dir)
     if len(listing.ids) == 0:
         return None
-    with FrameCacheWriter(clip_dir, len(listing.ids), img_size) as writer:
+    with FrameCacheWriter(clip_dir, len(listing.ids), img_size, out_dir=out_dir) as writer:
         for frame_id in listing.ids:
             writer.append(decode_frame(os.path.join(clip_dir, f"{frame_id}.jpg"), img_size))
         return writer.commit(listing)

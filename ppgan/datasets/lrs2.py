@@ -4,6 +4,8 @@ Both index reproducible windows of the clips a filelist names (``windows``) read
 (``corpus``: layout, paths, caches); here is only what their samples hold.
 """
 
+from typing import Dict, Optional
+
 import numpy as np
 
 from ..data.contract import FACE_SIZE, SYNC_T, TRAIN_MEL_FRAME_OFFSET, generator_faces, lower_half_stack, to_unit_float
@@ -32,7 +34,9 @@ class SyncNetDataset(LipSyncWindows):
         seed: seeds every per-sample draw. Default: 0.
         augment: ``WindowAugment`` config (training only). Default: None (off).
         is_train: training (draws change with ``set_epoch``) or validation (fixed). Default: True.
-        frame_cache: read frames from per-clip uint8 caches, building missing ones. Default: True.
+        frame_cache: read frames from per-clip uint8 caches when present. Default: True.
+        cache_dir: folder where caches the corpus lacks are written (the dataroot itself: beside
+            the clips). Default: None, nothing is written (``corpus``).
 
     Item (dict of float32 arrays): ``face`` (3T, S/2, S) lower halves of the T frames stacked on
     channels (frame t in channels 3t..3t+2), BGR in [0, 1]; ``mel`` (1, 80, mel_step_size);
@@ -40,16 +44,19 @@ class SyncNetDataset(LipSyncWindows):
     ``face``.
     """
 
-    def __init__(self, dataroot, filelist, img_size=FACE_SIZE, syncnet_T=SYNC_T, mel_step_size=MEL_STEP_SIZE,
-                 fps=25, min_offset=5, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
+    def __init__(self, dataroot: str, filelist: str, img_size: int = FACE_SIZE, syncnet_T: int = SYNC_T,
+                 mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, min_offset: int = 5, seed: int = 0,
+                 augment: Optional[dict] = None, is_train: bool = True, frame_cache: bool = True,
+                 cache_dir: Optional[str] = None, config_dir: Optional[str] = None):
         if not isinstance(min_offset, int) or min_offset < 1:
             raise ConfigError(f"dataset.min_offset must be a positive integer (frames), got {min_offset!r}")
         self.min_offset = min_offset
         super().__init__(dataroot, filelist, img_size=img_size, syncnet_T=syncnet_T,
                          mel_step_size=mel_step_size, fps=fps, seed=seed, augment=augment,
-                         is_train=is_train, frame_cache=frame_cache, config_dir=config_dir)
+                         is_train=is_train, frame_cache=frame_cache, cache_dir=cache_dir,
+                         config_dir=config_dir)
 
-    def _usable_starts(self, video_starts, mel_len):
+    def _usable_starts(self, video_starts: np.ndarray, mel_len: int) -> np.ndarray:
         starts = super()._usable_starts(video_starts, mel_len)
         if len(starts) == 0:
             return starts
@@ -58,7 +65,8 @@ class SyncNetDataset(LipSyncWindows):
                        (video_starts[-1] - starts >= self.min_offset)
         return starts[has_negative]
 
-    def _make_sample(self, window_index, requested_index, epoch, rng):
+    def _make_sample(self, window_index: int, requested_index: int, epoch: int,
+                     rng: np.random.Generator) -> Dict[str, np.ndarray]:
         clip, start = self.window(window_index)
         positive = (requested_index + epoch) % 2 == 0
         video_start = start
@@ -73,7 +81,7 @@ class SyncNetDataset(LipSyncWindows):
                 "mel": self.mel_window(clip, start)[None],
                 "label": np.array([1.0 if positive else 0.0], dtype=np.float32)}
 
-    def expand_batch(self, batch):
+    def expand_batch(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """{frames (B, 3T, S/2, S) uint8, mel, label} -> {face float32 in [0, 1], mel, label}."""
         return {"face": to_unit_float(batch["frames"]), "mel": batch["mel"], "label": batch["label"]}
 
@@ -99,7 +107,9 @@ class Wav2LipDataset(LipSyncWindows):
         seed: seeds every per-sample draw. Default: 0.
         augment: ``WindowAugment`` config, one draw for target and reference (training only). Default: None.
         is_train: training (draws change with ``set_epoch``) or validation (fixed). Default: True.
-        frame_cache: read frames from per-clip uint8 caches, building missing ones. Default: True.
+        frame_cache: read frames from per-clip uint8 caches when present. Default: True.
+        cache_dir: folder where caches the corpus lacks are written (the dataroot itself: beside
+            the clips). Default: None, nothing is written (``corpus``).
 
     Item (dict of float32 arrays): ``x`` (6, T, S, S) masked target + reference, BGR in [0, 1];
     ``indiv_mels`` (T, 1, 80, mel_step_size); ``mel`` (1, 80, mel_step_size); ``y`` (3, T, S, S).
@@ -107,16 +117,19 @@ class Wav2LipDataset(LipSyncWindows):
     of ``x`` and ``y``.
     """
 
-    def __init__(self, dataroot, filelist, img_size=FACE_SIZE, syncnet_T=SYNC_T, mel_step_size=MEL_STEP_SIZE,
-                 fps=25, mel_frame_offset=TRAIN_MEL_FRAME_OFFSET, seed=0, augment=None, is_train=True, frame_cache=True, config_dir=None):
+    def __init__(self, dataroot: str, filelist: str, img_size: int = FACE_SIZE, syncnet_T: int = SYNC_T,
+                 mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, mel_frame_offset: int = TRAIN_MEL_FRAME_OFFSET,
+                 seed: int = 0, augment: Optional[dict] = None, is_train: bool = True, frame_cache: bool = True,
+                 cache_dir: Optional[str] = None, config_dir: Optional[str] = None):
         if not isinstance(mel_frame_offset, int):
             raise ConfigError(f"dataset.mel_frame_offset must be an integer (frames), got {mel_frame_offset!r}")
         self.mel_frame_offset = mel_frame_offset
         super().__init__(dataroot, filelist, img_size=img_size, syncnet_T=syncnet_T,
                          mel_step_size=mel_step_size, fps=fps, seed=seed, augment=augment,
-                         is_train=is_train, frame_cache=frame_cache, config_dir=config_dir)
+                         is_train=is_train, frame_cache=frame_cache, cache_dir=cache_dir,
+                         config_dir=config_dir)
 
-    def _usable_starts(self, video_starts, mel_len):
+    def _usable_starts(self, video_starts: np.ndarray, mel_len: int) -> np.ndarray:
         starts = super()._usable_starts(video_starts, mel_len)
         first = starts + self.mel_frame_offset
         last = starts + self.syncnet_T - 1 + self.mel_frame_offset
@@ -124,7 +137,8 @@ class Wav2LipDataset(LipSyncWindows):
         # A reference needs a second window in the clip.
         return starts if len(video_starts) >= 2 else starts[:0]
 
-    def _make_sample(self, window_index, requested_index, epoch, rng):
+    def _make_sample(self, window_index: int, requested_index: int, epoch: int,
+                     rng: np.random.Generator) -> Dict[str, np.ndarray]:
         clip, start = self.window(window_index)
         video_windows = self.clip_video_starts[clip]
         others = video_windows[video_windows != start]
@@ -135,7 +149,7 @@ class Wav2LipDataset(LipSyncWindows):
                 "indiv_mels": indiv_mels[:, None],
                 "mel": self.mel_window(clip, start)[None]}
 
-    def expand_batch(self, batch):
+    def expand_batch(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """{frames (B, 2T, 3, S, S) uint8, indiv_mels, mel} -> {x, indiv_mels, mel, y} float32."""
         # (B, 3, 2T, S, S) view: converting through it moves whole S x S planes, no transpose copy.
         frames, steps = batch["frames"].transpose(0, 2, 1, 3, 4), self.syncnet_T

@@ -49,7 +49,8 @@ class LipSyncWindows(CorpusReader, Dataset):
 
     def __init__(self, dataroot: str, filelist: str, img_size: int = FACE_SIZE, syncnet_T: int = SYNC_T,
                  mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, seed: int = 0, augment: Optional[dict] = None,
-                 is_train: bool = True, frame_cache: bool = True, config_dir: Optional[str] = None):
+                 is_train: bool = True, frame_cache: bool = True, cache_dir: Optional[str] = None,
+                 config_dir: Optional[str] = None):
         check_face_size(img_size, "dataset.img_size")
         for key, value in dict(syncnet_T=syncnet_T, mel_step_size=mel_step_size).items():
             if not isinstance(value, int) or value <= 0:
@@ -59,7 +60,8 @@ class LipSyncWindows(CorpusReader, Dataset):
         if not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"the dataset seed must be a non-negative integer, got {seed!r}")
         Dataset.__init__(self)
-        CorpusReader.__init__(self, dataroot, filelist, img_size, frame_cache=frame_cache, config_dir=config_dir)
+        CorpusReader.__init__(self, dataroot, filelist, img_size, frame_cache=frame_cache, cache_dir=cache_dir,
+                              config_dir=config_dir)
         self.syncnet_T, self.mel_step_size, self.fps = syncnet_T, mel_step_size, fps
         self.seed, self.is_train, self.epoch = int(seed), bool(is_train), 0
         self.augment = build_augment(augment) if is_train else None
