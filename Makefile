@@ -1,5 +1,6 @@
 # make demo : the whole pipeline on the built-in synthetic corpus (no downloads)
-# make test : the test suite (CPU only)
+# make test : the type check, then the test suite (CPU only)
+# make typecheck : mypy over ppgan (config in mypy.ini)
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 # tests/paddlegan_reference.py in a subprocess.
 PADDLEGAN_REF := $(VENV)/paddlegan-ref/.installed
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test typecheck install clean-demo
 
 install: $(STAMP) $(PADDLEGAN_REF)
 
@@ -18,7 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q -r requirements-dev.txt || \
-	  (echo "note: torch==2.13.0 not installable here; parity tests will be skipped" && $(PIP) install -q pytest)
+	  (echo "note: torch==2.13.0 not installable here; parity tests will be skipped" && \
+	   $(PIP) install -q pytest $$(grep '^mypy==' requirements-dev.txt))
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -30,7 +32,11 @@ $(PADDLEGAN_REF): $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py --out output/demo
 
-test: $(STAMP) $(PADDLEGAN_REF)
+# Type hints are part of the public API (issue 17): a wrong hint fails CI before the tests run.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) $(PADDLEGAN_REF) typecheck
 	$(PY) -m pytest -q tests
 
 clean-demo:

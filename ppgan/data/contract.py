@@ -28,7 +28,9 @@ network input whichever path produced it (``tests/test_contract.py`` checks that
 Layouts: images are (H, W, 3) uint8 BGR; network faces are channels-first float32 in [0, 1].
 """
 
-from typing import Sequence, Tuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -43,6 +45,12 @@ MEL_SILENCE = -MAX_ABS_VALUE    # mel value of digital silence (the normalised f
 STAGE_FACTORS = (2, 3)          # downsampling factors of the stages that bring a face to 96
 RESIZE_POLICY = "area-down-linear-up"  # named in frame-cache signatures: a change rebuilds caches
 
+if TYPE_CHECKING:  # paddle only for the hints: the contract itself is numpy and cv2
+    import paddle
+
+# The half/stack helpers slice numpy arrays and paddle tensors alike and return the same kind.
+Faces = TypeVar("Faces", np.ndarray, "paddle.Tensor")
+
 __all__ = ["FACE_SIZE", "SYNC_T", "MEL_STEP_SIZE", "TRAIN_MEL_FRAME_OFFSET", "INFERENCE_MEL_FRAME_OFFSET",
            "check_face_size", "face_size_factors", "resize_face", "crop_face", "to_unit_float",
            "upper_half", "lower_half", "mask_lower_half", "generator_faces", "expert_face_shape", "lower_half_stack", "mel_index",
@@ -51,7 +59,7 @@ __all__ = ["FACE_SIZE", "SYNC_T", "MEL_STEP_SIZE", "TRAIN_MEL_FRAME_OFFSET", "IN
 
 # --------------------------------------------------------------------------------- face size
 
-def check_face_size(img_size, where: str = "img_size") -> int:
+def check_face_size(img_size: int, where: str = "img_size") -> int:
     """``img_size`` as an int if it is a usable crop side (positive and even, so halves are exact).
 
     Raises:
@@ -63,7 +71,7 @@ def check_face_size(img_size, where: str = "img_size") -> int:
     return int(img_size)
 
 
-def face_size_factors(img_size, where: str = "img_size") -> Tuple[int, ...]:
+def face_size_factors(img_size: int, where: str = "img_size") -> Tuple[int, ...]:
     """Downsampling factors of the stages that bring an ``img_size`` face to 96, first stage first.
 
     Factors of 2 come first (they are the cheaper stages at full resolution), then factors of 3:
@@ -111,7 +119,7 @@ def crop_face(frame: np.ndarray, box: Sequence[int], img_size: int) -> np.ndarra
     return resize_face(frame[y1:y2, x1:x2], img_size, img_size)
 
 
-def to_unit_float(pixels: np.ndarray, out: np.ndarray = None) -> np.ndarray:
+def to_unit_float(pixels: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """uint8 pixels as float32 in [0, 1], into ``out`` when given, else into a new C-ordered array."""
     if out is None:
         out = np.empty(pixels.shape, dtype=np.float32)  # C order whatever the input's strides are
@@ -120,12 +128,12 @@ def to_unit_float(pixels: np.ndarray, out: np.ndarray = None) -> np.ndarray:
 
 # --------------------------------------------------------------------------------- lower half
 
-def upper_half(faces):
+def upper_half(faces: Faces) -> Faces:
     """The rows above the lower half: ``faces[..., :H // 2, :]`` (numpy or paddle; a view for numpy)."""
     return faces[..., :faces.shape[-2] // 2, :]
 
 
-def lower_half(faces):
+def lower_half(faces: Faces) -> Faces:
     """The lower-half rows of faces whose last two axes are (H, W): ``faces[..., H // 2:, :]``.
 
     Works on numpy arrays and paddle tensors alike (a view for numpy).
@@ -139,7 +147,7 @@ def mask_lower_half(faces: np.ndarray) -> np.ndarray:
     return faces
 
 
-def generator_faces(target: np.ndarray, reference: np.ndarray, out: np.ndarray = None) -> np.ndarray:
+def generator_faces(target: np.ndarray, reference: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """The generator's face input: the masked target then the reference, on channels.
 
     Args:
@@ -166,7 +174,7 @@ def expert_face_shape(img_size: int, steps: int = SYNC_T) -> Tuple[int, int, int
     return 3 * steps, img_size - img_size // 2, img_size
 
 
-def lower_half_stack(faces):
+def lower_half_stack(faces: Faces) -> Faces:
     """The expert's face input: lower halves of T frames stacked on channels, in time order.
 
     Args:
@@ -182,7 +190,8 @@ def lower_half_stack(faces):
 
 # --------------------------------------------------------------------------------- mel windows
 
-def mel_window_fits(frames, fps: float, mel_length: int, offset: int = 0, steps: int = MEL_STEP_SIZE):
+def mel_window_fits(frames: Union[int, Sequence[int], np.ndarray], fps: float, mel_length: int, offset: int = 0,
+                    steps: int = MEL_STEP_SIZE) -> Union[bool, np.ndarray]:
     """Whether the window of each video frame lies inside a mel of ``mel_length`` steps.
 
     Args:
@@ -216,8 +225,8 @@ def mel_window(mel: np.ndarray, frame: int, fps: float, offset: int = 0,
     return mel[:, start:start + steps]
 
 
-def mel_windows(mel: np.ndarray, frames, fps: float, offset: int = 0, steps: int = MEL_STEP_SIZE,
-                out: np.ndarray = None) -> np.ndarray:
+def mel_windows(mel: np.ndarray, frames: Union[Sequence[int], np.ndarray], fps: float, offset: int = 0,
+                steps: int = MEL_STEP_SIZE, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``mel_window`` of each frame: (N,) frames -> (N, 80, steps) float32 (into ``out`` if given)."""
     frames = np.asarray(frames).reshape(-1)
     if out is None:

@@ -17,10 +17,13 @@ not supported, or whose first run fails, falls back to fp32 with one log line; `
 a runner says what actually runs.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,6 +31,12 @@ from ..utils.atomic import fsync_folder, output_error, prepare_folder
 from ..utils.errors import ConfigError, OutputError, WeightsError
 from ..utils.logger import get_logger
 from .precision import log_precision_fallback, precision_support
+
+if TYPE_CHECKING:  # paddle is imported where it runs: importing this module stays cheap
+    import paddle
+
+# ``{input name: per-sample shape}``, in the order the network's forward takes the inputs.
+InputShapes = Mapping[str, Sequence[int]]
 
 ENGINES = ("auto", "static", "dynamic")
 PRECISIONS = ("fp32", "bf16")
@@ -40,10 +49,10 @@ INFO_SUFFIX = ".info.json"
 # batches and the last one), so a small cap keeps memory bounded without recompiling.
 ONEDNN_SHAPE_CACHE = 8
 
-_fallbacks_logged = set()
+_fallbacks_logged: set = set()  # component names already warned about
 
 
-def check_engine(engine, precision="fp32"):
+def check_engine(engine: str, precision: str = "fp32") -> None:
     """Raise ``ConfigError`` for an unknown engine or precision name."""
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -51,13 +60,13 @@ def check_engine(engine, precision="fp32"):
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
-def failure_reason(exc):
+def failure_reason(exc: BaseException) -> str:
     """One short line saying why ``exc`` happened (Paddle's C++ errors span many lines)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[-1][:160]}" if lines else type(exc).__name__
 
 
-def log_fallback(what, reason):
+def log_fallback(what: str, reason: str) -> None:
     """Warn that ``what`` runs in the slow dynamic graph because of ``reason``; once per
     component, as a scorer builds several runners and a tool may load several nets."""
     if what in _fallbacks_logged:
@@ -67,7 +76,8 @@ def log_fallback(what, reason):
                          "which is several times slower on CPU", what, reason)
 
 
-def export_program(layer, path_prefix, inputs, info=None):
+def export_program(layer: paddle.nn.Layer, path_prefix: str, inputs: InputShapes,
+                   info: Optional[Dict[str, Any]] = None) -> Tuple[str, str]:
     """Save ``layer`` (put in eval mode) as ``<prefix>.json`` + ``.pdiparams`` + ``.info.json``.
 
     Args:
@@ -108,12 +118,12 @@ def export_program(layer, path_prefix, inputs, info=None):
     return path_prefix + PROGRAM_SUFFIX, params
 
 
-def _fsync_file(path):
+def _fsync_file(path: str) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
-def _check_staged_params(staged_prefix, layer, target):
+def _check_staged_params(staged_prefix: str, layer: paddle.nn.Layer, target: str) -> None:
     """Refuse a parameters file smaller than the tensors it must hold.
 
     Paddle's writer does not report a full disk: it leaves a short file. The file holds the bytes
@@ -132,7 +142,7 @@ def _check_staged_params(staged_prefix, layer, target):
                           f"were written (is the disk full?); nothing was replaced")
 
 
-def read_program_info(path_prefix):
+def read_program_info(path_prefix: str) -> Dict[str, Any]:
     """The dict ``export_program`` stored beside a program; {} for programs exported without it.
 
     Raises:
@@ -166,9 +176,8 @@ class StaticRunner:
         info: that file's whole dict (``read_program_info``).
     """
 
-    def __init__(self, path_prefix, threads=None, use_onednn=True, precision="fp32", what="program"):
-        import paddle
-
+    def __init__(self, path_prefix: str, threads: Optional[int] = None, use_onednn: bool = True,
+                 precision: str = "fp32", what: str = "program") -> None:
         check_engine("static", precision)
         program, params = path_prefix + PROGRAM_SUFFIX, path_prefix + PARAMS_SUFFIX
         for path in (program, params):
@@ -188,7 +197,7 @@ class StaticRunner:
         self.info = read_program_info(path_prefix)
         self.input_shapes = {name: tuple(shape) for name, shape in self.info.get("inputs", {}).items()}
 
-    def _create(self, path_prefix=None):
+    def _create(self, path_prefix: Optional[str] = None) -> None:
         import paddle
 
         config = paddle.inference.Config(*self._files)
@@ -213,13 +222,13 @@ class StaticRunner:
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
         return None
 
-    def _fall_back(self, exc):
+    def _fall_back(self, exc: BaseException) -> None:
         """A reduced precision failed in Paddle: say so once and rebuild in fp32."""
         log_precision_fallback(self.what, self.precision, failure_reason(exc))
         self.precision, self._verified = "fp32", True
         self._create()
 
-    def __call__(self, *arrays):
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         """Run the program on float32 arrays in ``input_names`` order; returns the first output."""
         if len(arrays) != len(self._inputs):
             raise ValueError(f"the program takes {len(self._inputs)} inputs "
@@ -234,7 +243,7 @@ class StaticRunner:
         finally:
             self._verified = True
 
-    def _run(self, arrays):
+    def _run(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         for handle, array in zip(self._inputs, arrays):
             array = np.ascontiguousarray(array, dtype=np.float32)
             handle.reshape(array.shape)
@@ -251,10 +260,10 @@ class DynamicRunner:
 
     precision = "fp32"
 
-    def __init__(self, layer):
+    def __init__(self, layer: paddle.nn.Layer) -> None:
         self.layer = layer
 
-    def __call__(self, *arrays):
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         import paddle
 
         was_training = self.layer.training
@@ -267,7 +276,8 @@ class DynamicRunner:
                 self.layer.train()
 
 
-def compile_static(layer, inputs, threads=None, precision="fp32", what="program"):
+def compile_static(layer: paddle.nn.Layer, inputs: InputShapes, threads: Optional[int] = None,
+                   precision: str = "fp32", what: str = "program") -> StaticRunner:
     """Export ``layer`` to a temporary program and load it in a ``StaticRunner``.
 
     The temporary files are removed at once: the predictor holds the program in memory.
@@ -281,13 +291,18 @@ def compile_static(layer, inputs, threads=None, precision="fp32", what="program"
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _on_cpu():
+def _on_cpu() -> bool:
     import paddle
 
     return paddle.get_device().startswith("cpu")
 
 
-def build_runner(layer, inputs, engine="auto", threads=None, precision="fp32", what="network"):
+# What ``build_runner`` returns: ``run(*float32 arrays) -> first output array``.
+Runner = Union[StaticRunner, DynamicRunner]
+
+
+def build_runner(layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "auto",
+                 threads: Optional[int] = None, precision: str = "fp32", what: str = "network") -> Runner:
     """A callable ``(*ndarrays) -> ndarray`` running ``layer`` by the engine policy.
 
     Args:
@@ -322,13 +337,15 @@ class CompileOnFirstUse:
     "dynamic"; None before the first call).
     """
 
-    def __init__(self, layer, inputs, engine="auto", threads=None, precision="fp32", what="network"):
+    def __init__(self, layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "auto",
+                 threads: Optional[int] = None, precision: str = "fp32", what: str = "network") -> None:
         check_engine(engine, precision)
         self.layer, self.inputs, self.requested = layer, inputs, engine
         self.threads, self.precision, self.what = threads, precision, what
-        self.engine, self._run = None, None
+        self.engine: Optional[str] = None
+        self._run: Optional[Runner] = None
 
-    def __call__(self, *arrays):
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         if self._run is None:
             self._run = build_runner(self.layer, self.inputs, self.requested, self.threads,
                                      self.precision, self.what)

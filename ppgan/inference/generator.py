@@ -9,6 +9,10 @@ Every generator callable here has an ``img_size`` attribute (the face size S it 
 so the predictor crops and pastes at the right size without being told.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+
 import numpy as np
 
 from ..data.contract import FACE_SIZE, MEL_STEP_SIZE
@@ -16,20 +20,24 @@ from ..utils.errors import WeightsError
 from .engine import CompileOnFirstUse, DynamicRunner, StaticRunner, check_engine, export_program
 from .spec import SPEC_KEY, check_spec, reference_spec, to_dict
 
+if TYPE_CHECKING:
+    import paddle
+
 MEL_SHAPE = (1, 80, MEL_STEP_SIZE)
 
 
-def generator_inputs(img_size=FACE_SIZE):
+def generator_inputs(img_size: int = FACE_SIZE) -> Dict[str, Tuple[int, ...]]:
     """The generator's ordered input shapes ``{"mel": (1, 80, 16), "faces": (6, S, S)}``."""
     return {"mel": MEL_SHAPE, "faces": (6, int(img_size), int(img_size))}
 
 
-def net_img_size(net):
+def net_img_size(net: paddle.nn.Layer) -> int:
     """The face size a generator network was built for (96 for networks without the attribute)."""
     return int(getattr(net, "img_size", FACE_SIZE))
 
 
-def export_generator(net, path_prefix, spec=None, config=None):
+def export_generator(net: paddle.nn.Layer, path_prefix: str, spec: Optional[Dict[str, Any]] = None,
+                     config: Optional[Dict[str, Any]] = None) -> Tuple[str, str]:
     """Save a Wav2Lip generator (put in eval mode) as ``<prefix>.json`` + ``.pdiparams``.
 
     The program takes ``mel`` (N, 1, 80, 16) and ``faces`` (N, 6, S, S) float32, N dynamic, and
@@ -47,7 +55,7 @@ def export_generator(net, path_prefix, spec=None, config=None):
     return export_program(net, path_prefix, generator_inputs(net_img_size(net)), info=info)
 
 
-def check_generator_input(mels, faces, img_size):
+def check_generator_input(mels: np.ndarray, faces: np.ndarray, img_size: int) -> None:
     """Raise ``ValueError`` unless mels is (N, 1, 80, 16) and faces (N, 6, S, S) with one N."""
     if mels.ndim != 4 or mels.shape[1:] != MEL_SHAPE or faces.ndim != 4 or \
             faces.shape[1:] != (6, img_size, img_size) or len(mels) != len(faces):
@@ -70,7 +78,8 @@ class StaticGenerator:
 
     engine = "static"
 
-    def __init__(self, path_prefix, threads=None, use_onednn=True, precision="fp32"):
+    def __init__(self, path_prefix: str, threads: Optional[int] = None, use_onednn: bool = True,
+                 precision: str = "fp32") -> None:
         self.runner = StaticRunner(path_prefix, threads=threads, use_onednn=use_onednn,
                                    precision=precision, what="generator")
         if sorted(self.runner.input_names) != ["faces", "mel"]:
@@ -83,7 +92,7 @@ class StaticGenerator:
         self.spec = check_spec(stored, path_prefix) if stored else dict(reference_spec(), img_size=self.img_size)
         self.config = self.runner.info.get("config")
 
-    def __call__(self, mels, faces):
+    def __call__(self, mels: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Generate faces.
 
         Args:
@@ -95,7 +104,7 @@ class StaticGenerator:
         mels = np.ascontiguousarray(mels, dtype=np.float32)
         faces = np.ascontiguousarray(faces, dtype=np.float32)
         check_generator_input(mels, faces, self.img_size)
-        arrays = [None, None]
+        arrays = [mels, faces]  # placed in the program's input order below
         arrays[self._order[0]], arrays[self._order[1]] = mels, faces
         return self.runner(*arrays)
 
@@ -105,7 +114,7 @@ class DynamicGenerator(DynamicRunner):
 
     engine = "dynamic"
 
-    def __init__(self, net):
+    def __init__(self, net: paddle.nn.Layer) -> None:
         super().__init__(net)
         self.net = net
         self.img_size = net_img_size(net)
@@ -115,14 +124,20 @@ class GeneratorOnFirstUse(CompileOnFirstUse):
     """A loaded generator network compiled to the inference engine at its first call
     (``CompileOnFirstUse``); ``engine`` says what ran."""
 
-    def __init__(self, net, engine="auto", threads=None, precision="fp32"):
+    def __init__(self, net: paddle.nn.Layer, engine: str = "auto", threads: Optional[int] = None,
+                 precision: str = "fp32") -> None:
         super().__init__(net, generator_inputs(net_img_size(net)), engine, threads, precision,
                          what="generator")
         self.net = net
         self.img_size = net_img_size(net)
 
 
-def generator_runner(net, engine="auto", threads=None, precision="fp32"):
+# Every in-memory or exported generator callable: ``(mels, faces) -> faces`` with ``img_size``.
+GeneratorRunner = Union[StaticGenerator, DynamicGenerator, GeneratorOnFirstUse]
+
+
+def generator_runner(net: paddle.nn.Layer, engine: str = "auto", threads: Optional[int] = None,
+                     precision: str = "fp32") -> Union[DynamicGenerator, GeneratorOnFirstUse]:
     """A generator callable with ``img_size`` for a loaded network, by the engine policy.
 
     "dynamic" runs the graph; "auto" / "static" export at the first call (see

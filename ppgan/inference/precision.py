@@ -7,7 +7,10 @@ fp32, so the engine then falls back to fp32 with one log line, as it does when P
 path fails on the program.
 """
 
+from __future__ import annotations
+
 import functools
+from typing import Tuple
 
 import numpy as np
 
@@ -18,11 +21,11 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni",
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 MIN_BF16_PSNR = 35.0  # dB against fp32 on the same frames (issue 16's guard)
 
-_logged = set()
+_logged: set = set()  # (component, precision) pairs already warned about
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_isa():
+def cpu_isa() -> Tuple[str, ...]:
     """The ``ISA_FLAGS`` this CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as handle:
@@ -35,7 +38,7 @@ def cpu_isa():
     return ()
 
 
-def precision_support(precision):
+def precision_support(precision: str) -> Tuple[bool, str]:
     """(True, "") when ``precision`` can run natively here, else (False, reason)."""
     if precision == "fp32":
         return True, ""
@@ -50,7 +53,7 @@ def precision_support(precision):
     return False, f"unknown precision {precision!r}"
 
 
-def log_precision_fallback(what, precision, reason):
+def log_precision_fallback(what: str, precision: str, reason: str) -> None:
     """One warning per component and precision: ``what`` computes in fp32 instead."""
     if (what, precision) in _logged:
         return
@@ -58,7 +61,7 @@ def log_precision_fallback(what, precision, reason):
     get_logger().warning("%s: %s unavailable (%s); using fp32", what, precision, reason)
 
 
-def psnr(reference, other, peak=1.0):
+def psnr(reference: np.ndarray, other: np.ndarray, peak: float = 1.0) -> float:
     """PSNR in dB of ``other`` against ``reference`` (same shape; values in [0, peak])."""
     mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(other, np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(peak * peak / mse)

@@ -18,7 +18,10 @@ A training checkpoint generates with the offset it was trained with, so the CLI,
 ``--evaluate-only`` all generate one checkpoint at the same alignment.
 """
 
+from __future__ import annotations
+
 import copy
+from typing import Any, Dict, Mapping, Optional
 
 from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, TRAIN_MEL_FRAME_OFFSET
 from ..utils import audio
@@ -31,8 +34,11 @@ DEFAULT_FPS = 25.0
 # freeze model.discriminator (Wav2LipModel) or model.discriminator_sync (Wav2LipModelHq).
 _EXPERT_BLOCKS = ("syncnet", "discriminator_sync", "discriminator")
 
+# A spec is a JSON-like dict (it is stored in checkpoints and exported programs as such).
+Spec = Dict[str, Any]
 
-def mel_parameters():
+
+def mel_parameters() -> Dict[str, float]:
     """The mel-spectrogram parameters this build computes with (``ppgan.utils.audio``)."""
     return {"sample_rate": audio.SAMPLE_RATE, "n_fft": audio.N_FFT, "hop_size": audio.HOP_SIZE,
             "win_size": audio.WIN_SIZE, "num_mels": audio.NUM_MELS, "fmin": audio.FMIN,
@@ -41,7 +47,7 @@ def mel_parameters():
             "max_abs_value": audio.MAX_ABS_VALUE, "mel_step_size": audio.MEL_STEP_SIZE}
 
 
-def reference_spec(width_mult=1.0, generator=True, img_size=FACE_SIZE):
+def reference_spec(width_mult: float = 1.0, generator: bool = True, img_size: int = FACE_SIZE) -> Spec:
     """The spec of a file from PaddleGAN or the original repository (see the module doc).
 
     Args:
@@ -58,13 +64,13 @@ def reference_spec(width_mult=1.0, generator=True, img_size=FACE_SIZE):
             "expert": {"width_mult": 1.0 if generator else float(width_mult), "img_size": FACE_SIZE}}
 
 
-def trained_mel_frame_offset(cfg):
+def trained_mel_frame_offset(cfg: Mapping[str, Any]) -> int:
     """The ``mel_frame_offset`` of a config's training set (the dataset's default, -1, when unset)."""
     train = (cfg.get("dataset") or {}).get("train") or {}
     return int(train.get("mel_frame_offset", TRAIN_MEL_FRAME_OFFSET))
 
 
-def _net_block(block, default_name):
+def _net_block(block: Optional[Mapping[str, Any]], default_name: str) -> Dict[str, Any]:
     """A network config block with its name, width and face size filled in."""
     block = dict(block or {})
     return {**block, "name": block.get("name", default_name),
@@ -72,7 +78,7 @@ def _net_block(block, default_name):
             "img_size": int(block.get("img_size", FACE_SIZE))}
 
 
-def spec_from_config(cfg):
+def spec_from_config(cfg: Mapping[str, Any]) -> Spec:
     """The spec of a run trained with the resolved config ``cfg`` (a dict or AttrDict).
 
     The face size is the generator's ``img_size`` (else the training set's); fps and the mel
@@ -96,7 +102,7 @@ def spec_from_config(cfg):
             if expert else None}
 
 
-def to_dict(value):
+def to_dict(value: Any) -> Any:
     """A plain deep copy of a config / spec (AttrDicts become dicts)."""
     if isinstance(value, dict):
         return {k: to_dict(v) for k, v in value.items()}
@@ -105,7 +111,7 @@ def to_dict(value):
     return copy.copy(value)
 
 
-def check_spec(spec, where):
+def check_spec(spec: Any, where: str) -> Spec:
     """Return ``spec`` if it is one this build can run; else raise ``WeightsError``.
 
     A checkpoint computed with other mel parameters would be fed mismatched audio features, so
@@ -127,7 +133,7 @@ def check_spec(spec, where):
     return spec
 
 
-def spec_of_weights(obj, where, width_mult=None):
+def spec_of_weights(obj: Any, where: str, width_mult: Optional[float] = None) -> Spec:
     """The inference spec of a read weights object (``read_weights_file``'s result).
 
     Args:

@@ -12,21 +12,32 @@ Nets come in two kinds:
   wrapped, and stay in eval mode all the time so their batch-norm statistics never drift.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, Iterable, Mapping, Optional, Tuple
 
 import paddle
+
+if TYPE_CHECKING:
+    from paddle._typing import DTypeLike  # Paddle's own alias of what ``dtype=`` accepts
 
 from ..utils import comm
 from ..utils.errors import ConfigError, WeightsError
 
+# What the trainer hands to ``train_iter``: {config optimizer key: optimizer}.
+Optimizers = Mapping[str, paddle.optimizer.Optimizer]
+# One DataLoader batch: {name: tensor} (arrays in direct calls, see ``to_tensor``).
+Batch = Mapping[str, Any]
 
-def unwrap(net):
+
+def unwrap(net: paddle.nn.Layer) -> paddle.nn.Layer:
     """The plain Layer inside a ``paddle.DataParallel`` (or the net itself)."""
     return net._layers if isinstance(net, paddle.DataParallel) else net
 
 
-def apply_init(net, init_type, where):
+def apply_init(net: paddle.nn.Layer, init_type: Optional[str], where: str) -> paddle.nn.Layer:
     """Re-initialise ``net`` with ``init_type`` ('normal' / 'kaiming'); None keeps Paddle's init."""
     from ..modules.init import INIT_TYPES, init_weights
     if init_type is None:
@@ -37,7 +48,7 @@ def apply_init(net, init_type, where):
     return init_weights(net, init_type)
 
 
-def to_tensor(value, dtype="float32"):
+def to_tensor(value: Any, dtype: DTypeLike = "float32") -> paddle.Tensor:
     """Batch entries arrive as Tensors from the DataLoader, or as arrays in direct calls."""
     return value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value, dtype=dtype)
 
@@ -49,18 +60,18 @@ class BaseModel:
     optimizer entries their ``train_iter`` uses (the config must define exactly those).
     """
 
-    optimizer_keys = ()
+    optimizer_keys: Tuple[str, ...] = ()
     # Name of the registered offline evaluation (``models.builder.EVALUATORS``) that
     # ``--evaluate-only`` runs after the validation metrics; None: the metrics alone.
-    evaluator = None
+    evaluator: Optional[str] = None
 
-    def __init__(self):
-        self.nets = {}
-        self.frozen = set()
-        self.scalers = {}
+    def __init__(self) -> None:
+        self.nets: Dict[str, paddle.nn.Layer] = {}
+        self.frozen: set = set()
+        self.scalers: Dict[str, paddle.amp.GradScaler] = {}
 
     # ------------------------------------------------------------------ nets
-    def add_net(self, name, net, frozen=False):
+    def add_net(self, name: str, net: paddle.nn.Layer, frozen: bool = False) -> None:
         """Register ``net`` under ``name``; a frozen net stops all its parameter gradients."""
         self.nets[name] = net
         if frozen:
@@ -70,16 +81,17 @@ class BaseModel:
                 param.stop_gradient = True
             net.eval()
 
-    def net(self, name):
+    def net(self, name: str) -> paddle.nn.Layer:
         """The plain Layer registered as ``name`` (DataParallel unwrapped)."""
         return unwrap(self.nets[name])
 
-    def trained_nets(self):
+    def trained_nets(self) -> Dict[str, paddle.nn.Layer]:
         """{name: net} of the nets an optimizer updates, in registration order (the first one is
         the model's main net: the one a flat single-net weights file initialises)."""
         return {name: net for name, net in self.nets.items() if name not in self.frozen}
 
-    def load_frozen_weights(self, name, path, config_key, net_name=None):
+    def load_frozen_weights(self, name: str, path: Optional[str], config_key: str,
+                            net_name: Optional[str] = None) -> None:
         """Load a frozen net's weights from ``path``; a missing path fails naming ``config_key``."""
         from ..utils.weights import load_weights
         if not path:
@@ -92,7 +104,7 @@ class BaseModel:
         load_weights(self.net(name), path, net_name=net_name, strict=True)
         self.net(name).eval()
 
-    def wrap_data_parallel(self, find_unused_parameters=False):
+    def wrap_data_parallel(self, find_unused_parameters: bool = False) -> None:
         """Wrap the trained nets in DataParallel when several processes train (no-op otherwise)."""
         if comm.get_world_size() <= 1:
             return
@@ -101,7 +113,7 @@ class BaseModel:
                 self.nets[name] = paddle.DataParallel(
                     net, find_unused_parameters=find_unused_parameters)
 
-    def to_static(self):
+    def to_static(self) -> None:
         """Run the trained nets' forward passes as static programs (trainer option ``to_static``).
 
         Frozen nets stay dynamic: a static program is cached per train/eval mode only, so one
@@ -111,7 +123,7 @@ class BaseModel:
         for name in self.trained_nets():
             self.nets[name] = paddle.jit.to_static(self.net(name), full_graph=True)
 
-    def use_onednn_convolutions(self):
+    def use_onednn_convolutions(self) -> int:
         """Run every net's convolutions as static oneDNN programs (trainer option ``onednn``).
 
         All nets, frozen ones included: the expert's convolutions sit on the generator's
@@ -123,7 +135,7 @@ class BaseModel:
         from ..modules.onednn_conv import use_onednn_convolutions
         return sum(use_onednn_convolutions(self.net(name)) for name in self.nets)
 
-    def sync_batch_norm_stats(self):
+    def sync_batch_norm_stats(self) -> None:
         """Average the trained nets' batch-norm running statistics over ranks.
 
         Plain BatchNorm keeps per-rank statistics; averaging them before evaluation and
@@ -140,30 +152,30 @@ class BaseModel:
                     value.set_value(value / world)
 
     # ------------------------------------------------------------------ modes
-    def train(self):
+    def train(self) -> None:
         for name, net in self.nets.items():
             if name in self.frozen:
                 net.eval()
             else:
                 net.train()
 
-    def eval(self):
+    def eval(self) -> None:
         for net in self.nets.values():
             net.eval()
 
     # ------------------------------------------------------------------ mixed precision
-    def enable_amp(self, optimizer_names):
+    def enable_amp(self, optimizer_names: Iterable[str]) -> None:
         """Use float16 autocast and one loss scaler per optimizer (GPU only)."""
         self.scalers = {key: paddle.amp.GradScaler(init_loss_scaling=1024)
                         for key in optimizer_names}
 
-    def autocast(self):
+    def autocast(self) -> ContextManager[Any]:
         """Context for forward passes: float16 autocast when AMP is on, nothing otherwise."""
         if self.scalers:
             return paddle.amp.auto_cast(enable=True, level="O1")
         return contextlib.nullcontext()
 
-    def backward_and_step(self, loss, optimizers, key):
+    def backward_and_step(self, loss: paddle.Tensor, optimizers: Optimizers, key: str) -> None:
         """Backpropagate ``loss`` and step ``optimizers[key]`` (through its loss scaler if any)."""
         optimizer = optimizers[key]
         scaler = self.scalers.get(key)
@@ -178,40 +190,40 @@ class BaseModel:
         optimizer.clear_grad()
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """Training state that is not weights (schedules, loss scalers): plain Python values."""
-        state = {}
+        state: Dict[str, Any] = {}
         if self.scalers:
             state["grad_scalers"] = {k: s.state_dict() for k, s in self.scalers.items()}
         return state
 
-    def set_state_dict(self, state):
+    def set_state_dict(self, state: Optional[Mapping[str, Any]]) -> None:
         for key, scaler_state in (state or {}).get("grad_scalers", {}).items():
             if key in self.scalers:
                 self.scalers[key].load_state_dict(scaler_state)
 
-    def net_state_dicts(self):
+    def net_state_dicts(self) -> Dict[str, Dict[str, paddle.Tensor]]:
         """{net name: state dict} of every net (frozen ones included), DataParallel unwrapped."""
         return {name: self.net(name).state_dict() for name in self.nets}
 
     # ------------------------------------------------------------------ the trainer's API
-    def setup_input(self, batch):
+    def setup_input(self, batch: Batch) -> None:
         """Take one batch (dict of tensors from the DataLoader)."""
         raise NotImplementedError  # abstract: every model implements it
 
-    def train_iter(self, optimizers):
+    def train_iter(self, optimizers: Optimizers) -> Dict[str, float]:
         """One optimisation step on the current batch; returns {loss name: float}."""
         raise NotImplementedError  # abstract: every model implements it
 
-    def test_iter(self):
+    def test_iter(self) -> None:
         """Accumulate evaluation statistics for the current batch (no gradients)."""
         raise NotImplementedError  # abstract: every model implements it
 
-    def eval_metrics(self):
+    def eval_metrics(self) -> Dict[str, float]:
         """Metrics over everything ``test_iter`` saw since the last call, averaged over ranks."""
         raise NotImplementedError  # abstract: every model implements it
 
-    def visual_items(self):
+    def visual_items(self) -> Dict[str, paddle.Tensor]:
         """{name: (B, 3, T, H, W) or (B, 3, H, W) BGR [0, 1] tensor} of the last training batch."""
         return {}
 
@@ -223,14 +235,15 @@ class MetricSums:
     returns {name: global weighted mean} (the same on every rank) and starts over.
     """
 
-    def __init__(self):
-        self._sums = {}
+    def __init__(self) -> None:
+        self._sums: Dict[str, Tuple[float, float]] = {}
 
-    def add(self, name, value, count=1):
+    def add(self, name: str, value: Any, count: float = 1) -> None:
+        """Add ``value`` (a float or a one-element tensor) weighted by ``count``."""
         total, weight = self._sums.get(name, (0.0, 0.0))
         self._sums[name] = (total + float(value) * count, weight + count)
 
-    def means(self):
+    def means(self) -> Dict[str, float]:
         import numpy as np
         names = sorted(self._sums)
         table = np.array([self._sums[n] for n in names], dtype=np.float64).reshape(-1, 2)

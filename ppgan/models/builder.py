@@ -1,6 +1,15 @@
 """Registries for models, networks, losses and offline evaluations, and their build functions."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
 from ..utils.registry import Registry, build_from_config
+
+if TYPE_CHECKING:
+    import paddle
+
+    from .base_model import BaseModel
 
 MODELS = Registry("model")
 GENERATORS = Registry("generator")
@@ -12,20 +21,22 @@ LOSSES = Registry("loss")
 EVALUATORS = Registry("evaluator")
 
 
-def build_model(cfg, **default_args):
+def build_model(cfg: Mapping[str, Any], **default_args: Any) -> BaseModel:
     """Build a training model (``cfg.model`` block) from the MODELS registry."""
     return build_from_config(cfg, MODELS, where="model", **default_args)
 
 
-def build_generator(cfg, where="model.generator"):
+def build_generator(cfg: Mapping[str, Any], where: str = "model.generator") -> paddle.nn.Layer:
+    """Build a generator network block (``{name: Wav2Lip, ...}``) from the GENERATORS registry."""
     return build_from_config(cfg, GENERATORS, where=where)
 
 
-def build_discriminator(cfg, where="model.discriminator"):
+def build_discriminator(cfg: Mapping[str, Any], where: str = "model.discriminator") -> paddle.nn.Layer:
+    """Build a discriminator / expert network block from the DISCRIMINATORS registry."""
     return build_from_config(cfg, DISCRIMINATORS, where=where)
 
 
-def build_network(cfg, where="network"):
+def build_network(cfg: Mapping[str, Any], where: str = "network") -> paddle.nn.Layer:
     """Build a network block whose ``name`` may be a generator or a discriminator."""
     registry = GENERATORS if cfg.get("name") in GENERATORS else DISCRIMINATORS
     return build_from_config(cfg, registry, where=where)

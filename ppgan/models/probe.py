@@ -7,6 +7,10 @@ its resampling kernel names its factor (``modules.conv.resample_factor``); the p
 networks have none.
 """
 
+from __future__ import annotations
+
+from typing import Any, Iterable, List, Mapping, Optional
+
 from ..data.contract import FACE_SIZE
 from ..modules.conv import resample_factor
 
@@ -16,8 +20,11 @@ _SYNCNET_UNITS = 17        # face_encoder.<i>: a resampling unit and a residual 
 _SYNCNET_UNITS_PER_STAGE = 2
 _WEIGHT = "conv_block.0.weight"
 
+# ``{parameter name: numpy array or paddle tensor}``: only names and shapes are read.
+StateDict = Mapping[str, Any]
 
-def _indices(state, prefix):
+
+def _indices(state: StateDict, prefix: str) -> List[int]:
     """Sorted distinct integers i of keys ``<prefix>.<i>.…``."""
     found = set()
     for key in state:
@@ -28,18 +35,18 @@ def _indices(state, prefix):
     return sorted(found)
 
 
-def _size_from_kernels(kernels):
+def _size_from_kernels(kernels: Iterable[int]) -> int:
     size = FACE_SIZE
     for kernel in kernels:
         size *= resample_factor(int(kernel))
     return size
 
 
-def _kernel(state, key):
+def _kernel(state: StateDict, key: str) -> int:
     return int(state[key].shape[-1])
 
 
-def wav2lip_img_size(state):
+def wav2lip_img_size(state: StateDict) -> Optional[int]:
     """Face size S of a ``Wav2Lip`` state dict ``{name: array}``; None when it is not one."""
     blocks = _indices(state, "face_encoder_blocks")
     extra = len(blocks) - _WAV2LIP_BLOCKS
@@ -49,13 +56,13 @@ def wav2lip_img_size(state):
     return _size_from_kernels(_kernel(state, k) for k in keys)
 
 
-def wav2lip_deepest_encoder_key(state):
+def wav2lip_deepest_encoder_key(state: StateDict) -> Optional[str]:
     """Key of the deepest face-encoder conv weight (512 x width channels at every face size)."""
     blocks = _indices(state, "face_encoder_blocks")
     return f"face_encoder_blocks.{blocks[-1]}.0.{_WEIGHT}" if blocks else None
 
 
-def syncnet_img_size(state):
+def syncnet_img_size(state: StateDict) -> Optional[int]:
     """Face size S of a ``SyncNetColor`` state dict; None when it is not one."""
     units = _indices(state, "face_encoder")
     extra, odd = divmod(len(units) - _SYNCNET_UNITS, _SYNCNET_UNITS_PER_STAGE)
@@ -65,7 +72,7 @@ def syncnet_img_size(state):
     return _size_from_kernels(_kernel(state, k) for k in keys)
 
 
-def syncnet_deepest_encoder_key(state):
+def syncnet_deepest_encoder_key(state: StateDict) -> Optional[str]:
     """Key of the expert's last face conv weight (512 x width channels at every face size)."""
     units = _indices(state, "face_encoder")
     return f"face_encoder.{units[-1]}.{_WEIGHT}" if units else None

@@ -6,8 +6,12 @@ is the cosine-BCE of the two embeddings; evaluation reports that loss and the ac
 thresholding the cosine at 0.5.
 """
 
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
 from ..utils.errors import ConfigError
-from .base_model import BaseModel, MetricSums, apply_init, to_tensor
+from .base_model import Batch, BaseModel, MetricSums, Optimizers, apply_init, to_tensor
 from .builder import MODELS, build_discriminator
 from .losses import SyncLoss, sync_probability
 
@@ -22,9 +26,9 @@ class SyncNetModel(BaseModel):
             init, like the reference which keeps PyTorch's defaults). Default: None.
     """
 
-    optimizer_keys = ("optimizer_S",)
+    optimizer_keys: Tuple[str, ...] = ("optimizer_S",)
 
-    def __init__(self, syncnet, init_type=None):
+    def __init__(self, syncnet: Mapping[str, Any], init_type: Optional[str] = None) -> None:
         super().__init__()
         if not isinstance(syncnet, dict):
             raise ConfigError("model.syncnet must be a network block like {name: SyncNetColor}")
@@ -34,12 +38,12 @@ class SyncNetModel(BaseModel):
         self.sync_loss = SyncLoss()
         self.sums = MetricSums()
 
-    def setup_input(self, batch):
+    def setup_input(self, batch: Batch) -> None:
         self.face = to_tensor(batch["face"])
         self.mel = to_tensor(batch["mel"])
         self.label = to_tensor(batch["label"])
 
-    def train_iter(self, optimizers):
+    def train_iter(self, optimizers: Optimizers) -> Dict[str, float]:
         with self.autocast():
             audio_emb, face_emb = self.nets["netS"](self.mel, self.face)
             loss = self.sync_loss(audio_emb.astype("float32"), face_emb.astype("float32"),
@@ -47,7 +51,7 @@ class SyncNetModel(BaseModel):
         self.backward_and_step(loss, optimizers, "optimizer_S")
         return {"sync_loss": float(loss)}
 
-    def test_iter(self):
+    def test_iter(self) -> None:
         import paddle
         with paddle.no_grad():
             audio_emb, face_emb = self.net("netS")(self.mel, self.face)
@@ -58,5 +62,5 @@ class SyncNetModel(BaseModel):
         self.sums.add("sync_loss", float(loss), count)
         self.sums.add("accuracy", float(correct), count)
 
-    def eval_metrics(self):
+    def eval_metrics(self) -> Dict[str, float]:
         return self.sums.means()

@@ -9,16 +9,20 @@ Each iteration is a generator step, then a discriminator step:
 The sync-loss weight schedule is the one of ``Wav2LipModel``.
 """
 
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
 import paddle
 
 from ..utils.errors import ConfigError
-from .base_model import apply_init
+from .base_model import Optimizers, apply_init
 from .builder import MODELS, build_discriminator
 from .losses import GANLoss
 from .wav2lip_model import Wav2LipModel, check_same_face_size
 
 
-def split_real_fake(prob, steps, batch):
+def split_real_fake(prob: paddle.Tensor, steps: int, batch: int) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """Split D's output for the batch ``concat([real, fake])`` back into (real, fake).
 
     D unrolls clips time-major, so for 2B clips of T frames its (T * 2B, 1) output is ordered
@@ -39,14 +43,16 @@ class Wav2LipModelHq(Wav2LipModel):
         disc_init_type: init of netDH, 'normal' / 'kaiming' / None. Default: 'kaiming'.
     """
 
-    optimizer_keys = ("optimizer_G", "optimizer_DH")
+    optimizer_keys: Tuple[str, ...] = ("optimizer_G", "optimizer_DH")
     expert_name = "netDS"
     expert_key = "model.discriminator_sync"
 
-    def __init__(self, generator, discriminator_sync, discriminator_hq, syncnet_weights=None,
-                 syncnet_net_name=None, syncnet_wt=0.0, syncnet_wt_target=0.03,
-                 syncnet_wt_threshold=0.75, disc_wt=0.07, init_type="kaiming",
-                 disc_init_type="kaiming", config_dir=None):
+    def __init__(self, generator: Mapping[str, Any], discriminator_sync: Mapping[str, Any],
+                 discriminator_hq: Mapping[str, Any], syncnet_weights: Optional[str] = None,
+                 syncnet_net_name: Optional[str] = None, syncnet_wt: float = 0.0,
+                 syncnet_wt_target: float = 0.03, syncnet_wt_threshold: float = 0.75,
+                 disc_wt: float = 0.07, init_type: Optional[str] = "kaiming",
+                 disc_init_type: Optional[str] = "kaiming", config_dir: Optional[str] = None) -> None:
         if not 0.0 <= float(disc_wt) <= 1.0 or float(disc_wt) + float(syncnet_wt_target) > 1.0:
             raise ConfigError(f"model.disc_wt must be in [0, 1] with disc_wt + syncnet_wt_target "
                               f"<= 1, got {disc_wt} and {syncnet_wt_target}")
@@ -59,7 +65,7 @@ class Wav2LipModelHq(Wav2LipModel):
         self.disc_wt = float(disc_wt)
         self.gan_loss = GANLoss()
 
-    def train_iter(self, optimizers):
+    def train_iter(self, optimizers: Optimizers) -> Dict[str, float]:
         w, dw = self.syncnet_wt, self.disc_wt
         with self.autocast():
             g, losses = self.generator_losses()
@@ -84,7 +90,7 @@ class Wav2LipModelHq(Wav2LipModel):
         logged["syncnet_wt"] = w
         return logged
 
-    def extra_test_stats(self, g, count):
+    def extra_test_stats(self, g: paddle.Tensor, count: int) -> None:
         critic = self.net("netDH")
         fake_prob = critic(g)
         self.sums.add("perceptual_loss", float(self.gan_loss(fake_prob, True)), count)

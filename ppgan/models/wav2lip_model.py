@@ -9,24 +9,28 @@ Loss: ``w * sync + (1 - w) * L1``. The sync-loss weight ``w`` is a schedule: it 
 state, so checkpoints carry it and a resumed run continues with the same weight.
 """
 
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
 import paddle
 
 from ..data.contract import lower_half_stack
 from ..utils.config_paths import resolve_config_path
 from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
-from .base_model import BaseModel, MetricSums, apply_init, to_tensor
+from .base_model import Batch, BaseModel, MetricSums, Optimizers, apply_init, to_tensor
 from .builder import MODELS, build_discriminator, build_generator
 from .losses import L1Loss, SyncLoss
 
 
-def psnr(prediction, target):
+def psnr(prediction: paddle.Tensor, target: paddle.Tensor) -> float:
     """Mean over the batch of per-clip PSNR in dB for images in [0, 1]: (B, ...) x2 -> float."""
     mse = ((prediction - target) ** 2).reshape([prediction.shape[0], -1]).mean(axis=1)
     return float((10.0 * paddle.log10(1.0 / mse.clip(min=1e-10))).mean())
 
 
-def check_same_face_size(generator, other, where):
+def check_same_face_size(generator: paddle.nn.Layer, other: paddle.nn.Layer, where: str) -> None:
     """Raise ConfigError unless ``other`` judges faces of the generator's ``img_size``.
 
     Checked when the model is built: a mismatch would otherwise surface as a shape error at the
@@ -56,14 +60,15 @@ class Wav2LipModel(BaseModel):
             directory, then beside the config: ``ppgan.utils.config_paths``).
     """
 
-    optimizer_keys = ("optimizer_G",)
-    evaluator = "LipSyncEvaluation"  # ppgan.apps.lipsync_evaluation
+    optimizer_keys: Tuple[str, ...] = ("optimizer_G",)
+    evaluator: Optional[str] = "LipSyncEvaluation"  # ppgan.apps.lipsync_evaluation
     expert_name = "netD"
     expert_key = "model.discriminator"
 
-    def __init__(self, generator, discriminator, syncnet_weights=None, syncnet_net_name=None,
-                 syncnet_wt=0.0, syncnet_wt_target=0.01, syncnet_wt_threshold=0.75,
-                 init_type="normal", config_dir=None):
+    def __init__(self, generator: Mapping[str, Any], discriminator: Mapping[str, Any],
+                 syncnet_weights: Optional[str] = None, syncnet_net_name: Optional[str] = None,
+                 syncnet_wt: float = 0.0, syncnet_wt_target: float = 0.01, syncnet_wt_threshold: float = 0.75,
+                 init_type: Optional[str] = "normal", config_dir: Optional[str] = None) -> None:
         super().__init__()
         for key, value in (("syncnet_wt", syncnet_wt), ("syncnet_wt_target", syncnet_wt_target)):
             if not 0.0 <= float(value) <= 1.0:
@@ -82,21 +87,21 @@ class Wav2LipModel(BaseModel):
         self.l1_loss = L1Loss()
         self.sync_loss = SyncLoss()
         self.sums = MetricSums()
-        self.visuals = {}
+        self.visuals: Dict[str, paddle.Tensor] = {}
 
     # ------------------------------------------------------------------ steps
-    def setup_input(self, batch):
+    def setup_input(self, batch: Batch) -> None:
         self.x = to_tensor(batch["x"])
         self.indiv_mels = to_tensor(batch["indiv_mels"])
         self.mel = to_tensor(batch["mel"])
         self.y = to_tensor(batch["y"])
 
-    def expert_sync_loss(self, faces):
+    def expert_sync_loss(self, faces: paddle.Tensor) -> paddle.Tensor:
         """Sync loss of generated (B, 3, T, H, W) faces against the batch's mel window."""
         audio_emb, face_emb = self.nets[self.expert_name](self.mel, lower_half_stack(faces))
         return self.sync_loss(audio_emb.astype("float32"), face_emb.astype("float32"))
 
-    def generator_losses(self):
+    def generator_losses(self) -> Tuple[paddle.Tensor, Dict[str, paddle.Tensor]]:
         """Forward netG; returns (generated (B, 3, T, H, W), {'l1_loss', 'sync_loss'} tensors)."""
         g = self.nets["netG"](self.indiv_mels, self.x)
         losses = {"l1_loss": self.l1_loss(g.astype("float32"), self.y)}
@@ -111,13 +116,13 @@ class Wav2LipModel(BaseModel):
         # a saving of one expert pass per step; evaluation still scores the sync loss.
         return g, losses
 
-    def sync_term(self, losses):
+    def sync_term(self, losses: Mapping[str, paddle.Tensor]) -> Union[float, paddle.Tensor]:
         """``syncnet_wt * sync_loss``, or 0.0 when the step computed no sync loss (weight 0)."""
         if "sync_loss" not in losses or self.syncnet_wt == 0:
             return 0.0
         return self.syncnet_wt * losses["sync_loss"]
 
-    def train_iter(self, optimizers):
+    def train_iter(self, optimizers: Optimizers) -> Dict[str, float]:
         with self.autocast():
             g, losses = self.generator_losses()
         w = self.syncnet_wt
@@ -128,13 +133,13 @@ class Wav2LipModel(BaseModel):
         logged["syncnet_wt"] = w
         return logged
 
-    def keep_visuals(self, g, max_items=4):
+    def keep_visuals(self, g: paddle.Tensor, max_items: int = 4) -> None:
         """Keep the first clips of the batch for the visual-sample hook (no graph kept)."""
         self.visuals = {"reference": self.x[:max_items, 3:], "masked_input": self.x[:max_items, :3],
                         "generated": g[:max_items].detach().astype("float32"),
                         "target": self.y[:max_items]}
 
-    def test_iter(self):
+    def test_iter(self) -> None:
         with paddle.no_grad():
             g = self.net("netG")(self.indiv_mels, self.x)
             count = self.y.shape[0]
@@ -145,16 +150,16 @@ class Wav2LipModel(BaseModel):
             self.sums.add("window_psnr", psnr(g, self.y), count)
             self.extra_test_stats(g, count)
 
-    def extra_test_stats(self, g, count):
+    def extra_test_stats(self, g: paddle.Tensor, count: int) -> None:
         """Subclass hook for more evaluation statistics on the generated batch."""
 
-    def eval_metrics(self):
+    def eval_metrics(self) -> Dict[str, float]:
         metrics = self.sums.means()
         self.update_sync_schedule(metrics["sync_loss"])
         metrics["syncnet_wt"] = self.syncnet_wt
         return metrics
 
-    def update_sync_schedule(self, eval_sync_loss):
+    def update_sync_schedule(self, eval_sync_loss: float) -> None:
         """Switch the sync-loss weight on (once, permanently) when the eval loss is low enough.
 
         ``eval_sync_loss`` is already averaged over ranks, so every rank decides the same.
@@ -164,16 +169,17 @@ class Wav2LipModel(BaseModel):
                               f"sync-loss weight {self.syncnet_wt} -> {self.syncnet_wt_target}")
             self.syncnet_wt = self.syncnet_wt_target
 
-    def visual_items(self):
+    def visual_items(self) -> Dict[str, paddle.Tensor]:
         return dict(self.visuals)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         state["syncnet_wt"] = self.syncnet_wt
         return state
 
-    def set_state_dict(self, state):
+    def set_state_dict(self, state: Optional[Mapping[str, Any]]) -> None:
         super().set_state_dict(state)
-        if "syncnet_wt" in (state or {}):
+        state = state or {}
+        if "syncnet_wt" in state:
             self.syncnet_wt = float(state["syncnet_wt"])

@@ -6,6 +6,11 @@ exactly PaddleGAN's names, and the original PyTorch names up to the batch-norm s
 Changing the attribute names here would break every released weights file.
 """
 
+from __future__ import annotations
+
+from typing import Callable, List, Sequence, Tuple, Union
+
+import paddle
 import paddle.nn as nn
 
 from ..utils.errors import ConfigError
@@ -14,8 +19,13 @@ from ..utils.errors import ConfigError
 # of the narrowest layers become too noisy for the demo networks to train at all.
 MIN_CHANNELS = 4
 
+# A kernel size, stride or padding: one int for both axes, or (height, width).
+IntOrPair = Union[int, Tuple[int, int]]
+# ``channel_scaler``'s result: published channel count -> scaled count.
+ChannelScaler = Callable[[int], int]
 
-def channel_scaler(width_mult):
+
+def channel_scaler(width_mult: float) -> ChannelScaler:
     """Return ``scale(channels) -> int`` for a width multiplier.
 
     ``width_mult=1.0`` returns the channel counts unchanged (the published topology); smaller
@@ -38,7 +48,8 @@ class ConvBNRelu(nn.Layer):
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W').
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, residual=False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
+                 padding: IntOrPair = 0, residual: bool = False) -> None:
         super().__init__()
         if residual and in_channels != out_channels:
             raise ValueError(f"a residual unit needs in_channels == out_channels, "
@@ -49,7 +60,7 @@ class ConvBNRelu(nn.Layer):
         self.residual = residual
         self.act = nn.ReLU()
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         out = self.conv_block(x)
         if self.residual:
             out = out + x
@@ -64,8 +75,8 @@ class ConvTransposeBNRelu(nn.Layer):
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W').
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
+                 padding: IntOrPair = 0, output_padding: IntOrPair = 0) -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
             nn.Conv2DTranspose(in_channels, out_channels, kernel_size, stride, padding,
@@ -73,7 +84,7 @@ class ConvTransposeBNRelu(nn.Layer):
             nn.BatchNorm2D(out_channels))
         self.act = nn.ReLU()
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.act(self.conv_block(x))
 
 
@@ -84,22 +95,23 @@ class ConvLeakyRelu(nn.Layer):
     Shapes: (N, in_channels, H, W) -> (N, out_channels, H', W').
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
+                 padding: IntOrPair = 0) -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
             nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding))
         self.act = nn.LeakyReLU(0.01)
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.act(self.conv_block(x))
 
 
-def residual_units(channels, count):
+def residual_units(channels: int, count: int) -> List[ConvBNRelu]:
     """``count`` shape-preserving residual ConvBNRelu units (3x3, stride 1, padding 1)."""
     return [ConvBNRelu(channels, channels, 3, 1, 1, residual=True) for _ in range(count)]
 
 
-def audio_encoder(scale, residuals_at_256=1):
+def audio_encoder(scale: ChannelScaler, residuals_at_256: int = 1) -> nn.Sequential:
     """The mel-window encoder of the generator (one residual at 256 channels) and of the
     SyncNet expert (two). A flat Sequential, so keys read ``audio_encoder.<i>.conv_block...``.
 
@@ -124,13 +136,13 @@ def audio_encoder(scale, residuals_at_256=1):
 _RESAMPLE_KERNELS = {2: (3, 1, 1), 3: (5, 1, 0)}  # factor -> (kernel, padding, output padding)
 
 
-def downsample_args(factor):
+def downsample_args(factor: int) -> Tuple[int, int, int]:
     """(kernel, stride, padding) of a conv that divides an H divisible by ``factor`` exactly by it."""
     kernel, padding, _ = _RESAMPLE_KERNELS[factor]
     return kernel, factor, padding
 
 
-def resample_factor(kernel):
+def resample_factor(kernel: int) -> int:
     """The resampling factor whose conv has a ``kernel`` x ``kernel`` kernel (inverse of the table)."""
     for factor, (size, _, _) in _RESAMPLE_KERNELS.items():
         if size == kernel:
@@ -138,7 +150,7 @@ def resample_factor(kernel):
     raise ValueError(f"no resampling stage has a {kernel}x{kernel} kernel")
 
 
-def upsample_args(factor):
+def upsample_args(factor: int) -> Tuple[int, int, int, int]:
     """(kernel, stride, padding, output_padding) of a transposed conv multiplying H by ``factor``.
 
     The mirror of ``downsample_args``: (H - 1) * factor - 2 * padding + kernel + output_padding
@@ -148,7 +160,7 @@ def upsample_args(factor):
     return kernel, factor, padding, output_padding
 
 
-def check_input_size(images, height, width, net_name):
+def check_input_size(images: paddle.Tensor, height: int, width: int, net_name: str) -> None:
     """Raise ValueError unless the last two axes of ``images`` are (height, width).
 
     A face of the wrong size otherwise fails deep inside the network (at a skip concatenation

@@ -6,6 +6,10 @@ applies to the generator and the visual-quality discriminator (He-uniform, fan-i
 Batch-norm running statistics are left at their (0, 1) starting values.
 """
 
+from __future__ import annotations
+
+from typing import Union
+
 import paddle.nn as nn
 from paddle.nn import initializer
 
@@ -16,7 +20,7 @@ _CONV_TYPES = (nn.Conv2D, nn.Conv2DTranspose, nn.Linear)
 _NORM_TYPES = (nn.BatchNorm2D, nn.BatchNorm1D, nn.BatchNorm)
 
 
-def init_weights(net, init_type="normal", init_gain=0.02):
+def init_weights(net: nn.Layer, init_type: str = "normal", init_gain: float = 0.02) -> nn.Layer:
     """Re-initialise every convolution, linear and batch-norm layer of ``net`` in place.
 
     Args:
@@ -31,6 +35,7 @@ def init_weights(net, init_type="normal", init_gain=0.02):
     """
     if init_type not in INIT_TYPES:
         raise ConfigError(f"unknown init_type {init_type!r}; choose one of {', '.join(INIT_TYPES)}")
+    weight_init: Union[initializer.Normal, initializer.KaimingUniform]
     if init_type == "normal":
         weight_init = initializer.Normal(0.0, init_gain)
     else:
@@ -42,6 +47,8 @@ def init_weights(net, init_type="normal", init_gain=0.02):
             if layer.bias is not None:
                 zeros(layer.bias)
         elif isinstance(layer, _NORM_TYPES):
-            initializer.Normal(1.0, init_gain)(layer.weight)
-            zeros(layer.bias)
+            # Paddle types norm parameters as optional (weight_attr=False drops them); every norm
+            # layer of our nets is affine, so both exist.
+            initializer.Normal(1.0, init_gain)(layer.weight)  # type: ignore[arg-type]
+            zeros(layer.bias)  # type: ignore[arg-type]
     return net

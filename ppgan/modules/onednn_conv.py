@@ -22,29 +22,35 @@ Outside ``onednn_kernels()``, without autograd (``paddle.no_grad``: a program tr
 have no backward) or off CPU, a switched layer runs Paddle's dynamic kernel as before.
 """
 
+from __future__ import annotations
+
 import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple, Union
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+if TYPE_CHECKING:
+    from paddle._typing import Size2  # what Conv2DTranspose.forward takes as output_size
+
 # Flag name of Paddle 3.x; older builds spell it FLAGS_use_mkldnn.
 _ONEDNN_FLAG = "FLAGS_use_onednn"
 
 
-def onednn_available():
+def onednn_available() -> bool:
     """True when this Paddle build has oneDNN and runs on CPU (the only place it helps)."""
     compiled = paddle.base.core.is_compiled_with_onednn() if hasattr(
         paddle.base.core, "is_compiled_with_onednn") else paddle.base.core.is_compiled_with_mkldnn()
     return bool(compiled) and paddle.get_device() == "cpu"
 
 
-def _onednn_flag():
+def _onednn_flag() -> bool:
     return bool(paddle.get_flags([_ONEDNN_FLAG])[_ONEDNN_FLAG])
 
 
 @contextlib.contextmanager
-def onednn_kernels(enabled=True):
+def onednn_kernels(enabled: bool = True) -> Iterator[None]:
     """Let static programs compiled inside the block use oneDNN kernels (no-op if not enabled).
 
     Paddle picks kernels when a program first runs, and a backward program first runs at
@@ -75,11 +81,12 @@ class _ConvProgram(nn.Layer):
     outside (``_ChannelBias``): oneDNN's gradient of a broadcast add is a slow reference reduction.
     """
 
-    def __init__(self, stride, padding, dilation):
+    def __init__(self, stride: Any, padding: Any, dilation: Any) -> None:
+        # Whatever the source conv layer stores (int or list), passed to F.conv2d unchanged.
         super().__init__()
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
-    def forward(self, x, weight):
+    def forward(self, x: paddle.Tensor, weight: paddle.Tensor) -> paddle.Tensor:
         y = F.conv2d(x, weight, None, stride=self.stride, padding=self.padding, dilation=self.dilation)
         return paddle.assign(y)
 
@@ -94,15 +101,17 @@ class _ChannelBias(paddle.autograd.PyLayer):
     """
 
     @staticmethod
-    def forward(ctx, y, bias):
+    def forward(ctx: Any, y: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
         n, c, h, w = y.shape
         ctx.needs_bias_grad = not bias.stop_gradient
         per_row = bias.reshape([1, c]).expand([n, c]).reshape([n * c, 1])
         out = paddle.addmm(y.reshape([n * c, h * w]), per_row, paddle.ones([1, h * w], dtype=y.dtype))
         return out.reshape([n, c, h, w])
 
+    # The override ignore: Paddle's stub returns tensors only, PyLayer takes None for an input
+    # that needs no gradient (the frozen bias).
     @staticmethod
-    def backward(ctx, dy):
+    def backward(ctx: Any, dy: paddle.Tensor) -> Tuple[paddle.Tensor, Optional[paddle.Tensor]]:  # type: ignore[override]
         if not ctx.needs_bias_grad:
             return dy, None
         n, c, h, w = dy.shape
@@ -110,16 +119,16 @@ class _ChannelBias(paddle.autograd.PyLayer):
         return dy, per_row.reshape([n, c]).sum(axis=0)
 
 
-def _add_bias(y, bias):
+def _add_bias(y: paddle.Tensor, bias: Optional[paddle.Tensor]) -> paddle.Tensor:
     return y if bias is None else _ChannelBias.apply(y, bias)
 
 
-def _conv_program(layer):
+def _conv_program(layer: Union[nn.Conv2D, nn.Conv2DTranspose]) -> _ConvProgram:
     """A compiled ``_ConvProgram`` with ``layer``'s stride, padding and dilation."""
     return paddle.jit.to_static(_ConvProgram(layer._stride, layer._padding, layer._dilation), full_graph=True)
 
 
-def _autograd_on_cpu_onednn(x):
+def _autograd_on_cpu_onednn(x: paddle.Tensor) -> bool:
     return paddle.is_grad_enabled() and _onednn_flag() and x.place.is_cpu_place()
 
 
@@ -132,7 +141,7 @@ class OneDNNConv2D(nn.Conv2D):
     Shapes: (N, C_in, H, W) -> (N, C_out, H', W'), exactly as ``nn.Conv2D``.
     """
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not _autograd_on_cpu_onednn(x):
             return super().forward(x)
         # One program per gradient pattern: which of input / weight need a gradient decides
@@ -155,14 +164,16 @@ class _TransposedConvolution(paddle.autograd.PyLayer):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, layer):
+    def forward(ctx: Any, x: paddle.Tensor, weight: paddle.Tensor, layer: nn.Conv2DTranspose) -> paddle.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.adjoint = layer.__dict__["_onednn_adjoint"]
         return F.conv2d_transpose(x, weight, stride=layer._stride, padding=layer._padding,
-                                  output_padding=layer.output_padding, dilation=layer._dilation)
+                                  # Paddle types the attribute like ``padding``; it holds the constructor's int / pair.
+                                  output_padding=layer.output_padding,  # type: ignore[arg-type]
+                                  dilation=layer._dilation)
 
     @staticmethod
-    def backward(ctx, dy):
+    def backward(ctx: Any, dy: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
         x, weight = ctx.saved_tensor()
         with paddle.enable_grad():
             free_weight = weight.detach()
@@ -180,7 +191,7 @@ class OneDNNConv2DTranspose(nn.Conv2DTranspose):
     Shapes: (N, C_in, H, W) -> (N, C_out, H', W'), exactly as ``nn.Conv2DTranspose``.
     """
 
-    def forward(self, x, output_size=None):
+    def forward(self, x: paddle.Tensor, output_size: Optional[Size2] = None) -> paddle.Tensor:
         if output_size is not None or x.stop_gradient or self.weight.stop_gradient \
                 or not _autograd_on_cpu_onednn(x):
             return super().forward(x, output_size)
@@ -192,7 +203,7 @@ class OneDNNConv2DTranspose(nn.Conv2DTranspose):
 _SWITCHES = {nn.Conv2D: OneDNNConv2D, nn.Conv2DTranspose: OneDNNConv2DTranspose}
 
 
-def _eligible(layer):
+def _eligible(layer: nn.Layer) -> bool:
     # NCHW, ungrouped, zero padding: what the Wav2Lip nets use and the tests check. Transposed
     # convolutions also need numeric padding and no dilation, for their adjoint convolution.
     if type(layer) is nn.Conv2D:
@@ -206,7 +217,7 @@ def _eligible(layer):
     return False
 
 
-def use_onednn_convolutions(net):
+def use_onednn_convolutions(net: nn.Layer) -> int:
     """Switch every plain ``nn.Conv2D`` / ``nn.Conv2DTranspose`` inside ``net`` to its oneDNN
     variant (in place).
 

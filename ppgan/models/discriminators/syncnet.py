@@ -8,6 +8,10 @@ For faces larger than 96 px, stages after the stem bring the S/2 x S lower halve
 first (``contract.face_size_factors``); the rest is the published encoder.
 """
 
+from __future__ import annotations
+
+from typing import Tuple
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -30,7 +34,7 @@ class SyncNetColor(nn.Layer):
             after 0 shift by two per stage).
     """
 
-    def __init__(self, width_mult=1.0, img_size=FACE_SIZE):
+    def __init__(self, width_mult: float = 1.0, img_size: int = FACE_SIZE) -> None:
         super().__init__()
         factors = face_size_factors(img_size, "SyncNetColor img_size")
         self.img_size = int(img_size)
@@ -52,7 +56,8 @@ class SyncNetColor(nn.Layer):
             ConvBNRelu(c512, c512, 1, 1, 0))
         self.audio_encoder = audio_encoder(c, residuals_at_256=2)
 
-    def forward(self, audio_sequences, face_sequences):
+    def forward(self, audio_sequences: paddle.Tensor,
+                face_sequences: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
         """Embed a mel window and a stack of lower-half faces.
 
         Args:

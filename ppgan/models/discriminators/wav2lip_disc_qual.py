@@ -7,6 +7,8 @@ For faces larger than 96 px, blocks after the stem bring the S/2 x S lower half 
 first (``contract.face_size_factors``); the rest is the published network.
 """
 
+from __future__ import annotations
+
 import paddle
 import paddle.nn as nn
 
@@ -26,7 +28,7 @@ class Wav2LipDiscQual(nn.Layer):
             after the stem (block indices after 0 shift by one per stage).
     """
 
-    def __init__(self, width_mult=1.0, img_size=FACE_SIZE):
+    def __init__(self, width_mult: float = 1.0, img_size: int = FACE_SIZE) -> None:
         super().__init__()
         factors = face_size_factors(img_size, "Wav2LipDiscQual img_size")
         self.img_size = int(img_size)
@@ -45,7 +47,7 @@ class Wav2LipDiscQual(nn.Layer):
         ])                                                         # 48x48, 24, 12, 6, 3, 1
         self.binary_pred = nn.Sequential(nn.Conv2D(c512, 1, 1, 1, 0), nn.Sigmoid())
 
-    def forward(self, faces):
+    def forward(self, faces: paddle.Tensor) -> paddle.Tensor:
         """Probability that each face is real.
 
         Args:

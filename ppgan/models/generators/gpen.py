@@ -13,7 +13,10 @@ output channels by the demodulation factor instead of building one weight per sa
 batch then shares one convolution), and the FIR filters run as depthwise convolutions.
 """
 
+from __future__ import annotations
+
 import math
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -27,19 +30,19 @@ LEAKY_SLOPE = 0.2
 LEAKY_GAIN = math.sqrt(2.0)  # keeps activations' variance through leaky ReLU (StyleGAN2)
 
 
-def channels_at(resolution, channel_multiplier=2):
+def channels_at(resolution: int, channel_multiplier: int = 2) -> int:
     """Feature channels of GPEN / StyleGAN2 at a square ``resolution`` (4 ... 1024)."""
     return 512 if resolution <= 32 else 16384 // resolution * channel_multiplier
 
 
-def fir_kernel(taps, gain=1.0):
+def fir_kernel(taps: Sequence[float], gain: float = 1.0) -> np.ndarray:
     """The separable 2-D FIR filter ``outer(taps, taps)`` normalised to sum ``gain``: (K, K)."""
-    taps = np.asarray(taps, np.float32)
-    kernel = np.outer(taps, taps)
+    kernel = np.outer(np.asarray(taps, np.float32), np.asarray(taps, np.float32))
     return (kernel / kernel.sum() * gain).astype(np.float32)
 
 
-def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
+def upfirdn2d(x: paddle.Tensor, kernel: paddle.Tensor, up: int = 1, down: int = 1,
+              pad: Tuple[int, int] = (0, 0)) -> paddle.Tensor:
     """Upsample by zero insertion, pad, filter with ``kernel`` (true convolution), downsample.
 
     Args:
@@ -69,48 +72,51 @@ def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
 class Blur(nn.Layer):
     """FIR blur with fixed padding; its kernel is not saved (PaddleGAN's is not either)."""
 
-    def __init__(self, pad, gain=1.0):
+    def __init__(self, pad: Tuple[int, int], gain: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("kernel", paddle.to_tensor(fir_kernel(BLUR_KERNEL, gain)),
                              persistable=False)
-        self.pad = tuple(pad)
+        self.pad = (int(pad[0]), int(pad[1]))
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return upfirdn2d(x, self.kernel, pad=self.pad)
 
 
 class Upsample(nn.Layer):
     """2x FIR upsampling of the RGB skip path; its kernel is saved (as in the released weights)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.register_buffer("kernel", paddle.to_tensor(fir_kernel(BLUR_KERNEL, 4.0)))
         spare = len(BLUR_KERNEL) - 2
         self.pad = ((spare + 1) // 2 + 1, spare // 2)
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return upfirdn2d(x, self.kernel, up=2, pad=self.pad)
 
 
-def fused_leaky_relu(x, bias):
+def fused_leaky_relu(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
     """leaky_relu(x + bias per channel) * sqrt(2); x: (N, C, ...) or (N, C)."""
     shape = [1, bias.shape[0]] + [1] * (x.ndim - 2)
     return F.leaky_relu(x + bias.reshape(shape), LEAKY_SLOPE) * LEAKY_GAIN
 
 
 class FusedLeakyReLU(nn.Layer):
-    def __init__(self, channels):
+    """``fused_leaky_relu`` with a learnt per-channel bias."""
+
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.bias = self.create_parameter([channels], default_initializer=nn.initializer.Constant(0.0))
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return fused_leaky_relu(x, self.bias)
 
 
 class EqualConv2D(nn.Layer):
     """Convolution whose weights are stored at unit variance and scaled by 1/sqrt(fan-in)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True) -> None:
         super().__init__()
         self.weight = self.create_parameter([out_channels, in_channels, kernel_size, kernel_size],
                                             default_initializer=nn.initializer.Normal())
@@ -119,7 +125,7 @@ class EqualConv2D(nn.Layer):
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.stride, self.padding = stride, padding
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
 
 
@@ -130,7 +136,8 @@ class EqualLinear(nn.Layer):
     ``activation`` adds the fused leaky ReLU.
     """
 
-    def __init__(self, in_dim, out_dim, bias_init=0.0, lr_mul=1.0, activation=False):
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False) -> None:
         super().__init__()
         self.weight = self.create_parameter([in_dim, out_dim], default_initializer=nn.initializer.Normal(
             std=1.0 / lr_mul))
@@ -139,7 +146,7 @@ class EqualLinear(nn.Layer):
         self.lr_mul = lr_mul
         self.activation = activation
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         out = F.linear(x, self.weight * self.scale)
         if self.activation:
             return fused_leaky_relu(out, self.bias * self.lr_mul)
@@ -149,8 +156,8 @@ class EqualLinear(nn.Layer):
 class ConvLayer(nn.Sequential):
     """[blur,] equalised conv, fused leaky ReLU: the encoder's layers (PaddleGAN's index layout)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, downsample=False):
-        layers = []
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False) -> None:
+        layers: List[nn.Layer] = []
         if downsample:
             spare = len(BLUR_KERNEL) - 2 + kernel_size - 1
             layers.append(Blur(((spare + 1) // 2, spare // 2)))
@@ -168,8 +175,8 @@ class ModulatedConv2D(nn.Layer):
     forward(x (N, Cin, H, W), style (N, style_dim)) -> (N, Cout, H or 2H, W or 2W).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, style_dim, demodulate=True,
-                 upsample=False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
+                 demodulate: bool = True, upsample: bool = False) -> None:
         super().__init__()
         self.weight = self.create_parameter([1, out_channels, in_channels, kernel_size, kernel_size],
                                             default_initializer=nn.initializer.Normal())
@@ -181,7 +188,7 @@ class ModulatedConv2D(nn.Layer):
             spare = len(BLUR_KERNEL) - 2 - (kernel_size - 1)
             self.blur = Blur(((spare + 1) // 2 + 1, spare // 2 + 1), gain=4.0)
 
-    def forward(self, x, style):
+    def forward(self, x: paddle.Tensor, style: paddle.Tensor) -> paddle.Tensor:
         style = self.modulation(style)  # (N, Cin)
         weight = self.weight[0] * self.scale  # (Cout, Cin, K, K)
         x = x * style.unsqueeze(-1).unsqueeze(-1)
@@ -200,51 +207,59 @@ class ModulatedConv2D(nn.Layer):
 class NoiseInjection(nn.Layer):
     """Appends ``weight * features`` (GPEN's encoder features at this resolution) as channels."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.weight = self.create_parameter([1], default_initializer=nn.initializer.Constant(0.0))
 
-    def forward(self, x, features):
+    def forward(self, x: paddle.Tensor, features: paddle.Tensor) -> paddle.Tensor:
         return paddle.concat([x, self.weight * features], axis=1)
 
 
 class StyledConv(nn.Layer):
-    def __init__(self, in_channels, out_channels, kernel_size, style_dim, upsample=False):
+    """Modulated conv, then the encoder features appended as channels, then fused leaky ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
+                 upsample: bool = False) -> None:
         super().__init__()
         self.conv = ModulatedConv2D(in_channels, out_channels, kernel_size, style_dim, upsample=upsample)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channels * 2)
 
-    def forward(self, x, style, features):
+    def forward(self, x: paddle.Tensor, style: paddle.Tensor, features: paddle.Tensor) -> paddle.Tensor:
         return self.activate(self.noise(self.conv(x, style), features))
 
 
 class ToRGB(nn.Layer):
     """1x1 modulated conv to RGB plus the upsampled RGB of the previous resolution."""
 
-    def __init__(self, in_channels, style_dim, upsample=True):
+    def __init__(self, in_channels: int, style_dim: int, upsample: bool = True) -> None:
         super().__init__()
         if upsample:
             self.upsample = Upsample()
         self.conv = ModulatedConv2D(in_channels, 3, 1, style_dim, demodulate=False)
         self.bias = self.create_parameter([1, 3, 1, 1], default_initializer=nn.initializer.Constant(0.0))
 
-    def forward(self, x, style, skip=None):
+    def forward(self, x: paddle.Tensor, style: paddle.Tensor,
+                skip: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         out = self.conv(x, style) + self.bias
         return out if skip is None else out + self.upsample(skip)
 
 
 class PixelNorm(nn.Layer):
-    def forward(self, x):
+    """Each sample divided by its root-mean-square over channels."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return x * paddle.rsqrt(paddle.mean(x * x, 1, keepdim=True) + 1e-8)
 
 
 class ConstantInput(nn.Layer):
-    def __init__(self, channels):
+    """The decoder's learnt (1, C, 4, 4) start, repeated over the batch."""
+
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.input = self.create_parameter([1, channels, 4, 4], default_initializer=nn.initializer.Normal())
 
-    def forward(self, batch):
+    def forward(self, batch: int) -> paddle.Tensor:
         return self.input.tile([batch, 1, 1, 1])
 
 
@@ -255,7 +270,8 @@ class StyleDecoder(nn.Layer):
     S x S) -> (N, 3, S, S).
     """
 
-    def __init__(self, size, style_dim, n_mlp, channel_multiplier=2, lr_mlp=0.01):
+    def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
+                 lr_mlp: float = 0.01) -> None:
         super().__init__()
         self.style = nn.Sequential(PixelNorm(), *[
             EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
@@ -278,7 +294,7 @@ class StyleDecoder(nn.Layer):
             self.to_rgbs.append(ToRGB(out_channels * 2, style_dim))
             in_channels = out_channels
 
-    def forward(self, w, features):
+    def forward(self, w: paddle.Tensor, features: Sequence[paddle.Tensor]) -> paddle.Tensor:
         style = self.style(w)  # the same style drives every layer (no mixing at inference)
         out = self.conv1(self.input(style.shape[0]), style, features[0])
         skip = self.to_rgb1(out, style)
@@ -300,7 +316,8 @@ class GPEN(nn.Layer):
     forward(faces (N, 3, S, S) RGB in [-1, 1]) -> (N, 3, S, S) restored, about [-1, 1].
     """
 
-    def __init__(self, size=512, style_dim=512, n_mlp=8, channel_multiplier=2, lr_mlp=0.01):
+    def __init__(self, size: int = 512, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+                 lr_mlp: float = 0.01) -> None:
         super().__init__()
         log_size = int(math.log2(size))
         if 2 ** log_size != size or not 16 <= size <= 1024:
@@ -316,7 +333,7 @@ class GPEN(nn.Layer):
         self.encoder_depth = log_size - 1
         self.final_linear = nn.Sequential(EqualLinear(channels * 16, style_dim, activation=True))
 
-    def forward(self, faces):
+    def forward(self, faces: paddle.Tensor) -> paddle.Tensor:
         features, x = [], faces
         for index in range(self.encoder_depth):
             x = getattr(self, f"ecd{index}")(x)

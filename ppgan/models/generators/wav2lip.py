@@ -12,6 +12,10 @@ decoder, decoder stages that bring it back up. Every added encoder stage is a sk
 decoder stage at its resolution, so the U-Net stays symmetric.
 """
 
+from __future__ import annotations
+
+from typing import List
+
 import paddle
 import paddle.nn as nn
 
@@ -21,7 +25,7 @@ from ...modules.conv import (ConvBNRelu, ConvTransposeBNRelu, audio_encoder, cha
 from ..builder import GENERATORS
 
 
-def _up(in_channels, out_channels, residuals, factor=2):
+def _up(in_channels: int, out_channels: int, residuals: int, factor: int = 2) -> nn.Sequential:
     """Decoder block: transposed-conv upsampling by ``factor`` followed by residual units."""
     kernel, stride, padding, output_padding = upsample_args(factor)
     return nn.Sequential(ConvTransposeBNRelu(in_channels, out_channels, kernel, stride, padding,
@@ -29,7 +33,7 @@ def _up(in_channels, out_channels, residuals, factor=2):
                          *residual_units(out_channels, residuals))
 
 
-def _down(in_channels, out_channels, residuals, factor=2):
+def _down(in_channels: int, out_channels: int, residuals: int, factor: int = 2) -> nn.Sequential:
     """Encoder block: strided-conv downsampling by ``factor`` followed by residual units."""
     return nn.Sequential(ConvBNRelu(in_channels, out_channels, *downsample_args(factor)),
                          *residual_units(out_channels, residuals))
@@ -53,7 +57,7 @@ class Wav2Lip(nn.Layer):
             number of stages, names and shapes of the published blocks stay otherwise the same.
     """
 
-    def __init__(self, width_mult=1.0, img_size=FACE_SIZE):
+    def __init__(self, width_mult: float = 1.0, img_size: int = FACE_SIZE) -> None:
         super().__init__()
         factors = face_size_factors(img_size, "Wav2Lip img_size")
         self.img_size = int(img_size)
@@ -93,7 +97,7 @@ class Wav2Lip(nn.Layer):
             nn.Conv2D(c(32), 3, 1, 1, 0),
             nn.Sigmoid())
 
-    def forward(self, audio_sequences, face_sequences):
+    def forward(self, audio_sequences: paddle.Tensor, face_sequences: paddle.Tensor) -> paddle.Tensor:
         """Generate faces.
 
         Args:
@@ -113,9 +117,9 @@ class Wav2Lip(nn.Layer):
             return out.reshape([steps, batch, 3, height, width]).transpose([1, 2, 0, 3, 4])
         return self._forward_frames(audio_sequences, face_sequences)
 
-    def _forward_frames(self, audio, faces):
+    def _forward_frames(self, audio: paddle.Tensor, faces: paddle.Tensor) -> paddle.Tensor:
         """(N, 1, 80, 16) + (N, 6, H, W) -> (N, 3, H, W)."""
-        skips = []
+        skips: List[paddle.Tensor] = []
         x = faces
         for block in self.face_encoder_blocks:
             x = block(x)

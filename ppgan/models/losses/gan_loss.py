@@ -1,5 +1,7 @@
 """Adversarial loss for discriminators that output probabilities (the visual-quality critic)."""
 
+from __future__ import annotations
+
 import paddle
 
 from ..builder import LOSSES
@@ -14,6 +16,6 @@ class GANLoss:
     For the generator's adversarial term call it on D(generated) with ``target_is_real=True``.
     """
 
-    def __call__(self, prob, target_is_real):
+    def __call__(self, prob: paddle.Tensor, target_is_real: bool) -> paddle.Tensor:
         target = paddle.ones_like(prob) if target_is_real else paddle.zeros_like(prob)
         return bce_on_probabilities(prob, target)

@@ -1,5 +1,9 @@
 """The lip-sync loss: the cosine similarity of the expert's embeddings, scored with BCE."""
 
+from __future__ import annotations
+
+from typing import Optional
+
 import paddle
 import paddle.nn.functional as F
 
@@ -7,7 +11,7 @@ from ..builder import LOSSES
 from .bce import bce_on_probabilities
 
 
-def sync_probability(audio_emb, face_emb):
+def sync_probability(audio_emb: paddle.Tensor, face_emb: paddle.Tensor) -> paddle.Tensor:
     """How in-sync the expert finds each pair.
 
     Args:
@@ -28,7 +32,8 @@ class SyncLoss:
     ``label=None`` means "all in sync" (the generator's sync loss).
     """
 
-    def __call__(self, audio_emb, face_emb, label=None):
+    def __call__(self, audio_emb: paddle.Tensor, face_emb: paddle.Tensor,
+                 label: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         prob = sync_probability(audio_emb, face_emb)
         if label is None:
             label = paddle.ones_like(prob)
