@@ -1,18 +1,22 @@
 """Image quality of reconstructions: PSNR and SSIM (scikit-image) over paired video frames."""
 
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional
+
 import numpy as np
 
 from ..utils.errors import DataError
 
 
-def frame_psnr(generated, reference):
+def frame_psnr(generated: np.ndarray, reference: np.ndarray) -> float:
     """PSNR in dB of one (H, W, 3) uint8 frame against its reference (inf when identical)."""
     from skimage.metrics import peak_signal_noise_ratio
 
     return float(peak_signal_noise_ratio(reference, generated, data_range=255))
 
 
-def frame_ssim(generated, reference):
+def frame_ssim(generated: np.ndarray, reference: np.ndarray) -> float:
     """Mean SSIM of one (H, W, 3) uint8 frame against its reference (colour channels averaged)."""
     from skimage.metrics import structural_similarity
 
@@ -26,14 +30,14 @@ class PairedFrameMetrics:
     identical frames cannot make the average infinite; SSIM is the mean of per-frame SSIM.
     """
 
-    def __init__(self, name="video"):
+    def __init__(self, name: str = "video") -> None:
         self.name = name
         self.squared_error = 0.0
         self.values = 0
         self.ssim_sum = 0.0
         self.frames = 0
 
-    def update(self, generated, reference):
+    def update(self, generated: np.ndarray, reference: np.ndarray) -> None:
         """Add one pair of (H, W, 3) uint8 frames of equal size."""
         if generated.shape != reference.shape:
             raise DataError(f"{self.name}: generated frame {generated.shape[1]}x"
@@ -45,7 +49,7 @@ class PairedFrameMetrics:
         self.ssim_sum += frame_ssim(generated, reference)
         self.frames += 1
 
-    def result(self):
+    def result(self) -> Optional[Dict[str, Any]]:
         """dict(psnr=dB (inf if every pair is identical), ssim, frames); None if nothing was added."""
         if self.frames == 0:
             return None
@@ -54,7 +58,8 @@ class PairedFrameMetrics:
         return {"psnr": psnr, "ssim": self.ssim_sum / self.frames, "frames": self.frames}
 
 
-def video_psnr_ssim(generated_frames, reference_frames, name="video"):
+def video_psnr_ssim(generated_frames: Iterable[np.ndarray], reference_frames: Iterable[np.ndarray],
+                    name: str = "video") -> Optional[Dict[str, Any]]:
     """PSNR / SSIM of two frame sequences, paired in order up to the shorter one.
 
     Args:

@@ -20,7 +20,10 @@ The embedding model is pluggable (``SYNC_SCORERS``): ``expert`` is our trained `
 (Euclidean distance, MFCC audio, 224-px frames; see ``ppgan.metrics.syncnet_v2``).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,14 +36,21 @@ from .sync_scorer import (  # noqa: F401  (the protocol's public names live here
     ENGINES, SYNC_SCORERS, SyncScorer, batched, build_embedding, cosine_distance, embedding_layer,
     euclidean_distance)
 
+if TYPE_CHECKING:
+    import paddle
+
 VSHIFT = 15  # offsets searched on each side, in video frames (the reference's --vshift)
+
+# A row-wise distance: (N, D), (N, D) -> (N,).
+Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------
 # distances and the offset protocol (pure numpy)
 # ---------------------------------------------------------------------------------------------
 
-def offset_distances(video_feats, audio_feats, distance, vshift=VSHIFT):
+def offset_distances(video_feats: np.ndarray, audio_feats: np.ndarray, distance: Distance,
+                     vshift: int = VSHIFT) -> np.ndarray:
     """Distances between every video window and the audio windows ``vshift`` either side.
 
     Args:
@@ -79,38 +89,40 @@ class LSEResult:
     num_windows: int
 
     @property
-    def lse_d(self):
+    def lse_d(self) -> float:
         """LSE-D: the minimum mean distance (lower is better synced)."""
         return float(self.mdist.min())
 
     @property
-    def lse_c(self):
+    def lse_c(self) -> float:
         """LSE-C: median minus minimum of the mean distances (higher is more confident)."""
         return float(np.median(self.mdist) - self.mdist.min())
 
     @property
-    def av_offset(self):
+    def av_offset(self) -> int:
         """The offset at the minimum mean distance, in frames (positive = audio delayed)."""
         return int(self.offsets[int(np.argmin(self.mdist))])
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
+        """The result as JSON-ready values (``mdist`` as a list)."""
         return {"lse_d": self.lse_d, "lse_c": self.lse_c, "av_offset": self.av_offset,
                 "num_windows": int(self.num_windows), "mdist": [float(v) for v in self.mdist]}
 
 
-def lse_from_distances(dists, vshift=VSHIFT):
+def lse_from_distances(dists: np.ndarray, vshift: int = VSHIFT) -> LSEResult:
     """Reduce a (W, 2 * vshift + 1) distance table to an ``LSEResult`` (mean over windows)."""
     dists = np.asarray(dists, np.float64)
     return LSEResult(offsets=np.arange(-vshift, vshift + 1), mdist=dists.mean(axis=0),
                      num_windows=len(dists))
 
 
-def lse_from_features(video_feats, audio_feats, distance, vshift=VSHIFT):
+def lse_from_features(video_feats: np.ndarray, audio_feats: np.ndarray, distance: Distance,
+                      vshift: int = VSHIFT) -> LSEResult:
     """The whole protocol on precomputed (W, D) video and audio window embeddings."""
     return lse_from_distances(offset_distances(video_feats, audio_feats, distance, vshift), vshift)
 
 
-def aggregate_lse(results):
+def aggregate_lse(results: Sequence[LSEResult]) -> Optional[Dict[str, Any]]:
     """Data-set score: means over videos.
 
     Args:
@@ -131,7 +143,8 @@ def aggregate_lse(results):
     }
 
 
-def sync_pair_accuracy(video_feats, audio_feats, min_offset=5, threshold=0.5, seed=0):
+def sync_pair_accuracy(video_feats: np.ndarray, audio_feats: np.ndarray, min_offset: int = 5,
+                       threshold: float = 0.5, seed: int = 0) -> Dict[str, Any]:
     """How well an expert tells in-sync from off-sync (video, audio) window pairs.
 
     Every window i gives one in-sync pair (video i, audio i) and one off-sync pair (video i,
@@ -185,9 +198,10 @@ class ExpertScorer(SyncScorer):
     """
 
     name = "expert"
-    pair_threshold = 0.5  # trained with BCE on the cosine similarity
+    pair_threshold: Optional[float] = 0.5  # trained with BCE on the cosine similarity
 
-    def __init__(self, net, batch_size=64, engine="auto", threads=None):
+    def __init__(self, net: paddle.nn.Layer, batch_size: int = 64, engine: str = "auto",
+                 threads: Optional[int] = None) -> None:
         self.net = net
         self.net.eval()
         self.face_size = int(getattr(net, "img_size", FACE_SIZE))
@@ -198,14 +212,14 @@ class ExpertScorer(SyncScorer):
         self.embed_audio = build_embedding(embedding_layer(net.audio_encoder, normalize=True),
                                            (1, 80, MEL_STEP_SIZE), engine, threads)
 
-    def num_windows(self, num_frames, num_samples, fps):
+    def num_windows(self, num_frames: int, num_samples: int, fps: float) -> int:
         mel_frames = num_mel_steps(num_samples)
         count = 0
         while count + SYNC_T <= num_frames and mel_window_fits(count, fps, mel_frames):
             count += 1
         return count
 
-    def face_windows(self, faces, start, stop):
+    def face_windows(self, faces: np.ndarray, start: int, stop: int) -> np.ndarray:
         """The expert's face input of windows ``start .. stop - 1``.
 
         Args:
@@ -217,21 +231,21 @@ class ExpertScorer(SyncScorer):
         index = np.arange(start, stop)[:, None] + np.arange(SYNC_T)[None, :]
         return to_unit_float(lower_half_stack(planes[index].transpose(0, 2, 1, 3, 4)))
 
-    def audio_windows(self, mel, fps, start, stop):
+    def audio_windows(self, mel: np.ndarray, fps: float, start: int, stop: int) -> np.ndarray:
         """(stop - start, 1, 80, 16) mel windows of frames ``start .. stop - 1`` (offset 0)."""
         return mel_windows(mel, np.arange(start, stop), fps)[:, None]
 
-    def video_features(self, faces, num_windows):
+    def video_features(self, faces: np.ndarray, num_windows: int) -> np.ndarray:
         return np.concatenate([self.embed_face(self.face_windows(faces, start, stop))
                                for start, stop in batched(num_windows, self.batch_size)])
 
-    def audio_features(self, wav, fps, num_windows):
+    def audio_features(self, wav: np.ndarray, fps: float, num_windows: int) -> np.ndarray:
         mel = melspectrogram(wav)
         return np.concatenate([self.embed_audio(self.audio_windows(mel, fps, start, stop))
                                for start, stop in batched(num_windows, self.batch_size)])
 
 
-def infer_expert_width(state_dict, path=None):
+def infer_expert_width(state_dict: Mapping[str, Any], path: Optional[str] = None) -> float:
     """The ``width_mult`` of a ``SyncNetColor`` state dict.
 
     Read from the widest layer (the last face conv, 512 x w channels) because narrow layers are
@@ -246,7 +260,8 @@ def infer_expert_width(state_dict, path=None):
     return float(np.asarray(state_dict[key]).shape[0]) / 512.0
 
 
-def load_expert(weights, net_name=None, width_mult=None):
+def load_expert(weights: str, net_name: Optional[str] = None,
+                width_mult: Optional[float] = None) -> paddle.nn.Layer:
     """Build a ``SyncNetColor`` of the right width and face size and load ``weights`` into it
     (strictly).
 
@@ -279,8 +294,9 @@ def load_expert(weights, net_name=None, width_mult=None):
 
 
 @SYNC_SCORERS.register("expert")
-def build_expert_scorer(weights=None, net=None, net_name=None, width_mult=None, batch_size=64,
-                        engine="auto"):
+def build_expert_scorer(weights: Optional[str] = None, net: Optional[paddle.nn.Layer] = None,
+                        net_name: Optional[str] = None, width_mult: Optional[float] = None,
+                        batch_size: int = 64, engine: str = "auto") -> ExpertScorer:
     """``{name: expert, weights: CKPT}``: our trained expert (cosine distance)."""
     if net is None:
         if not weights:
@@ -290,14 +306,15 @@ def build_expert_scorer(weights=None, net=None, net_name=None, width_mult=None, 
     return ExpertScorer(net, batch_size=batch_size, engine=engine)
 
 
-def build_sync_scorer(cfg, where="sync_scorer"):
+def build_sync_scorer(cfg: Mapping[str, Any], where: str = "sync_scorer") -> SyncScorer:
     """Build an LSE embedding model from ``{name: expert|syncnet_v2, weights: PATH, ...}``."""
     from . import syncnet_v2  # noqa: F401  (registers "syncnet_v2")
 
     return build_from_config(cfg, SYNC_SCORERS, where=where)
 
 
-def clip_features(scorer, faces, wav, fps, name="clip"):
+def clip_features(scorer: SyncScorer, faces: np.ndarray, wav: np.ndarray, fps: float,
+                  name: str = "clip") -> Tuple[np.ndarray, np.ndarray]:
     """Video and own-audio window embeddings of one clip.
 
     Args:
@@ -316,7 +333,8 @@ def clip_features(scorer, faces, wav, fps, name="clip"):
     return scorer.video_features(faces, count), scorer.audio_features(wav, fps, count)
 
 
-def score_clip(scorer, faces, wav, fps, vshift=VSHIFT):
+def score_clip(scorer: SyncScorer, faces: np.ndarray, wav: np.ndarray, fps: float,
+               vshift: int = VSHIFT) -> LSEResult:
     """LSE of one clip (its frames against its own audio): an ``LSEResult``."""
     video_feats, audio_feats = clip_features(scorer, faces, wav, fps)
     return lse_from_features(video_feats, audio_feats, scorer.distance, vshift)

@@ -15,9 +15,13 @@ then videos) and ``opening_corr``: the Pearson correlation, pooled over every fr
 video, between the row's mouth opening and the oracle's, both measured by ``mouth_opening``.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
+
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -37,7 +41,7 @@ CAVITY_MAX = 85  # every channel below: dark cavity (skin and lips have a channe
 TEETH_MIN = 215  # every channel above: teeth (the lightest skin has a channel <= 182)
 
 
-def mouth_opening(frames):
+def mouth_opening(frames: np.ndarray) -> np.ndarray:
     """Vertical extent of the open mouth's inside, per frame.
 
     Counts the rows of the mouth window (``MOUTH_ROWS`` x ``MOUTH_COLUMNS``) holding at least one
@@ -60,24 +64,24 @@ def mouth_opening(frames):
     return inside.any(axis=2).sum(axis=1) / float(height)
 
 
-def lower_half(frames):
+def lower_half(frames: np.ndarray) -> np.ndarray:
     """(T, S - S//2, S, 3): the lower half of face crops, where the generator draws the mouth."""
     frames = np.asarray(frames)
     return frames[:, frames.shape[1] // 2:]
 
 
-def pearson(a, b):
+def pearson(a: Union[Sequence[float], np.ndarray], b: Union[Sequence[float], np.ndarray]) -> Optional[float]:
     """Pearson correlation of two equal-length series; None when either is constant."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    if len(a) != len(b) or len(a) < 2:
-        raise DataError(f"correlation needs two series of equal length >= 2, got {len(a)} and {len(b)}")
-    a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
-    return None if denom == 0 else float(np.sum(a * b) / denom)
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
+    if len(x) != len(y) or len(x) < 2:
+        raise DataError(f"correlation needs two series of equal length >= 2, got {len(x)} and {len(y)}")
+    x, y = x - x.mean(), y - y.mean()
+    denom = np.sqrt(np.sum(x * x) * np.sum(y * y))
+    return None if denom == 0 else float(np.sum(x * y) / denom)
 
 
-def codec_round_trip(frames, fps=25.0):
+def codec_round_trip(frames: np.ndarray, fps: float = 25.0) -> np.ndarray:
     """The frames after the predictor's H.264 encoding (``VideoWriter`` defaults) and decoding."""
     from ..utils.video import VideoWriter, read_video
 
@@ -93,7 +97,7 @@ def codec_round_trip(frames, fps=25.0):
     return decoded[:, :frames.shape[1], :frames.shape[2]]  # drop the padding of odd sides
 
 
-def compare_with_oracle(frames, oracle_frames):
+def compare_with_oracle(frames: np.ndarray, oracle_frames: np.ndarray) -> Dict[str, Any]:
     """One video against its oracle.
 
     Args:
@@ -118,7 +122,7 @@ def compare_with_oracle(frames, oracle_frames):
             if len(opening) > 1 else None, "frames": len(frames)}
 
 
-def oracle_row(name, comparisons):
+def oracle_row(name: str, comparisons: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Aggregate ``compare_with_oracle`` results of several videos into one report row.
 
     Returns:
@@ -126,7 +130,7 @@ def oracle_row(name, comparisons):
         ``opening_corr`` pools every frame of every video, ``opening_corr_mean`` averages the
         per-video correlations that exist. Missing values are None.
     """
-    row = {"name": name, "num_videos": len(comparisons), "lower_psnr": None, "lower_ssim": None,
+    row: Dict[str, Any] = {"name": name, "num_videos": len(comparisons), "lower_psnr": None, "lower_ssim": None,
            "opening_corr": None, "opening_corr_mean": None}
     if not comparisons:
         return row

@@ -10,9 +10,12 @@ table, an ``oracle`` section in the JSON and a plot of mouth opening against fra
 All files are written to a temporary name and renamed, so a failed run leaves no half file.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 REPORT_COLUMNS = (
     ("row", "name", "{}"),
@@ -33,7 +36,7 @@ ORACLE_COLUMNS = (
 )
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """Replace non-finite floats (JSON has none) by the strings "inf" / "-inf" / "nan"."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -44,7 +47,7 @@ def json_safe(value):
     return value
 
 
-def format_value(value, spec):
+def format_value(value: Any, spec: str) -> str:
     """``spec.format(value)``; a missing value prints as "–", an infinite one as "∞"."""
     if value is None:
         return "–"
@@ -53,7 +56,8 @@ def format_value(value, spec):
     return spec.format(value)
 
 
-def markdown_table(rows, title=None, columns=REPORT_COLUMNS):
+def markdown_table(rows: Sequence[Mapping[str, Any]], title: Optional[str] = None,
+                   columns: Sequence[Tuple[str, str, str]] = REPORT_COLUMNS) -> str:
     """The rows as a GitHub markdown table (missing values as "–", notes listed below it).
 
     ``columns``: (header, row key, format) triples; ``ORACLE_COLUMNS`` for oracle rows."""
@@ -69,7 +73,7 @@ def markdown_table(rows, title=None, columns=REPORT_COLUMNS):
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path, text):
+def write_text_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a half file)."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -77,7 +81,8 @@ def write_text_atomic(path, text):
     os.replace(tmp, path)
 
 
-def plot_offsets(rows, path, title="mean sync distance against AV offset"):
+def plot_offsets(rows: Sequence[Mapping[str, Any]], path: str,
+                 title: str = "mean sync distance against AV offset") -> None:
     """Plot each row's mean distance curve against offset (PNG, matplotlib Agg)."""
     import matplotlib
 
@@ -106,7 +111,7 @@ def plot_offsets(rows, path, title="mean sync distance against AV offset"):
 ORACLE_TITLE = "Against the oracle (the true mouths of the dubbing)"
 
 
-def plot_openings(per_video, path, max_videos=3):
+def plot_openings(per_video: Sequence[Mapping[str, Any]], path: str, max_videos: int = 3) -> None:
     """Plot mouth opening against frame for the first videos: oracle, generated, input (PNG).
 
     Args:
@@ -139,7 +144,9 @@ def plot_openings(per_video, path, max_videos=3):
         plt.close(fig)
 
 
-def write_report(out_dir, rows, meta=None, per_video=None, stem="evaluation", oracle=None):
+def write_report(out_dir: str, rows: List[Dict[str, Any]], meta: Optional[Mapping[str, Any]] = None,
+                 per_video: Optional[List[Dict[str, Any]]] = None, stem: str = "evaluation",
+                 oracle: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>_offsets.png`` into ``out_dir``.
 
     Args:

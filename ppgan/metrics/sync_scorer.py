@@ -5,11 +5,20 @@ and the embedding streams run on the inference engine (``ppgan.inference``).
 this module and neither imports the other at load time.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Tuple
+
 import numpy as np
 
 from ..data.contract import FACE_SIZE, resize_face
 from ..inference.engine import ENGINES, build_runner
 from ..utils.registry import Registry
+
+if TYPE_CHECKING:
+    import paddle
+
+    from ..inference.engine import Runner
 
 SYNC_SCORERS = Registry("sync scorer")
 
@@ -17,7 +26,7 @@ __all__ = ["ENGINES", "SYNC_SCORERS", "SyncScorer", "batched", "build_embedding"
            "embedding_layer", "euclidean_distance"]
 
 
-def cosine_distance(a, b):
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise 1 - cos(a, b); a zero vector (the protocol's edge padding) has cos 0.
 
     Args:
@@ -33,7 +42,7 @@ def cosine_distance(a, b):
     return 1.0 - cos
 
 
-def euclidean_distance(a, b, eps=1e-6):
+def euclidean_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Row-wise ||a - b + eps||, exactly what torch's ``pairwise_distance`` (SyncNet) computes.
 
     Args:
@@ -55,34 +64,35 @@ class SyncScorer:
 
     name = "base"
     face_size = FACE_SIZE
-    required_fps = None
-    distance = staticmethod(cosine_distance)
-    pair_threshold = None  # cosine-similarity boundary for sync-pair accuracy (experts only)
+    required_fps: Optional[float] = None
+    distance: Callable[[np.ndarray, np.ndarray], np.ndarray] = staticmethod(cosine_distance)
+    pair_threshold: Optional[float] = None  # cosine-similarity boundary for sync-pair accuracy (experts only)
 
-    def num_windows(self, num_frames, num_samples, fps):
+    def num_windows(self, num_frames: int, num_samples: int, fps: float) -> int:
         """How many 5-frame windows have both video frames and audio features."""
         raise NotImplementedError  # abstract
 
-    def video_features(self, faces, num_windows):
+    def video_features(self, faces: np.ndarray, num_windows: int) -> np.ndarray:
         """(T, S, S, 3) uint8 BGR face crops -> (num_windows, D) float32 embeddings."""
         raise NotImplementedError  # abstract
 
-    def audio_features(self, wav, fps, num_windows):
+    def audio_features(self, wav: np.ndarray, fps: float, num_windows: int) -> np.ndarray:
         """(N,) float32 16 kHz audio -> (num_windows, D) embeddings of the windows at frames 0.."""
         raise NotImplementedError  # abstract
 
-    def prepare_frame(self, face):
+    def prepare_frame(self, face: np.ndarray) -> np.ndarray:
         """Resize one BGR face crop to the model's input size (the contract's ``resize_face``)."""
         return np.ascontiguousarray(resize_face(face, self.face_size, self.face_size))
 
 
-def batched(count, batch_size):
+def batched(count: int, batch_size: int) -> Iterator[Tuple[int, int]]:
     """``(start, stop)`` ranges covering ``0 .. count - 1`` in steps of ``batch_size``."""
     for start in range(0, count, batch_size):
         yield start, min(count, start + batch_size)
 
 
-def embedding_layer(trunk, head=None, normalize=False):
+def embedding_layer(trunk: paddle.nn.Layer, head: Optional[paddle.nn.Layer] = None,
+                    normalize: bool = False) -> paddle.nn.Layer:
     """A Layer computing ``normalize?(head?(flatten(trunk(x))))``: one embedding stream of a
     sync model, so the static program and the dynamic fallback run the same layers."""
     import paddle
@@ -90,11 +100,11 @@ def embedding_layer(trunk, head=None, normalize=False):
     import paddle.nn.functional as F
 
     class Embedding(nn.Layer):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.trunk, self.head, self.normalize = trunk, head, normalize
 
-        def forward(self, x):
+        def forward(self, x: paddle.Tensor) -> paddle.Tensor:
             emb = paddle.flatten(self.trunk(x), 1)
             if self.head is not None:
                 emb = self.head(emb)
@@ -107,7 +117,8 @@ def embedding_layer(trunk, head=None, normalize=False):
     return layer
 
 
-def build_embedding(layer, input_shape, engine="auto", threads=None, precision="fp32"):
+def build_embedding(layer: paddle.nn.Layer, input_shape: Sequence[int], engine: str = "auto",
+                    threads: Optional[int] = None, precision: str = "fp32") -> Runner:
     """A callable ``(N, *input_shape) ndarray -> (N, D) ndarray`` running ``layer``.
 
     ``engine``: "static" (Paddle Inference + oneDNN, CPU), "dynamic", or "auto" (static on CPU,

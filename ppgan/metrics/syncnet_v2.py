@@ -16,7 +16,10 @@ Embeddings are not normalised; the protocol uses Euclidean distance. Audio featu
 to 16-bit sample values, re-implemented here with numpy/scipy.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -29,20 +32,29 @@ MFCC_PER_FRAME = 4  # 100 MFCC frames per second over 25 video frames per second
 MFCC_WINDOW = 20  # MFCC frames in one audio window (0.2 s = 5 video frames)
 FACE_SIZE = 224
 
+if TYPE_CHECKING:
+    import paddle
+
+# A frequency (or mel) value or an array of them; the conversions work elementwise.
+Frequencies = Union[float, np.ndarray]
+
 
 # ---------------------------------------------------------------------------------------------
 # MFCC (python_speech_features semantics)
 # ---------------------------------------------------------------------------------------------
 
-def hz_to_mel(hz):
+def hz_to_mel(hz: Frequencies) -> np.ndarray:
+    """Hz -> mel on the HTK scale (python_speech_features' formula)."""
     return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
 
 
-def mel_to_hz(mel):
+def mel_to_hz(mel: Frequencies) -> np.ndarray:
+    """Inverse of ``hz_to_mel``."""
     return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
 
 
-def mfcc_filterbank(num_filters=26, nfft=512, sample_rate=16000, low_hz=0.0, high_hz=None):
+def mfcc_filterbank(num_filters: int = 26, nfft: int = 512, sample_rate: int = 16000, low_hz: float = 0.0,
+                    high_hz: Optional[float] = None) -> np.ndarray:
     """(num_filters, nfft // 2 + 1) triangular mel filters on FFT bins, peak 1 at each centre.
 
     Band edges are equally spaced in mel and snapped down to FFT bins with
@@ -61,7 +73,7 @@ def mfcc_filterbank(num_filters=26, nfft=512, sample_rate=16000, low_hz=0.0, hig
     return bank
 
 
-def frame_signal(signal, frame_len, frame_step):
+def frame_signal(signal: np.ndarray, frame_len: int, frame_step: int) -> np.ndarray:
     """Cut ``signal`` into (num_frames, frame_len) frames, zero-padding the tail.
 
     There is always at least one frame; otherwise 1 + ceil((N - frame_len) / frame_step).
@@ -77,8 +89,9 @@ def frame_signal(signal, frame_len, frame_step):
     return padded[index]
 
 
-def mfcc(signal, sample_rate=16000, win_sec=0.025, step_sec=0.01, num_ceps=13, num_filters=26,
-         nfft=512, preemph=0.97, ceplifter=22, append_energy=True):
+def mfcc(signal: np.ndarray, sample_rate: int = 16000, win_sec: float = 0.025, step_sec: float = 0.01,
+         num_ceps: int = 13, num_filters: int = 26, nfft: int = 512, preemph: float = 0.97,
+         ceplifter: float = 22, append_energy: bool = True) -> np.ndarray:
     """MFCC features exactly as ``python_speech_features.mfcc`` computes them.
 
     Args:
@@ -111,7 +124,7 @@ def mfcc(signal, sample_rate=16000, win_sec=0.025, step_sec=0.01, num_ceps=13, n
 # the network
 # ---------------------------------------------------------------------------------------------
 
-def _build_network(embedding_dim):
+def _build_network(embedding_dim: int) -> paddle.nn.Layer:
     import paddle.nn as nn
 
     class SyncNetV2(nn.Layer):
@@ -121,7 +134,7 @@ def _build_network(embedding_dim):
         pooling and ReLU layers occupy their indices just as in the original.
         """
 
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.netcnnaud = nn.Sequential(
                 nn.Conv2D(1, 64, 3, padding=1), nn.BatchNorm2D(64), nn.ReLU(),
@@ -151,21 +164,21 @@ def _build_network(embedding_dim):
                 nn.Conv3D(256, 512, (1, 6, 6)), nn.BatchNorm3D(512), nn.ReLU(),
             )
 
-        def forward_aud(self, mfcc_patches):
+        def forward_aud(self, mfcc_patches: paddle.Tensor) -> paddle.Tensor:
             feat = self.netcnnaud(mfcc_patches)
             return self.netfcaud(feat.reshape([feat.shape[0], -1]))
 
-        def forward_lip(self, frames):
+        def forward_lip(self, frames: paddle.Tensor) -> paddle.Tensor:
             feat = self.netcnnlip(frames)
             return self.netfclip(feat.reshape([feat.shape[0], -1]))
 
-        def forward(self, mfcc_patches, frames):
+        def forward(self, mfcc_patches: paddle.Tensor, frames: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
             return self.forward_aud(mfcc_patches), self.forward_lip(frames)
 
     return SyncNetV2()
 
 
-def SyncNetV2(embedding_dim=1024):
+def SyncNetV2(embedding_dim: int = 1024) -> paddle.nn.Layer:
     """Build the SyncNet v2 network (Paddle is imported lazily, so the MFCC code needs no paddle)."""
     return _build_network(embedding_dim)
 
@@ -178,7 +191,7 @@ def SyncNetV2(embedding_dim=1024):
 LINEAR_WEIGHTS = ("netfcaud.0.weight", "netfcaud.3.weight", "netfclip.0.weight", "netfclip.3.weight")
 
 
-def convert_syncnet_v2(torch_state):
+def convert_syncnet_v2(torch_state: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     """Map a PyTorch SyncNet v2 state dict to Paddle layouts (``--arch syncnet_v2``).
 
     ``ppgan.utils.convert`` (which registers this function for ``--arch syncnet_v2``) has
@@ -214,10 +227,11 @@ class SyncNetV2Scorer(SyncScorer):
 
     name = "syncnet_v2"
     face_size = FACE_SIZE
-    required_fps = 25.0
+    required_fps: float = 25.0  # the protocol scores 25 fps video only
     distance = staticmethod(euclidean_distance)
 
-    def __init__(self, net, batch_size=20, engine="auto", threads=None):
+    def __init__(self, net: paddle.nn.Layer, batch_size: int = 20, engine: str = "auto",
+                 threads: Optional[int] = None) -> None:
         self.net = net
         self.net.eval()
         self.batch_size = int(batch_size)
@@ -227,13 +241,13 @@ class SyncNetV2Scorer(SyncScorer):
         self.embed_audio = build_embedding(embedding_layer(net.netcnnaud, net.netfcaud),
                                            (1, 13, MFCC_WINDOW), engine, threads)
 
-    def num_windows(self, num_frames, num_samples, fps):
+    def num_windows(self, num_frames: int, num_samples: int, fps: float) -> int:
         if abs(fps - self.required_fps) > 1e-3:
             raise ConfigError(f"syncnet_v2 scores 25 fps video only (got {fps:g} fps): "
                               f"the evaluation resamples video to 25 fps first")
         return max(0, min(num_frames, num_samples // 640) - SYNC_T)
 
-    def video_features(self, faces, num_windows):
+    def video_features(self, faces: np.ndarray, num_windows: int) -> np.ndarray:
         faces = np.asarray(faces)
         out = []
         for start, stop in batched(num_windows, self.batch_size):
@@ -243,7 +257,7 @@ class SyncNetV2Scorer(SyncScorer):
             out.append(self.embed_lips(clip))
         return np.concatenate(out)
 
-    def audio_features(self, wav, fps, num_windows):
+    def audio_features(self, wav: np.ndarray, fps: float, num_windows: int) -> np.ndarray:
         # The reference reads int16 wav samples; our decoder gives value / 32768.
         ceps = mfcc(np.asarray(wav, np.float64) * 32768.0).T.astype(np.float32)  # (13, M)
         out = []
@@ -255,7 +269,7 @@ class SyncNetV2Scorer(SyncScorer):
 
 
 
-def load_syncnet_v2(weights):
+def load_syncnet_v2(weights: str) -> paddle.nn.Layer:
     """SyncNet v2 with converted weights (``tools/convert_weights.py --arch syncnet_v2``)."""
     from ..utils.weights import load_weights
 
@@ -266,7 +280,8 @@ def load_syncnet_v2(weights):
 
 
 @SYNC_SCORERS.register("syncnet_v2")
-def build_syncnet_v2_scorer(weights=None, net=None, batch_size=20, engine="auto"):
+def build_syncnet_v2_scorer(weights: Optional[str] = None, net: Optional[paddle.nn.Layer] = None,
+                            batch_size: int = 20, engine: str = "auto") -> SyncNetV2Scorer:
     """``{name: syncnet_v2, weights: syncnet_v2.pdparams}``: the original protocol's model."""
     if net is None:
         if not weights:
