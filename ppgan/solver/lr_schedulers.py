@@ -5,6 +5,8 @@ so ``last_epoch`` is the number of finished iterations and resuming restores it 
 ``state_dict`` / ``set_state_dict`` (Paddle's LRScheduler protocol).
 """
 
+from __future__ import annotations
+
 import paddle
 
 from ..utils.errors import ConfigError
@@ -21,10 +23,10 @@ class ConstantLR(paddle.optimizer.lr.LRScheduler):
         learning_rate (float): the rate.
     """
 
-    def __init__(self, learning_rate, last_epoch=-1):
+    def __init__(self, learning_rate: float, last_epoch: int = -1) -> None:
         super().__init__(float(learning_rate), last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         return self.base_lr
 
 
@@ -39,7 +41,8 @@ class LinearDecay(paddle.optimizer.lr.LRScheduler):
         end_lr (float): rate at the end of the ramp and after it. Default: 0.0.
     """
 
-    def __init__(self, learning_rate, decay_iters, start_iter=0, end_lr=0.0, last_epoch=-1):
+    def __init__(self, learning_rate: float, decay_iters: int, start_iter: int = 0, end_lr: float = 0.0,
+                 last_epoch: int = -1) -> None:
         if int(decay_iters) <= 0:
             raise ConfigError(f"lr_scheduler.decay_iters must be a positive number of "
                               f"iterations, got {decay_iters}")
@@ -48,7 +51,7 @@ class LinearDecay(paddle.optimizer.lr.LRScheduler):
         self.end_lr = float(end_lr)
         super().__init__(float(learning_rate), last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         progress = min(max(self.last_epoch - self.start_iter, 0) / self.decay_iters, 1.0)
         return self.base_lr + (self.end_lr - self.base_lr) * progress
 

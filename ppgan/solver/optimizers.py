@@ -8,6 +8,10 @@ driven by the shared learning-rate scheduler. The entry's key (``optimizer_G``) 
 finds it, so a model declares the keys it needs and a missing or extra key fails at start-up.
 """
 
+from __future__ import annotations
+
+from typing import Any, Collection, Dict, List, Mapping, Optional, Union
+
 import paddle
 
 from ..utils.errors import ConfigError
@@ -18,12 +22,14 @@ for _name in ("Adam", "AdamW", "SGD", "Momentum", "RMSProp"):
     OPTIMIZERS.register(_name)(getattr(paddle.optimizer, _name))
 
 
-def trainable_parameters(net):
+def trainable_parameters(net: paddle.nn.Layer) -> List[paddle.Tensor]:
     """Parameters the optimizer should update (BatchNorm running statistics excluded)."""
     return [p for p in net.parameters() if not p.stop_gradient]
 
 
-def build_optimizers(cfg, nets, lr_scheduler, required=()):
+def build_optimizers(cfg: Optional[Mapping[str, Any]], nets: Mapping[str, paddle.nn.Layer],
+                     lr_scheduler: Union[paddle.optimizer.lr.LRScheduler, float],
+                     required: Collection[str] = ()) -> Dict[str, paddle.optimizer.Optimizer]:
     """Build every optimizer of the ``optimizer`` config block.
 
     Args:
@@ -43,7 +49,8 @@ def build_optimizers(cfg, nets, lr_scheduler, required=()):
     if missing or extra:
         raise ConfigError(f"optimizer block must define exactly {list(required)}; "
                           f"missing {missing}, not used by this model {extra}")
-    optimizers, owner = {}, {}
+    optimizers: Dict[str, paddle.optimizer.Optimizer] = {}
+    owner: Dict[str, str] = {}  # net name -> the optimizer key that trains it
     for key, block in cfg.items():
         block = dict(block or {})
         net_names = block.pop("net_names", None)
