@@ -4,14 +4,22 @@ Boxes are float arrays ``[x1, y1, x2, y2]`` in pixels of the frame they were fou
 Per-frame detections are ``(K, 5)`` arrays ``[x1, y1, x2, y2, score]`` (K may be 0).
 """
 
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple, Union
+
 import numpy as np
 
+# One ``[x1, y1, x2, y2]`` box: an array or any sequence of four numbers.
+Box = Union[np.ndarray, Sequence[float]]
 
-def box_area(box):
+
+def box_area(box: Box) -> float:
+    """Area of an ``[x1, y1, x2, y2]`` box (0 for an empty or inverted one)."""
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-def box_iou(a, b):
+def box_iou(a: Box, b: Box) -> float:
     """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
     ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
     ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
@@ -20,7 +28,8 @@ def box_iou(a, b):
     return inter / union if union > 0 else 0.0
 
 
-def pick_face(detections, previous=None, min_iou=0.3):
+def pick_face(detections: np.ndarray, previous: Optional[Box] = None,
+              min_iou: float = 0.3) -> Optional[np.ndarray]:
     """Choose one face among a frame's detections.
 
     Rule: when the previous frame had a face and one of these overlaps it (IoU >= ``min_iou``),
@@ -46,7 +55,7 @@ def pick_face(detections, previous=None, min_iou=0.3):
     return boxes[int(np.argmax(areas))].copy()
 
 
-def pad_box(box, pads, frame_shape):
+def pad_box(box: Box, pads: Sequence[int], frame_shape: Sequence[int]) -> np.ndarray:
     """Grow a box by ``pads = (top, bottom, left, right)`` pixels and clip it to the frame.
 
     Args:
@@ -64,7 +73,8 @@ def pad_box(box, pads, frame_shape):
     return np.array([x1, y1, x2, y2], dtype=np.int64)
 
 
-def fill_missing(boxes, max_gap):
+def fill_missing(boxes: Sequence[Optional[Box]], max_gap: int
+                 ) -> Tuple[List[Optional[np.ndarray]], int, List[Tuple[int, int]]]:
     """Interpolate missing boxes linearly between the nearest found neighbours.
 
     Gaps of at most ``max_gap`` frames that have a found box on both sides are filled; a gap at
@@ -75,13 +85,14 @@ def fill_missing(boxes, max_gap):
     Returns:
         (filled list, number of frames filled, list of (start, end) long gaps left as None).
     """
-    boxes = [None if b is None else np.asarray(b, dtype=np.float64) for b in boxes]
-    found = [i for i, b in enumerate(boxes) if b is not None]
+    arrays = [None if b is None else np.asarray(b, dtype=np.float64) for b in boxes]
+    known = {i: b for i, b in enumerate(arrays) if b is not None}  # frame -> its found box
+    found = sorted(known)
     filled, long_gaps = 0, []
     if not found:
-        return boxes, 0, ([(0, len(boxes))] if boxes else [])
-    out = list(boxes)
-    edges = [(-1, found[0])] + list(zip(found[:-1], found[1:])) + [(found[-1], len(boxes))]
+        return arrays, 0, ([(0, len(arrays))] if arrays else [])
+    out = list(arrays)
+    edges = [(-1, found[0])] + list(zip(found[:-1], found[1:])) + [(found[-1], len(arrays))]
     for before, after in edges:
         gap = after - before - 1
         if gap <= 0:
@@ -91,17 +102,17 @@ def fill_missing(boxes, max_gap):
             continue
         for i in range(before + 1, after):
             if before < 0:
-                out[i] = boxes[after].copy()
-            elif after >= len(boxes):
-                out[i] = boxes[before].copy()
+                out[i] = known[after].copy()
+            elif after >= len(arrays):
+                out[i] = known[before].copy()
             else:
                 t = (i - before) / (after - before)
-                out[i] = (1 - t) * boxes[before] + t * boxes[after]
+                out[i] = (1 - t) * known[before] + t * known[after]
             filled += 1
     return out, filled, long_gaps
 
 
-def smooth_boxes(boxes, window=5):
+def smooth_boxes(boxes: np.ndarray, window: int = 5) -> np.ndarray:
     """Average each box over a centred window of ``window`` frames (shrunk at the ends).
 
     Args:

@@ -5,6 +5,10 @@ A detector takes a batch of BGR uint8 frames and returns, per frame, a ``(K, 5)`
 (``box`` here; ``haar`` and ``s3fd`` in their own modules) and are built by ``build_detector``.
 """
 
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
 import numpy as np
 
 from ..utils.errors import ConfigError
@@ -15,7 +19,7 @@ from .builder import DETECTORS
 class FaceDetector:
     """Base class: subclasses implement ``detect_batch``."""
 
-    def detect_batch(self, frames):
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Detect faces in a batch of frames.
 
         Args:
@@ -33,12 +37,13 @@ class BoxDetector(FaceDetector):
     Like the reference ``--box`` flag; a bottom or right of -1 means the frame's full extent.
     """
 
-    def __init__(self, box):
+    def __init__(self, box: Optional[Sequence[int]]) -> None:
         if box is None or len(box) != 4:
             raise ConfigError(f"the box detector needs box = top bottom left right, got {box!r}")
         self.box = [int(v) for v in box]
 
-    def detect_batch(self, frames):
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """One (1, 5) detection per frame: the box clipped to the frame, score 1."""
         top, bottom, left, right = self.box
         out = []
         for frame in frames:
@@ -53,6 +58,6 @@ class BoxDetector(FaceDetector):
         return out
 
 
-def build_detector(name, **kwargs):
+def build_detector(name: str, **kwargs: Any) -> FaceDetector:
     """Build a registered detector by name, e.g. ``build_detector("box", box=[0, 96, 0, 96])``."""
     return build_from_config(dict(name=name, **kwargs), DETECTORS, where="face_detector")

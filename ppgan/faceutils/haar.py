@@ -4,7 +4,10 @@ opencv-python(-headless) 4.x ships the cascade XML files in ``cv2.data.haarcasca
 none and has no ``CascadeClassifier``, which is why the project pins OpenCV below 5.
 """
 
+from __future__ import annotations
+
 import os
+from typing import List, Sequence
 
 import numpy as np
 
@@ -15,7 +18,7 @@ from .detector import FaceDetector
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 
 
-def _cascade_path(cascade):
+def _cascade_path(cascade: str) -> str:
     """Resolve a bare cascade file name against OpenCV's bundled folder."""
     import cv2
 
@@ -41,7 +44,8 @@ class HaarDetector(FaceDetector):
     Scores are the cascade's final-stage confidences (larger is surer; not probabilities).
     """
 
-    def __init__(self, cascade=DEFAULT_CASCADE, scale_factor=1.1, min_neighbors=5, min_size_ratio=0.1):
+    def __init__(self, cascade: str = DEFAULT_CASCADE, scale_factor: float = 1.1, min_neighbors: int = 5,
+                 min_size_ratio: float = 0.1) -> None:
         import cv2
 
         if not hasattr(cv2, "CascadeClassifier"):
@@ -59,7 +63,7 @@ class HaarDetector(FaceDetector):
         self.min_neighbors = int(min_neighbors)
         self.min_size_ratio = float(min_size_ratio)
 
-    def detect_batch(self, frames):
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Detect faces in each frame.
 
         Args:
@@ -69,7 +73,7 @@ class HaarDetector(FaceDetector):
         """
         return [self._detect_one(frame) for frame in frames]
 
-    def _detect_one(self, frame):
+    def _detect_one(self, frame: np.ndarray) -> np.ndarray:
         import cv2
 
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
@@ -81,7 +85,7 @@ class HaarDetector(FaceDetector):
             minSize=(side, side), outputRejectLevels=True)
         if len(rects) == 0:
             return np.zeros((0, 5), dtype=np.float64)
-        rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+        xywh = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(weights, dtype=np.float64).reshape(-1)
-        return np.column_stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2],
-                                rects[:, 1] + rects[:, 3], scores])
+        return np.column_stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2],
+                                xywh[:, 1] + xywh[:, 3], scores])

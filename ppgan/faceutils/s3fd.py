@@ -8,6 +8,10 @@ released weights expect exactly that. Post-processing: softmax, candidates above
 with variances (0.1, 0.2), NMS at IoU 0.3, faces above 0.5.
 """
 
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -20,7 +24,7 @@ from .detector import FaceDetector
 INPUT_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 ANCHOR_VARIANCES = (0.1, 0.2)
 # (name, in, out) of the VGG trunk; "pool" closes a stage. Names match the original state dict.
-_VGG = [("conv1_1", 3, 64), ("conv1_2", 64, 64), "pool",
+_VGG: List[Union[str, Tuple[str, int, int]]] = [("conv1_1", 3, 64), ("conv1_2", 64, 64), "pool",
         ("conv2_1", 64, 128), ("conv2_2", 128, 128), "pool",
         ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), "pool",
         ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), "pool",
@@ -34,13 +38,13 @@ _HEADS = [("conv3_3_norm", 256, 4), ("conv4_3_norm", 512, 2), ("conv5_3_norm", 5
 class L2Norm(nn.Layer):
     """Per-position L2 normalisation over channels times a learned per-channel scale."""
 
-    def __init__(self, channels, scale):
+    def __init__(self, channels: int, scale: float) -> None:
         super().__init__()
         self.weight = self.create_parameter(
             [channels], default_initializer=nn.initializer.Constant(float(scale)))
         self.eps = 1e-10
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         norm = paddle.sqrt(paddle.sum(x * x, axis=1, keepdim=True)) + self.eps
         return x / norm * self.weight.reshape([1, -1, 1, 1])
 
@@ -53,10 +57,10 @@ class S3FD(nn.Layer):
     reg_i is (B, 4, H_i, W_i) box offsets, for strides 4, 8, 16, 32, 64, 128.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         for item in _VGG:
-            if item != "pool":
+            if isinstance(item, tuple):  # not "pool"
                 name, cin, cout = item
                 setattr(self, name, nn.Conv2D(cin, cout, 3, 1, 1))
         # fc6 pads by 3 with a 3x3 kernel (so its map is 4 cells larger); kept for the weights.
@@ -73,7 +77,7 @@ class S3FD(nn.Layer):
             setattr(self, f"{source}_mbox_conf", nn.Conv2D(channels, classes, 3, 1, 1))
             setattr(self, f"{source}_mbox_loc", nn.Conv2D(channels, 4, 3, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         features = {}
         for item in _VGG:
             if item == "pool":
@@ -99,7 +103,7 @@ class S3FD(nn.Layer):
         return outputs
 
 
-def nms(detections, iou_threshold):
+def nms(detections: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression.
 
     Args:
@@ -123,7 +127,7 @@ def nms(detections, iou_threshold):
     return detections[keep]
 
 
-def decode_outputs(outputs, candidate_threshold=0.05):
+def decode_outputs(outputs: Sequence[np.ndarray], candidate_threshold: float = 0.05) -> np.ndarray:
     """Turn one image's head outputs into scored boxes (before NMS).
 
     Args:
@@ -162,7 +166,8 @@ class S3FDDetector(FaceDetector):
         nms_iou: overlap above which the weaker box is dropped. Default: 0.3.
     """
 
-    def __init__(self, weights=None, score_threshold=0.5, candidate_threshold=0.05, nms_iou=0.3):
+    def __init__(self, weights: Optional[str] = None, score_threshold: float = 0.5,
+                 candidate_threshold: float = 0.05, nms_iou: float = 0.3) -> None:
         if not weights:
             raise ConfigError("the s3fd face detector needs a weights file (convert s3fd.pth with "
                               "tools/convert_weights.py --arch s3fd), or use the 'haar' detector")
@@ -175,7 +180,7 @@ class S3FDDetector(FaceDetector):
         self.candidate_threshold = float(candidate_threshold)
         self.nms_iou = float(nms_iou)
 
-    def detect_batch(self, frames):
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Detect faces; frames of equal size run as one network batch.
 
         Args:
@@ -183,8 +188,8 @@ class S3FDDetector(FaceDetector):
         Returns:
             list of (K, 5) float arrays [x1, y1, x2, y2, probability].
         """
-        results = [None] * len(frames)
-        by_shape = {}
+        results: List[np.ndarray] = [np.zeros((0, 5))] * len(frames)  # every slot is set below
+        by_shape: Dict[Tuple[int, ...], List[int]] = {}
         for i, frame in enumerate(frames):
             by_shape.setdefault(frame.shape, []).append(i)
         for indices in by_shape.values():
@@ -203,7 +208,7 @@ class S3FDDetector(FaceDetector):
         return results
 
 
-def convert_s3fd(state):
+def convert_s3fd(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """Map the original face-alignment ``s3fd.pth`` state dict to ``S3FD``'s names
     (``--arch s3fd``; ``ppgan.utils.convert`` registers it).
 
