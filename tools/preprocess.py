@@ -51,8 +51,8 @@ def parse_args(argv):
                       help="a longer gap splits the clip into parts, or drops the video")
     crop.add_argument("--min-frames", type=int, default=15, help="shortest clip part kept")
     crop.add_argument("--no-frame-cache", action="store_true",
-                      help="write no uint8 frame caches (about 28 kB per 96 px frame; the datasets then "
-                           "build them on first use unless their frame_cache is false)")
+                      help="write no uint8 frame caches (about 28 kB per 96 px frame; training then decodes "
+                           "the JPEGs per sample, or builds the caches once into its dataset cache_dir)")
     split = parser.add_argument_group("split lists")
     split.add_argument("--splits", help="folder with train.txt/val.txt/test.txt of video keys (LRS2's lists)")
     split.add_argument("--val-fraction", type=float, default=0.05)

@@ -51,7 +51,7 @@ class PreprocessOptions:
         detect_batch: frames per detector call. Default: 32.
         jpeg_quality: quality of the saved crops. Default: 95.
         frame_cache: also write each clip's uint8 frame cache (needs img_size > 0; the datasets
-            build missing caches themselves on first use). Default: True.
+            build missing ones only into their ``cache_dir``). Default: True.
     """
 
     fps: float = 25.0
@@ -227,7 +227,7 @@ def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
                 if caches:
                     caches[k].append(decoded)
         for cache in caches:
-            cache.commit()  # a piece that decoded short the second time gets no cache: built on first use
+            cache.commit()  # a piece that decoded short the second time gets no cache (JPEGs are read)
     per_frame = SAMPLE_RATE / options.fps
     for k, (a, b) in enumerate(pieces):
         # A piece reaching the clip's first or last frame keeps the audio up to that edge.
