@@ -12,6 +12,7 @@ import shutil
 import time
 import traceback
 import zlib
+from typing import Any, Dict
 
 from ..datasets.workers import default_termination, single_threaded_opencv_while_forking
 from ..utils.errors import DataError, PPGanError
@@ -21,7 +22,7 @@ from .preprocess_video import (STAGING_DIR, STATUS_DIR, VIDEO_EXTENSIONS, Detect
 
 SPLITS = ("train", "val", "test")
 
-_WORKER = {}  # per process: detector spec, output root, options, built detector
+_WORKER: Dict[str, Any] = {}  # per process: detector spec, output root, options, built detector
 
 
 def _init_worker(spec, out_root, options, forked=False):

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import shutil
+from typing import Optional
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class DetectorSpec:
 
     name: str = "haar"
     kwargs: dict = dataclasses.field(default_factory=dict)
-    boxes: dict = None  # key -> [top, bottom, left, right]
+    boxes: Optional[dict] = None  # key -> [top, bottom, left, right]
     boxes_path: str = ""
 
     def build(self, key, cache):

@@ -7,6 +7,7 @@ either side of a unit boundary. A ``ClipPlan`` holds everything a clip's frames 
 """
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -139,7 +140,7 @@ class ClipPlan:
     track: np.ndarray
     poses: list
     img_size: int
-    raw: dict = None  # the raw video's layout (``plan_raw_layout``) when one was written
+    raw: Optional[dict] = None  # the raw video's layout (``plan_raw_layout``) when one was written
 
     @property
     def num_frames(self):

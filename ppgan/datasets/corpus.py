@@ -32,7 +32,7 @@ skipped, counted and reported.
 
 import collections
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 
@@ -104,15 +104,17 @@ class CorpusReader:
         self.clip_keys: List[str] = []
         self.clip_dirs: List[str] = []
         self.skipped_samples = 0
-        self._bad_files = set()
+        self._bad_files: Set[str] = set()
         self.frame_cache = bool(frame_cache)
-        self._frame_caches = {}  # clip -> CachedFrames, or None (read its JPEGs); decided at first use
+        # clip -> CachedFrames, or None (read its JPEGs); decided at first use
+        self._frame_caches: Dict[int, Optional[CachedFrames]] = {}
         self._cache_writable = self.cache_dir is not None  # False once a write failed: stop trying
         self._uncached_warned = False
-        self._mel_paths = {}  # clip folder -> its mel cache in cache_dir, when the corpus's is unusable
-        self._mels = collections.OrderedDict()  # clip -> (80, T) mel, least recently used first
+        self._mel_paths: Dict[str, str] = {}  # clip folder -> its mel cache in cache_dir, when the corpus's is unusable
+        # clip -> (80, T) mel, least recently used first
+        self._mels: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
         self._mel_bytes = 0
-        self._pinned_mels = {}  # clip folder -> computed mel that is not written anywhere
+        self._pinned_mels: Dict[str, np.ndarray] = {}  # clip folder -> computed mel that is not written anywhere
 
     @property
     def num_clips(self) -> int:
@@ -146,7 +148,8 @@ class CorpusReader:
     # ---------------------------------------------------------------- mels
     def mel_length(self, clip_dir: str) -> int:
         """Mel length of a clip from its cache header; a missing or broken cache is rebuilt once."""
-        folders = [clip_dir] + ([self.cache_folder(clip_dir)] if self.cache_dir else [])
+        cache_folder = self.cache_folder(clip_dir)
+        folders = [clip_dir] + ([cache_folder] if cache_folder else [])
         for folder in folders:
             header = npy_header(os.path.join(folder, "mel.npy"))
             if header is not None and len(header[0]) == 2 and header[0][0] == NUM_MELS:
