@@ -70,3 +70,24 @@ def test_isa_report_and_support_check():
     assert supported == (not reason)
     assert psnr(np.zeros(4), np.zeros(4)) == float("inf")
     assert psnr(np.zeros(4), np.full(4, 0.1)) == pytest.approx(20.0)
+
+
+def test_bf16_capable_cpu_runs_the_exported_generator_in_bf16(program):
+    # Exports swap the decoder's stride-1 transposed conv (which Paddle 3.3.1's oneDNN bf16 path
+    # cannot run) for its exact conv equivalent, so bf16 works wherever the CPU offers it.
+    prefix, inputs = program
+    if not precision_support("bf16")[0]:
+        pytest.skip("no native bf16 here (or oneDNN capped below it)")
+    runner = StaticRunner(prefix, threads=1, precision="bf16")
+    output = runner(*inputs)
+    assert runner.precision == "bf16"
+    assert psnr(StaticRunner(prefix, threads=1)(*inputs), output) >= MIN_BF16_PSNR
+
+
+def test_an_isa_cap_below_bf16_is_reported_before_any_run(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_isa", lambda: ("avx2", "avx512f", "avx512_bf16"))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert precision_support("bf16") == (False, "ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN below its bf16 kernels")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    supported, reason = precision_support("bf16")
+    assert "ONEDNN_MAX_CPU_ISA" not in reason

@@ -31,6 +31,7 @@ from ..utils.atomic import fsync_folder, output_error, prepare_folder
 from ..utils.errors import ConfigError, OutputError, WeightsError
 from ..utils.logger import get_logger
 from .precision import log_precision_fallback, precision_support
+from .rewrite import direct_convolutions
 
 if TYPE_CHECKING:  # paddle is imported where it runs: importing this module stays cheap
     import paddle
@@ -100,11 +101,13 @@ def export_program(layer: paddle.nn.Layer, path_prefix: str, inputs: InputShapes
     except OSError as exc:
         raise output_error(params, exc) from None
     try:
-        paddle.jit.save(layer, os.path.join(staging, "model"), input_spec=spec)
+        # Stride-1 transposed convs saved as the equivalent convs: oneDNN's bf16 path fails on them.
+        with direct_convolutions(layer):
+            paddle.jit.save(layer, os.path.join(staging, "model"), input_spec=spec)
+            _check_staged_params(os.path.join(staging, "model"), layer, params)
         record = dict(info or {}, inputs={name: [int(v) for v in shape] for name, shape in inputs.items()})
         with open(os.path.join(staging, "model" + INFO_SUFFIX), "w") as handle:
             json.dump(record, handle, indent=1, sort_keys=True)
-        _check_staged_params(os.path.join(staging, "model"), layer, params)
         for name in os.listdir(staging):
             _fsync_file(os.path.join(staging, name))
         for name in os.listdir(staging):

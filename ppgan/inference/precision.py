@@ -3,13 +3,15 @@ guard that decides whether a precision may be used.
 
 bf16 runs through oneDNN (``Config.enable_onednn_bfloat16``). It is only worth it where the CPU
 computes bf16 natively (AVX-512 BF16 or AMX); elsewhere oneDNN emulates it and is slower than
-fp32, so the engine then falls back to fp32 with one log line, as it does when Paddle's bf16
-path fails on the program.
+fp32, so the engine then falls back to fp32 with one log line, as it does when oneDNN is capped
+below bf16 (``ONEDNN_MAX_CPU_ISA=AVX2``) or Paddle's bf16 path fails on the program (exports
+avoid the one layer type it fails on: ``ppgan.inference.rewrite``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Tuple
 
 import numpy as np
@@ -19,6 +21,8 @@ from ..utils.logger import get_logger
 # The ISA extensions that matter for the engine's choices, as /proc/cpuinfo names them.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA values) that still include native bf16 kernels.
+BF16_ISA_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "ALL")
 MIN_BF16_PSNR = 35.0  # dB against fp32 on the same frames (issue 16's guard)
 
 _logged: set = set()  # (component, precision) pairs already warned about
@@ -47,6 +51,9 @@ def precision_support(precision: str) -> Tuple[bool, str]:
 
         if not any(flag in cpu_isa() for flag in BF16_FLAGS):
             return False, f"the CPU has no native bf16 (ISA: {' '.join(cpu_isa()) or 'unknown'})"
+        cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+        if cap and cap not in BF16_ISA_CAPS:
+            return False, f"ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN below its bf16 kernels"
         if not paddle.base.core.supports_bfloat16():
             return False, "this Paddle build's oneDNN reports no bf16 support"
         return True, ""
