@@ -14,7 +14,8 @@ import pytest
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.discriminators.wav2lip_disc_qual import Wav2LipDiscQual
 from ppgan.models.generators.wav2lip import Wav2Lip
-from ppgan.utils.convert import CONVERTERS, convert_checkpoint
+from ppgan.apps.convert_weights import convert_checkpoint
+from ppgan.utils.convert import CONVERTERS
 from ppgan.utils.errors import WeightsError
 from ppgan.utils.weights import load_weights, read_weights_file
 
@@ -172,8 +173,14 @@ def test_wrong_arch_and_unknown_arch(tmp_path):
 
 
 def run_tool(*args):
-    # Block torch in the child: conversion must work without it.
-    code = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+    # Block torch in the child as if it were not installed: conversion must work without it. (A
+    # None in sys.modules would also block it, but breaks scipy's check for torch arrays.)
+    code = ("import sys, runpy\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(\"No module named 'torch'\", name=name)\n"
+            "sys.meta_path.insert(0, NoTorch()); sys.argv = sys.argv[1:]\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')")
     return subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "tools", "convert_weights.py"),
                            *args], capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL)

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from ppgan.apps.evaluate import ROW_NAMES, evaluate_videos, find_clips, lse_gap_summary
+from ppgan.apps.clips import find_clips
+from ppgan.apps.evaluate import ROW_NAMES, evaluate_videos, lse_gap_summary
 from ppgan.metrics.image import PairedFrameMetrics, video_psnr_ssim
 from ppgan.metrics.report import markdown_table, write_report
 from ppgan.utils.errors import DataError

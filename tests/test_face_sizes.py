@@ -189,7 +189,7 @@ def test_exported_program_at_192_matches_the_network(tmp_path):
 
 def test_lse_scorer_reads_a_192_expert_from_its_weights(corpus, expert_file):
     from ppgan.apps.evaluate import load_faces
-    from ppgan.metrics.lse import build_expert_scorer
+    from ppgan.models.lse_scorers import build_expert_scorer
 
     scorer = build_expert_scorer(weights=expert_file, engine="dynamic")
     assert scorer.face_size == SIZE

@@ -112,7 +112,7 @@ def _torch_s3fd():
 def s3fd_weights(tmp_path_factory):
     """A random S3FD saved by PyTorch as s3fd.pth, converted with the registered converter."""
     torch, reference = _torch_s3fd()
-    from ppgan.utils.convert import convert_file
+    from ppgan.apps.convert_weights import convert_file
 
     folder = tmp_path_factory.mktemp("s3fd")
     torch.save(reference.state_dict(), str(folder / "s3fd.pth"))
@@ -140,7 +140,7 @@ def test_s3fd_converted_weights_match_pytorch(s3fd_weights):
 
 
 def test_s3fd_converter_refuses_another_architecture(tmp_path):
-    from ppgan.utils.convert import convert_checkpoint
+    from ppgan.apps.convert_weights import convert_checkpoint
     with pytest.raises(WeightsError, match="s3fd"):
         convert_checkpoint({"state_dict": {"conv1.weight": np.zeros((2, 3, 3, 3), np.float32)}}, "s3fd")
 

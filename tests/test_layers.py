@@ -12,18 +12,6 @@ from benchmarks.import_graph import (ImportEdge, import_edges, layer_violations,
 ALLOW_LIST = {
     # engine: the checkpoint's inference spec (the engine helper's part)
     "ppgan.engine.trainer -> ppgan.inference.spec",
-    # layers' part
-    "ppgan.corpus_tools.oracle -> ppgan.apps.frame_io",
-    "ppgan.metrics.lse -> ppgan.models.probe",
-    "ppgan.metrics.lse -> ppgan.models.discriminators.syncnet",
-    "ppgan.utils.convert -> ppgan.models.discriminators.syncnet",
-    "ppgan.utils.convert -> ppgan.models.discriminators.wav2lip_disc_qual",
-    "ppgan.utils.convert -> ppgan.models.generators.wav2lip",
-    "ppgan.utils.convert -> ppgan.faceutils.s3fd",
-    "ppgan.utils.convert -> ppgan.metrics.syncnet_v2",
-    "apps / corpus_tools",
-    "data / faceutils / inference / metrics / models / modules / utils",
-    "ppgan.apps.evaluate / ppgan.apps.oracle_evaluation",
 }
 
 EDGES = import_edges()

@@ -17,8 +17,9 @@ import pytest
 
 from ppgan.metrics.lse import (
     SYNC_T, VSHIFT, ExpertScorer, LSEResult, SyncScorer, aggregate_lse, cosine_distance,
-    euclidean_distance, infer_expert_width, lse_from_distances, lse_from_features,
-    offset_distances, score_clip, sync_pair_accuracy)
+    euclidean_distance, lse_from_distances, lse_from_features, offset_distances, score_clip,
+    sync_pair_accuracy)
+from ppgan.models.lse_scorers import infer_expert_width
 from ppgan.utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -308,7 +309,7 @@ def test_syncnet_v2_conversion_matches_pytorch(tmp_path):
     torch = pytest.importorskip("torch")
     import paddle
     from ppgan.metrics.syncnet_v2 import SyncNetV2, SyncNetV2Scorer
-    from ppgan.utils.convert import convert_checkpoint
+    from ppgan.apps.convert_weights import convert_checkpoint
     from ppgan.utils.weights import load_weights
 
     torch.manual_seed(0)
@@ -364,7 +365,7 @@ def test_syncnet_v2_conversion_matches_pytorch(tmp_path):
 
 def test_syncnet_v2_converter_rejects_other_weights(tmp_path):
     torch = pytest.importorskip("torch")
-    from ppgan.utils.convert import convert_checkpoint
+    from ppgan.apps.convert_weights import convert_checkpoint
     from ppgan.utils.errors import WeightsError
 
     src = tmp_path / "other.pth"

@@ -5,7 +5,8 @@ import pytest
 
 from ppgan.apps import Wav2LipPredictor
 from ppgan.apps.face_paste import feather_mask, paste_face
-from ppgan.apps.frame_io import FrameSource, pingpong_index, prepare_frame
+from ppgan.apps.frame_io import FrameSource, prepare_frame
+from ppgan.data.contract import pingpong_index
 from ppgan.apps.generator_loader import generator_width, load_generator
 from ppgan.apps.wav2lip_predictor import generator_inputs
 from ppgan.utils.audio import load_audio, save_wav

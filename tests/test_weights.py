@@ -11,7 +11,7 @@ import pytest
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.generators.wav2lip import Wav2Lip
 from ppgan.utils.config import AttrDict
-from ppgan.utils.convert import convert_checkpoint
+from ppgan.apps.convert_weights import convert_checkpoint
 from ppgan.utils.errors import WeightsError
 from ppgan.utils.weights import (CHECKPOINT_FORMAT, load_weights, read_weights_file,
                                  save_weights_file, select_state_dict)

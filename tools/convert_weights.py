@@ -15,14 +15,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ppgan.utils.cli import run_main  # noqa: E402
-from ppgan.utils.convert import convert_file  # noqa: E402
+from ppgan.apps.convert_weights import CONVERTERS, convert_file  # noqa: E402
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", required=True, help="PyTorch checkpoint (.pth / .pt / .tar)")
-    parser.add_argument("--arch", required=True,
-                        help="wav2lip | syncnet | disc (s3fd, syncnet_v2 when those modules are present)")
+    parser.add_argument("--arch", required=True, help=" | ".join(CONVERTERS.names()))
     parser.add_argument("--out", required=True, help="output .pdparams file")
     return parser.parse_args(argv)
 

@@ -295,7 +295,8 @@ def main(argv=None):
     # 6. evaluation of the plain generator on the held-out clips
     from ppgan.apps.evaluate import evaluate_generator_on_split, evaluate_videos
     from ppgan.apps.generator_loader import load_generator
-    from ppgan.metrics.lse import ExpertScorer, load_expert
+    from ppgan.metrics.lse import ExpertScorer
+    from ppgan.models.lse_scorers import load_expert
 
     generator_weights = os.path.join(generator_dir, "best.pdparams")
     generator = load_generator(generator_weights)

@@ -104,8 +104,8 @@ def run_oracle(args):
     from ppgan.apps.evaluate import evaluate_generator_on_split, evaluate_videos
     from ppgan.apps.oracle_evaluation import evaluate_oracle
     from ppgan.datasets.corpus import read_filelist
-    from ppgan.metrics.lse import build_sync_scorer
     from ppgan.metrics.report import write_report
+    from ppgan.models.lse_scorers import build_sync_scorer
     from ppgan.utils.config_paths import resolve_config_path
 
     scorer_cfg = scorer_config(args)

@@ -21,93 +21,20 @@ the oracle (``ppgan.apps.oracle_evaluation``).
 """
 
 import os
-import re
 
 import numpy as np
 
 from ..metrics.image import PairedFrameMetrics
-from ..metrics.lse import (
-    VSHIFT, aggregate_lse, build_sync_scorer, clip_features, lse_from_features,
-    sync_pair_accuracy)
+from ..metrics.lse import VSHIFT, aggregate_lse, clip_features, lse_from_features, sync_pair_accuracy
 from ..inference.spec import trained_mel_frame_offset  # noqa: F401  (also used by tools)
 from ..metrics.report import ORACLE_COLUMNS, ORACLE_TITLE, markdown_table, write_report
-from ..utils.audio import load_audio
+from ..models.lse_scorers import build_sync_scorer
 from ..utils.errors import DataError, MediaError
+from .clips import (CORPUS_FPS, VIDEO_EXTENSIONS, clip_audio, crop_face, find_clips, is_clip_folder,
+                    iter_clip_frames, numbered_frames)
+from .oracle_evaluation import evaluate_oracle, write_pairs
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-CORPUS_FPS = 25.0  # preprocessed clip folders hold 25 fps frames (LRS2 layout)
 ROW_NAMES = ("ground truth", "generated", "shuffled audio (floor)")
-
-
-# ---------------------------------------------------------------------------------------------
-# finding and reading clips
-# ---------------------------------------------------------------------------------------------
-
-def _is_clip_folder(path):
-    return os.path.isfile(os.path.join(path, "audio.wav")) and os.path.isfile(
-        os.path.join(path, "0.jpg"))
-
-
-def find_clips(folder, allow_folders=False):
-    """Videos (and, with ``allow_folders``, preprocessed clip folders) under ``folder``.
-
-    Returns:
-        {key: path} with key = path relative to ``folder`` without extension, '/'-separated.
-    """
-    if not os.path.isdir(folder):
-        raise DataError(f"folder not found: {folder}")
-    found = {}
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        if allow_folders and _is_clip_folder(root):
-            found[os.path.relpath(root, folder).replace(os.sep, "/")] = root
-            dirs[:] = []
-            continue
-        for name in sorted(files):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in VIDEO_EXTENSIONS and not stem.startswith("."):
-                key = os.path.relpath(os.path.join(root, stem), folder).replace(os.sep, "/")
-                found[key] = os.path.join(root, name)
-    return found
-
-
-def _numbered_frames(folder):
-    names = [n for n in os.listdir(folder) if re.fullmatch(r"\d+\.jpg", n)]
-    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[:-4]))]
-
-
-def iter_clip_frames(path, fps=None):
-    """BGR uint8 frames of a video file or a preprocessed clip folder, and its frame rate.
-
-    Returns:
-        (iterator of (H, W, 3) uint8, fps). ``fps`` resamples a video (syncnet_v2 needs 25).
-    """
-    from ..utils.video import iter_frames, probe_video, read_image
-
-    if os.path.isdir(path):
-        return (read_image(p) for p in _numbered_frames(path)), CORPUS_FPS
-    info = probe_video(path)
-    return iter_frames(path, fps=fps), float(fps or info.fps)
-
-
-def clip_audio(path):
-    """(N,) float32 16 kHz audio of a video file or of a clip folder's audio.wav."""
-    return load_audio(os.path.join(path, "audio.wav") if os.path.isdir(path) else path)
-
-
-def crop_face(frame, box):
-    """The face region of a frame: the whole frame when ``box`` is None, else
-    ``frame[top:bottom, left:right]`` for ``box = (top, bottom, left, right)`` (-1 = to the edge)."""
-    if box is None:
-        return frame
-    top, bottom, left, right = box
-    height, width = frame.shape[:2]
-    crop = frame[max(0, top):height if bottom < 0 else bottom,
-                 max(0, left):width if right < 0 else right]
-    if crop.size == 0:
-        raise MediaError(f"face box {tuple(box)} (top bottom left right) lies outside a "
-                         f"{width}x{height} frame")
-    return crop
 
 
 def load_faces(path, scorer, box=None):
@@ -301,7 +228,7 @@ def write_source_video(clip_dir, path):
 
     # crf 10: nearly lossless, so the generated video is compared with what it was fed
     with VideoWriter(path, CORPUS_FPS, audio=clip_audio(clip_dir), crf=10) as writer:
-        for frame_path in _numbered_frames(clip_dir):
+        for frame_path in numbered_frames(clip_dir):
             writer.write(read_image(frame_path))
     return path
 
@@ -328,7 +255,6 @@ def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True,
     """
     from tqdm import tqdm
 
-    from .oracle_evaluation import write_pairs
 
     folders = {name: os.path.join(out_dir, name) for name in ("sources", "reconstructed", "dubbed")}
     pairs = dubbing_pairs(keys)
@@ -384,11 +310,10 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None,
         matter, for printing and JSON).
     """
     from ..corpus_tools.oracle import is_synthetic_corpus
-    from .oracle_evaluation import evaluate_oracle
     from .wav2lip_predictor import Wav2LipPredictor
 
     keys = list(keys)[:max_clips] if max_clips else list(keys)
-    missing = [k for k in keys if not _is_clip_folder(os.path.join(dataroot, k))]
+    missing = [k for k in keys if not is_clip_folder(os.path.join(dataroot, k))]
     if missing:
         raise DataError(f"clip folder {os.path.join(dataroot, missing[0])} is missing or has no "
                         f"0.jpg / audio.wav: check the filelist against the corpus")

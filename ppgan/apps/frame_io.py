@@ -43,14 +43,6 @@ def prepare_frame(frame, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
     return frame[top:bottom, left:right]
 
 
-def pingpong_index(output_index, num_source):
-    """Source frame shown at ``output_index`` when playing 0..n-1, n-2..1, 0..n-1, ..."""
-    if num_source <= 1:
-        return 0
-    position = output_index % (2 * (num_source - 1))
-    return position if position < num_source else 2 * (num_source - 1) - position
-
-
 class FrameSource:
     """Prepared (resized / rotated / cropped) BGR frames of a video or still image.
 

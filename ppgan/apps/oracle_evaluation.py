@@ -16,6 +16,7 @@ from ..corpus_tools.oracle import load_clip_plan, render_oracle, source_frames
 from ..metrics.oracle import (ORACLE_ROW_KEYS, ORACLE_ROW_NAMES, codec_round_trip,
                               compare_with_oracle, oracle_row)
 from ..utils.errors import DataError
+from .clips import crop_face, iter_clip_frames
 
 PAIRS_FILE = "pairs.json"  # written beside dubbed videos: which clip's audio drove each face
 
@@ -66,7 +67,6 @@ def score_dubbed_video(video, dataroot, face_key, audio_key, box=None, still=Fal
     Raises:
         DataError: frame count or crop size differs from the oracle's.
     """
-    from .evaluate import crop_face, iter_clip_frames
 
     frames_iter, fps = iter_clip_frames(video)
     frames = np.stack([crop_face(frame, box) for frame in frames_iter])

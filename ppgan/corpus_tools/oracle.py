@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from ..data.contract import pingpong_index
 from ..utils.errors import DataError
 from .synthetic_faces import ClipPlan, HeadPose, compose_raw_frame, draw_raw_scene, render_faces
 from .synthetic_voice import UNITS, Speaker, mouth_shapes
@@ -104,8 +105,6 @@ def is_synthetic_corpus(dataroot, keys):
 
 def dub_source_indices(num_output, num_source, still=False):
     """(num_output,) source frame shown at each output frame, as ``Wav2LipPredictor`` plays it."""
-    from ..apps.frame_io import pingpong_index
-
     if still:
         return np.zeros(num_output, dtype=np.int64)
     return np.array([pingpong_index(i, num_source) for i in range(num_output)], dtype=np.int64)

@@ -20,6 +20,8 @@ network input whichever path produced it (``tests/test_contract.py`` checks that
   window for the T frames starting at s is the one at s (offset 0). The generator's per-frame
   windows use a frame offset: the reference trains with ``TRAIN_MEL_FRAME_OFFSET`` = -1 and
   infers with ``INFERENCE_MEL_FRAME_OFFSET`` = 0.
+- **Looping**: a face video shorter than the audio plays 0..n-1, n-2..1, 0..n-1, ...
+  (``pingpong_index``), in the predictor and in the synthetic corpus's oracle renders alike.
 - **Edge policy** (one for every reader): a window that would start before the first mel step
   or end after the last is moved inside (clamped); a mel shorter than one window is first
   padded at the end with silence (-4, the mel of digital silence). Datasets and the scorer only
@@ -234,3 +236,11 @@ def mel_windows(mel: np.ndarray, frames: Union[Sequence[int], np.ndarray], fps: 
     for n, frame in enumerate(frames):
         out[n] = mel_window(mel, frame, fps, offset, steps)
     return out
+
+
+def pingpong_index(output_index: int, num_source: int) -> int:
+    """Source frame shown at ``output_index`` when playing 0..n-1, n-2..1, 0..n-1, ..."""
+    if num_source <= 1:
+        return 0
+    position = output_index % (2 * (num_source - 1))
+    return position if position < num_source else 2 * (num_source - 1) - position

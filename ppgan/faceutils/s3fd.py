@@ -10,13 +10,14 @@ with variances (0.1, 0.2), NMS at IoU 0.3, faces above 0.5.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..utils.convert import keep_names, register_converter
 from ..utils.errors import ConfigError
 from .builder import DETECTORS
 from .detector import FaceDetector
@@ -208,16 +209,6 @@ class S3FDDetector(FaceDetector):
         return results
 
 
-def convert_s3fd(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Map the original face-alignment ``s3fd.pth`` state dict to ``S3FD``'s names
-    (``--arch s3fd``; ``ppgan.utils.convert`` registers it).
-
-    Every layer is a plain convolution or an L2Norm scale whose names and layouts are the same in
-    both frameworks; the generic steps of ``convert_checkpoint`` (``module.`` prefix) suffice.
-
-    Args:
-        state: {name: ndarray} after the generic steps.
-    Returns:
-        {name: ndarray}.
-    """
-    return dict(state)
+# The original face-alignment ``s3fd.pth``: every layer is a plain convolution or an L2Norm scale
+# whose names and layouts are the same in both frameworks, so the generic steps suffice.
+register_converter("s3fd", network_factory=S3FD)(keep_names)

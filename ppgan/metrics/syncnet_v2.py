@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ..utils.convert import register_converter
 from ..utils.errors import ConfigError, WeightsError
 from ..data.contract import SYNC_T
 from .sync_scorer import SYNC_SCORERS, SyncScorer, batched, build_embedding, embedding_layer, \
@@ -194,10 +195,9 @@ LINEAR_WEIGHTS = ("netfcaud.0.weight", "netfcaud.3.weight", "netfclip.0.weight",
 def convert_syncnet_v2(torch_state: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     """Map a PyTorch SyncNet v2 state dict to Paddle layouts (``--arch syncnet_v2``).
 
-    ``ppgan.utils.convert`` (which registers this function for ``--arch syncnet_v2``) has
-    already stripped ``module.``, renamed the batch-norm statistics
-    and dropped ``num_batches_tracked``; names are otherwise identical because the Sequential
-    indices match, so only the Linear weights need transposing.
+    The generic steps of ``ppgan.utils.convert`` have already stripped ``module.``, renamed the
+    batch-norm statistics and dropped ``num_batches_tracked``; names are otherwise identical
+    because the Sequential indices match, so only the Linear weights need transposing.
 
     Args:
         torch_state: {name: ndarray} from ``syncnet_v2.model`` after the generic steps.
@@ -207,6 +207,9 @@ def convert_syncnet_v2(torch_state: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     return {key: (np.ascontiguousarray(np.asarray(value).T) if key in LINEAR_WEIGHTS
                   else np.asarray(value))
             for key, value in torch_state.items()}
+
+
+register_converter("syncnet_v2", network_factory=SyncNetV2)(convert_syncnet_v2)
 
 
 # ---------------------------------------------------------------------------------------------

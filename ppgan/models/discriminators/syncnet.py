@@ -19,6 +19,7 @@ import paddle.nn.functional as F
 from ...data.contract import FACE_SIZE, SYNC_T, expert_face_shape, face_size_factors
 from ...modules.conv import (ConvBNRelu, audio_encoder, channel_scaler, check_input_size,
                              downsample_args, residual_units)
+from ...utils.convert import keep_names, register_converter
 from ..builder import DISCRIMINATORS
 
 
@@ -72,3 +73,8 @@ class SyncNetColor(nn.Layer):
         audio = paddle.flatten(self.audio_encoder(audio_sequences), 1)
         face = paddle.flatten(self.face_encoder(face_sequences), 1)
         return F.normalize(audio, p=2, axis=1), F.normalize(face, p=2, axis=1)
+
+
+# The original PyTorch checkpoint of the lip-sync expert (``--arch syncnet``): this network keeps the original
+# module names, so the generic conversion steps suffice.
+register_converter("syncnet", network_factory=SyncNetColor)(keep_names)

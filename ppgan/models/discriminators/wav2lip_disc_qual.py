@@ -14,6 +14,7 @@ import paddle.nn as nn
 
 from ...data.contract import FACE_SIZE, face_size_factors, lower_half
 from ...modules.conv import ConvLeakyRelu, channel_scaler, check_input_size, downsample_args
+from ...utils.convert import keep_names, register_converter
 from ..builder import DISCRIMINATORS
 
 
@@ -63,3 +64,8 @@ class Wav2LipDiscQual(nn.Layer):
         for block in self.face_encoder_blocks:
             x = block(x)
         return paddle.flatten(self.binary_pred(x), 1)
+
+
+# The original PyTorch checkpoint of the visual-quality discriminator (``--arch disc``): this network keeps the original
+# module names, so the generic conversion steps suffice.
+register_converter("disc", network_factory=Wav2LipDiscQual)(keep_names)

@@ -22,6 +22,7 @@ import paddle.nn as nn
 from ...data.contract import FACE_SIZE, face_size_factors
 from ...modules.conv import (ConvBNRelu, ConvTransposeBNRelu, audio_encoder, channel_scaler,
                              check_input_size, downsample_args, residual_units, upsample_args)
+from ...utils.convert import keep_names, register_converter
 from ..builder import GENERATORS
 
 
@@ -128,3 +129,8 @@ class Wav2Lip(nn.Layer):
         for block in self.face_decoder_blocks:
             x = paddle.concat([block(x), skips.pop()], axis=1)
         return self.output_block(x)
+
+
+# The original PyTorch checkpoint of the generator (``--arch wav2lip``): this network keeps the original
+# module names, so the generic conversion steps suffice.
+register_converter("wav2lip", network_factory=Wav2Lip)(keep_names)
