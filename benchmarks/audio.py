@@ -6,7 +6,7 @@ The yardstick is the reference's way: ``librosa.load(path, sr=16000)`` (soundfil
 cannot open m4a or mp4 here) and the reference mel recipe (scipy ``lfilter`` pre-emphasis, librosa
 STFT with reflect padding, Slaney mel). Prints one JSON object; times are medians of ``--repeats``.
 
-    python benchmarks/audio.py [--repeats 5] [--durations 10 60]
+    python -m benchmarks.audio [--repeats 5] [--durations 10 60]
 """
 
 import argparse
@@ -14,19 +14,16 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import av
+import numpy as np
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ppgan.corpus_tools.synthetic_voice import random_speaker, sample_unit_track, synthesize_audio  # noqa: E402
-from ppgan.utils.audio import load_audio, melspectrogram  # noqa: E402
-from ppgan.utils.video import write_video  # noqa: E402
+from ppgan.corpus_tools.synthetic_voice import random_speaker, sample_unit_track, synthesize_audio
+from ppgan.utils.audio import load_audio, melspectrogram
+from ppgan.utils.video import write_video
 
 SOURCE_RATE = 44100
 FORMATS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".m4a": "aac"}

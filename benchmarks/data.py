@@ -1,8 +1,8 @@
 """Data pipeline throughput: our datasets and loader against a naive per-sample-mel loader, the
 frame cache's cost, and preprocessing speed. Prints one JSON object.
 
-    python benchmarks/data.py                # about two minutes on 2 cores
-    python benchmarks/data.py --samples 600  # steadier numbers
+    python -m benchmarks.data                # about two minutes on 2 cores
+    python -m benchmarks.data --samples 600  # steadier numbers
 
 The naive loaders below do what the reference Wav2Lip and PaddleGAN datasets do for every sample:
 pick a random clip, glob its frames, read and resize the windows with OpenCV, decode the clip's
@@ -19,7 +19,6 @@ import argparse
 import glob
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -29,9 +28,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from paddle.io import DataLoader, Dataset  # noqa: E402
 
 from ppgan.datasets import build_dataloader  # noqa: E402

@@ -1,6 +1,6 @@
 """Speed of the lip-sync evaluation: LSE embedding models and MFCC, next to PyTorch.
 
-    python benchmarks/evaluation.py [--repeats 3]
+    python -m benchmarks.evaluation [--repeats 3]
 
 Prints one JSON object. For each embedding model it times the forward passes the protocol runs
 for one window (5 frames + 0.2 s of audio), in windows per second, with Paddle (dynamic graph)
@@ -15,15 +15,10 @@ oneDNN (``engine="static"``, what the evaluation uses on CPU). It also times the
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 
 
 def torch_syncnet_v2():
@@ -122,7 +117,7 @@ def bench_expert(width, threads, repeats, batch=64):
     import torch
     from ppgan.metrics.lse import ExpertScorer
     from ppgan.models.discriminators.syncnet import SyncNetColor
-    from torch_reference import build_torch_network
+    from benchmarks.torch_reference import build_torch_network
 
     _set_threads(threads)
     rng = np.random.default_rng(0)

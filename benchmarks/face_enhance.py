@@ -1,6 +1,6 @@
 """Benchmark: cost of ``--face_enhancement`` (GPEN-512 on each output face) per frame.
 
-    .venv/bin/python benchmarks/face_enhance.py > face_enhance.json      # a few minutes on 2 cores
+    .venv/bin/python -m benchmarks.face_enhance > face_enhance.json      # a few minutes on 2 cores
 
 Builds a GPEN of the released size (512 px, style 512, 8 mapping layers, multiplier 2) with its
 default random initialisation (the cost does not depend on the values) and times
@@ -14,10 +14,7 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main():

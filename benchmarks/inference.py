@@ -1,7 +1,7 @@
 """Benchmark: end-to-end lip-sync speed and memory of ``Wav2LipPredictor`` on 720p clips.
 
-    .venv/bin/python benchmarks/inference.py > inference.json         # about 10 minutes on 2 cores
-    .venv/bin/python benchmarks/inference.py --durations 4 --no-generator-speed   # quick look
+    .venv/bin/python -m benchmarks.inference > inference.json         # about 10 minutes on 2 cores
+    .venv/bin/python -m benchmarks.inference --durations 4 --no-generator-speed   # quick look
 
 For each duration it writes a 1280x720 25 fps clip - skimage's astronaut photograph (640 px, so
 the face is about 120 px) drifting slowly over a gradient, so the default Haar detector has a
@@ -28,10 +28,7 @@ import tempfile
 import time
 import types
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
-sys.path.insert(0, HERE)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FPS = 25
 FRAME_SIZE = (720, 1280)  # height, width
@@ -109,9 +106,9 @@ def run_clip(folder, seconds, checkpoint, batch):
     face, audio = os.path.join(folder, f"face_{seconds}s.mp4"), os.path.join(folder, f"speech_{seconds}s.wav")
     write_clip(face, seconds)
     write_speech(audio, seconds)
-    command = [sys.executable, os.path.abspath(__file__), "--worker", face, audio, checkpoint,
+    command = [sys.executable, "-m", "benchmarks.inference", "--worker", face, audio, checkpoint,
                "--batch", str(batch)]
-    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"inference worker failed:\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]), clip_seconds=seconds)
@@ -119,7 +116,7 @@ def run_clip(folder, seconds, checkpoint, batch):
 
 def generator_speed(prefix, batches, threads, min_seconds):
     """Generator frames/s: exported program vs PyTorch, each in its own worker process."""
-    from networks import ratios, run_worker
+    from benchmarks.networks import ratios, run_worker
 
     args = types.SimpleNamespace(batches=sorted(set(batches)), min_seconds=min_seconds)
     rows = run_worker("inference", threads, args, prefix) + run_worker("torch", threads, args, prefix)
@@ -137,7 +134,7 @@ def main():
     if args.worker:
         worker(*args.worker, batch=args.batch)
         return
-    from networks import export_random_generator
+    from benchmarks.networks import export_random_generator
 
     report = {"benchmark": "inference", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "clip": f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]} {FPS} fps, haar detector, feather blend",

@@ -1,8 +1,8 @@
 """Benchmark: Wav2Lip network sizes, FLOPs, and generator eval throughput on CPU.
 
-    .venv/bin/python benchmarks/networks.py > networks.json   # 11 min on a busy 2-core machine
-    .venv/bin/python benchmarks/networks.py --batches 1 16 --threads 1 --min-seconds 1
-    .venv/bin/python benchmarks/networks.py --img-sizes 96 192 288 --batches 1 8 --threads 2
+    .venv/bin/python -m benchmarks.networks > networks.json   # 11 min on a busy 2-core machine
+    .venv/bin/python -m benchmarks.networks --batches 1 16 --threads 1 --min-seconds 1
+    .venv/bin/python -m benchmarks.networks --img-sizes 96 192 288 --batches 1 8 --threads 2
 
 Prints JSON: parameters, state-dict entries and multiply-accumulates per sample of the three
 networks at each face size (``--img-sizes``, default the published 96), then generator frames/s
@@ -28,10 +28,7 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
-sys.path.insert(0, HERE)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ENGINES = ("dynamic", "inference", "torch")
 
@@ -150,10 +147,11 @@ def export_random_generator(prefix, img_size):
 
 def run_worker(engine, threads, args, prefix, img_size):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    command = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--threads", str(threads),
+    command = [sys.executable, "-m", "benchmarks.networks", "--worker", engine, "--threads", str(threads),
                "--batches", *map(str, args.batches), "--min-seconds", str(args.min_seconds),
                "--export-prefix", prefix, "--img-sizes", str(img_size)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            cwd=REPO)
     if result.returncode != 0:
         raise RuntimeError(f"{engine} worker failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,7 +1,7 @@
 """Benchmark: PaddleGAN 2.1.0's Wav2Lip predictor against ours, same weights, inputs and face box.
 
     sh benchmarks/make_bench_venv.sh /work/bench-venv        # once: PaddleGAN in its own venv
-    .venv/bin/python benchmarks/paddlegan_side_by_side.py --cases still10 video10 video60 --repeats 3
+    .venv/bin/python -m benchmarks.paddlegan_side_by_side --cases still10 video10 video60 --repeats 3
 
 Cases: ``still10`` a 512 px photograph (skimage's astronaut) with 10 s of synthetic speech,
 ``video10`` / ``video60`` the 1280x720 25 fps drifting-astronaut clip of ``benchmarks/inference.py``
@@ -26,8 +26,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
-sys.path.insert(0, HERE)
 
 CASES = {"still10": ("still", 10), "video10": ("video", 10), "video60": ("video", 60)}
 STILL_SIDE = 512
@@ -55,7 +53,7 @@ def make_inputs(folder, cases):
     import numpy as np
     import paddle
     from skimage import data
-    from inference import write_clip, write_speech
+    from benchmarks.inference import write_clip, write_speech
     from ppgan.faceutils.detector import build_detector
     from ppgan.models.generators.wav2lip import Wav2Lip
     from ppgan.utils.video import read_video

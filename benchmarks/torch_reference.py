@@ -5,7 +5,7 @@ conversion parity tests and for speed comparisons. Written independently from th
 torch is imported lazily: ``build_torch_network(name, width_mult)`` imports it on first use, and
 nothing in ``ppgan`` ever imports this file.
 
-    from torch_reference import build_torch_network
+    from benchmarks.torch_reference import build_torch_network
     net = build_torch_network("wav2lip", width_mult=0.25).eval()
     big = build_torch_network("wav2lip", img_size=192)   # one extra stage on each side of the U-Net
 

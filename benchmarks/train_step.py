@@ -1,6 +1,6 @@
 """Training step time: this framework next to the same-topology PyTorch model, and data parallelism.
 
-    python benchmarks/train_step.py [--steps 2] [--only expert|generator] [--img-size 192] > train_step.json
+    python -m benchmarks.train_step [--steps 2] [--only expert|generator] [--img-size 192] > train_step.json
 
 Measured (published widths, random weights and batches, Adam, median of ``--steps`` after one
 warm-up step):
@@ -33,9 +33,6 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 
 EXPERT_BATCH, CLIPS, FRAMES = 16, 4, 5
 WIDTH = {"value": 1.0}  # --width-mult, for a quick smoke run; 1.0 is the published size
@@ -126,7 +123,7 @@ def paddle_generator_step(batch, expert_path, onednn=False):
 def torch_expert_step(batch):
     import torch
     import torch.nn.functional as F
-    from torch_reference import build_torch_network
+    from benchmarks.torch_reference import build_torch_network
     torch.manual_seed(0)
     net = build_torch_network("syncnet", WIDTH["value"], SIZE["value"]).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -145,7 +142,7 @@ def torch_expert_step(batch):
 def torch_generator_step(batch):
     import torch
     import torch.nn.functional as F
-    from torch_reference import build_torch_network
+    from benchmarks.torch_reference import build_torch_network
     torch.manual_seed(0)
     generator = build_torch_network("wav2lip", WIDTH["value"], SIZE["value"]).train()
     expert = build_torch_network("syncnet", WIDTH["value"], SIZE["value"]).eval()

@@ -1,16 +1,8 @@
 """Shared pytest fixtures: small synthetic corpora, written once per test session."""
 
-import os
-import sys
-
 import pytest
 
-# Tests import the package from this checkout even when it is not pip-installed.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from ppgan.corpus_tools.synthetic import make_synthetic_corpus  # noqa: E402
+from ppgan.corpus_tools.synthetic import make_synthetic_corpus
 
 
 @pytest.fixture(scope="session")

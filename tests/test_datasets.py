@@ -21,7 +21,6 @@ from ppgan.utils.errors import ConfigError, DataError
 from ppgan.utils.logger import get_logger
 
 T = 5
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def frames_of(clip_dir, start, count=T):
@@ -221,14 +220,13 @@ def test_single_process_loader_moves_uint8_and_yields_the_items(synthetic_corpus
 
 WORKERS_AFTER_OPENCV_POOL = """
 import sys
-sys.path.insert(0, sys.argv[1])
 import cv2, numpy as np
 cv2.setNumThreads(2)
 big = np.zeros((1500, 1500, 3), np.uint8)
 for _ in range(3):  # start OpenCV's thread pool in the parent, as a training process may have
     cv2.GaussianBlur(big, (15, 15), 3)
 from ppgan.datasets import build_dataloader
-cfg = dict(name="SyncNetDataset", dataroot=sys.argv[2], filelist="val", batch_size=2, num_workers=2)
+cfg = dict(name="SyncNetDataset", dataroot=sys.argv[1], filelist="val", batch_size=2, num_workers=2)
 batch = next(iter(build_dataloader(cfg, is_train=False)))
 assert list(batch["face"].shape) == [2, 15, 48, 96], batch["face"].shape
 assert cv2.getNumThreads() == 2  # the parent's own setting is back
@@ -239,7 +237,7 @@ print("workers ran")
 def test_workers_start_after_the_parent_ran_opencv_threads(synthetic_corpus):
     # Regression: workers that set OpenCV's thread count after the fork hung forever once the parent
     # had used OpenCV's pool. A subprocess, so that a regression fails on the timeout instead of hanging.
-    run = subprocess.run([sys.executable, "-c", WORKERS_AFTER_OPENCV_POOL, REPO_ROOT, str(synthetic_corpus)],
+    run = subprocess.run([sys.executable, "-c", WORKERS_AFTER_OPENCV_POOL, str(synthetic_corpus)],
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=240)
     assert run.returncode == 0 and "workers ran" in run.stdout, run.stderr[-2000:]
 

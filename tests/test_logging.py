@@ -1,6 +1,7 @@
 """Logger (console on rank 0, one file per rank), rank helpers and the CLI error wrapper."""
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -26,11 +27,11 @@ def test_rank_helpers_read_launcher_env(monkeypatch):
 
 def run_logger(tmp_path, rank):
     code = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(REPO)!r})
         from ppgan.utils.logger import setup_logger
         setup_logger({str(tmp_path)!r}).info("hello from the run")
     """)
-    env = {"PADDLE_TRAINER_ID": str(rank), "PADDLE_TRAINERS_NUM": "2", "PATH": "/usr/bin:/bin"}
+    env = {"PADDLE_TRAINER_ID": str(rank), "PADDLE_TRAINERS_NUM": "2", "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(REPO)}  # this checkout's ppgan, whatever the installed one is
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True)
 
@@ -53,14 +54,14 @@ def test_setup_twice_does_not_duplicate_handlers(tmp_path):
 
 
 def test_cli_wrapper_turns_user_errors_into_one_line():
-    code = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(REPO)!r})
+    code = textwrap.dedent("""
         from ppgan.utils.cli import run_main
         from ppgan.utils.errors import ConfigError
         def main(argv):
             raise ConfigError("unknown key 'x' in model")
         run_main(main)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown key 'x' in model"

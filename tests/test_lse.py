@@ -9,9 +9,6 @@ embedding is the 5 values of its frames, minus their mean. Everything after the 
 (``clip_features`` -> ``offset_distances`` -> ``LSEResult``).
 """
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
@@ -22,7 +19,6 @@ from ppgan.metrics.lse import (
 from ppgan.models.lse_scorers import infer_expert_width
 from ppgan.utils.errors import DataError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES_PER_FRAME = 640
 # What the synthetic corpus draws inside an open mouth (BGR): cavity, upper teeth, tongue.
 MOUTH_INSIDE_BGR = ((35, 20, 60), (235, 240, 245), (90, 80, 185))
@@ -299,8 +295,7 @@ def test_mfcc_filterbank_is_triangular():
 
 def _torch_syncnet_v2():
     """The same-topology PyTorch SyncNet v2 kept in benchmarks/evaluation.py (one copy)."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from evaluation import torch_syncnet_v2
+    from benchmarks.evaluation import torch_syncnet_v2
 
     return torch_syncnet_v2()
 

@@ -11,7 +11,6 @@ import pytest
 from ppgan.datasets.worker_pool import SharedMemoryWorkers, read_batch, slot_bytes_for, write_batch
 from ppgan.utils.errors import DataError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class CountingItems:
@@ -124,7 +123,6 @@ def test_breaking_off_stops_the_workers():
 
 STOPPED_WORKERS = """
 import sys
-sys.path.insert(0, sys.argv[1])
 import numpy as np
 from ppgan.datasets.worker_pool import SharedMemoryWorkers
 
@@ -142,7 +140,7 @@ print("stopped")
 def test_stopped_workers_print_no_crash_report():
     # Workers inherit Paddle's SIGTERM handler, which prints a C++ "FatalError" report. In a fresh
     # process, as a user's script is (under pytest that handler does not fire).
-    run = subprocess.run([sys.executable, "-c", STOPPED_WORKERS, REPO_ROOT], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", STOPPED_WORKERS], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=120)
     assert run.returncode == 0 and "stopped" in run.stdout, run.stderr[-2000:]
     printed = run.stdout + run.stderr  # Paddle prints the report on stdout
@@ -171,7 +169,6 @@ import os, signal, sys
 # A run started in the background (CI, nohup, `cmd &`) inherits SIGINT ignored: restore Python's
 # Ctrl-C handler, as in a terminal, so the worker really sees the interrupt.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-sys.path.insert(0, sys.argv[1])
 import numpy as np
 from ppgan.datasets.worker_pool import SharedMemoryWorkers
 from ppgan.utils.errors import DataError
@@ -191,7 +188,7 @@ except DataError as error:
 
 
 def test_an_interrupted_worker_leaves_without_a_traceback():
-    run = subprocess.run([sys.executable, "-c", INTERRUPTED_WORKER, REPO_ROOT], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", INTERRUPTED_WORKER], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=120)
     assert "raised: DataLoader worker" in run.stdout and "exited unexpectedly" in run.stdout, run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr, run.stderr[-2000:]

@@ -9,13 +9,9 @@ checked against the Paddle network, so a checkpoint given the wrong --arch is re
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ppgan.utils.cli import run_main  # noqa: E402
-from ppgan.apps.convert_weights import CONVERTERS, convert_file  # noqa: E402
+from ppgan.utils.cli import run_main
+from ppgan.apps.convert_weights import CONVERTERS, convert_file
 
 
 def parse_args(argv):

@@ -28,10 +28,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from ppgan.utils.cli import run_main
 
-from ppgan.utils.cli import run_main  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 JUDGE_CONFIG = "configs/demo/syncnet_judge.yaml"
 MARKER = "demo.json"  # written into --out so a later demo run knows the folder is its own

@@ -21,11 +21,8 @@ Without --weights only the oracle report (<out>/oracle.*) is written.
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ppgan.utils.cli import run_main  # noqa: E402
+from ppgan.utils.cli import run_main
 
 
 def parse_args(argv=None):

@@ -11,14 +11,10 @@ training config; the predictor loads the result with ``ppgan.inference.generator
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ppgan.utils.cli import run_main  # noqa: E402
-from ppgan.utils.errors import ConfigError  # noqa: E402
-from ppgan.apps.generator_loader import export_from_weights  # noqa: E402
+from ppgan.utils.cli import run_main
+from ppgan.utils.errors import ConfigError
+from ppgan.apps.generator_loader import export_from_weights
 
 
 def parse_args(argv):

@@ -21,12 +21,8 @@ process; only rank 0 writes checkpoints; each rank logs to <output_dir>/log.txt[
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ppgan.utils.cli import run_main  # noqa: E402
+from ppgan.utils.cli import run_main
 
 
 def parse_args(argv=None):

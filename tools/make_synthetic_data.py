@@ -4,14 +4,10 @@
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ppgan.corpus_tools.synthetic import make_synthetic_corpus  # noqa: E402
-from ppgan.data.contract import FACE_SIZE  # noqa: E402
-from ppgan.utils.cli import run_main  # noqa: E402
+from ppgan.corpus_tools.synthetic import make_synthetic_corpus
+from ppgan.data.contract import FACE_SIZE
+from ppgan.utils.cli import run_main
 
 
 def parse_args(argv):

@@ -16,13 +16,11 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ppgan.corpus_tools.preprocess import preprocess_corpus  # noqa: E402
-from ppgan.corpus_tools.preprocess_video import DetectorSpec, PreprocessOptions, load_boxes_json  # noqa: E402
-from ppgan.data.contract import FACE_SIZE  # noqa: E402
-from ppgan.utils.cli import run_main  # noqa: E402
-from ppgan.utils.errors import ConfigError, DataError  # noqa: E402
+from ppgan.corpus_tools.preprocess import preprocess_corpus
+from ppgan.corpus_tools.preprocess_video import DetectorSpec, PreprocessOptions, load_boxes_json
+from ppgan.data.contract import FACE_SIZE
+from ppgan.utils.cli import run_main
+from ppgan.utils.errors import ConfigError, DataError
 
 BOXES_FILE = "boxes.json"  # fixed boxes beside the videos (tools/make_synthetic_data.py --raw-videos)
 

@@ -14,10 +14,8 @@ previous frame's face is followed.
 
 import argparse
 import os
-import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Keep the terminal to progress and one error line: Paddle's C++ info/warning logs and its
 # import-time ccache notice say nothing a user of this tool can act on.
 os.environ.setdefault("GLOG_minloglevel", "2")
