@@ -150,16 +150,18 @@ def test_missing_or_wrong_expert_file_fails_at_startup(tmp_path, expert_file):
 def test_sync_weight_switches_once_on_the_eval_loss_and_is_state(expert_file):
     model, _ = make_model(expert_file, syncnet_wt=0.0, syncnet_wt_target=0.01,
                           syncnet_wt_threshold=0.75)
-    model.sums.add("sync_loss", 0.80, 4)
-    model.sums.add("l1_loss", 0.1, 4)
-    assert model.eval_metrics()["syncnet_wt"] == 0.0       # 0.80 >= 0.75: stays off
-    model.sums.add("sync_loss", 0.70, 4)
-    model.sums.add("l1_loss", 0.1, 4)
-    metrics = model.eval_metrics()
-    assert metrics["syncnet_wt"] == 0.01 and metrics["sync_loss"] == pytest.approx(0.70)
-    model.sums.add("sync_loss", 0.90, 4)
-    model.sums.add("l1_loss", 0.1, 4)
-    assert model.eval_metrics()["syncnet_wt"] == 0.01      # permanent
+    def evaluate(sync_loss):
+        model.sums.add("sync_loss", sync_loss, 4)
+        model.sums.add("l1_loss", 0.1, 4)
+        return model.eval_metrics()
+
+    metrics = evaluate(0.80)
+    assert model.update_schedules(metrics) == {"syncnet_wt": 0.0}   # 0.80 >= 0.75: stays off
+    metrics = evaluate(0.70)
+    assert model.syncnet_wt == 0.0 and metrics["syncnet_wt"] == 0.0  # measuring changes nothing
+    assert metrics["sync_loss"] == pytest.approx(0.70)
+    assert model.update_schedules(metrics) == {"syncnet_wt": 0.01}  # the explicit switch
+    assert model.update_schedules(evaluate(0.90)) == {"syncnet_wt": 0.01}  # permanent
     fresh, _ = make_model(expert_file)
     fresh.set_state_dict(model.state_dict())
     assert fresh.syncnet_wt == 0.01

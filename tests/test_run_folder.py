@@ -36,7 +36,7 @@ class SignalAt(hooks_module.Hook):
         self.at, self.signum = at, signum
 
     def after_iter(self, trainer):
-        if trainer.iteration == self.at:
+        if trainer.state.iteration == self.at:
             os.kill(os.getpid(), self.signum)
 
 

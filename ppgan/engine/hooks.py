@@ -1,15 +1,17 @@
-"""Side concerns of training, each a hook the trainer calls in list order.
+"""Side concerns of training, each a hook the trainer calls in the order ``default_hooks`` gives.
 
-A hook sees the trainer (``trainer.iteration`` = iterations finished, ``trainer.last_losses``,
-``trainer.eval_result``, ...) at four points: ``before_train``, ``after_iter``, ``after_train``
-(and ``state_dict`` / ``load_state_dict`` for what must survive a resume). Collective work
-(evaluation, batch-norm averaging) runs on every rank; files and VisualDL only on rank 0.
+A hook is called at ``before_train``, ``after_iter`` and ``after_train`` with the trainer, and
+keeps what must survive a resume in ``state_dict`` / ``load_state_dict``. It reads the run's
+progress from ``trainer.state`` (``ppgan.engine.state.TrainState``) and acts through the methods
+listed in ``Hook``. Collective work (evaluation, batch-norm averaging) runs on every rank; files
+and VisualDL only on rank 0.
 """
 
 import datetime
 import json
 import os
 import shutil
+from typing import List
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from ..utils.atomic import atomic_write, output_error, remove_stale_temps
 from ..utils.errors import ConfigError, TrainingError
 from ..utils.logger import get_logger
 from .checkpoint import checkpoint_name, list_checkpoints
-from .settings import LogSettings, SnapshotSettings, ValidateSettings
+from .settings import LogSettings, SnapshotSettings, TrainerSettings, ValidateSettings
 
 
 def every(iteration, interval, total):
@@ -27,7 +29,13 @@ def every(iteration, interval, total):
 
 
 class Hook:
-    """No-op base; subclasses override what they need."""
+    """No-op base; subclasses override what they need.
+
+    What a hook may use of the trainer besides ``trainer.state``: ``model`` (its
+    ``sync_batch_norm_stats``, ``visual_items``), ``evaluate()``, ``update_schedules(metrics)``,
+    ``check_weights()``, ``save_checkpoint(path)``, ``current_lr()``, ``step_lr()``,
+    ``add_scalars(prefix, values, step)`` and ``add_image(tag, image, step)``.
+    """
 
     def before_train(self, trainer):
         pass
@@ -58,33 +66,34 @@ class LoggerHook(Hook):
 
     def before_train(self, trainer):
         """On a resume, forget records past the checkpoint: those iterations run again."""
-        path = os.path.join(trainer.output_dir, "train_log.jsonl")
+        path = os.path.join(trainer.state.output_dir, "train_log.jsonl")
         if not comm.is_main_process() or not os.path.isfile(path):
             return
         kept = [line for line, record in read_train_log(path)
-                if record["iter"] <= trainer.iteration]
+                if record["iter"] <= trainer.state.iteration]
         with atomic_write(path, "w") as f:
             f.writelines(kept)
 
     def after_iter(self, trainer):
-        self.batch_costs.append(trainer.batch_cost)
-        self.reader_costs.append(trainer.reader_cost)
-        it = trainer.iteration
-        if not every(it, self.interval, trainer.total_iters):
+        state = trainer.state
+        self.batch_costs.append(state.batch_cost)
+        self.reader_costs.append(state.reader_cost)
+        it = state.iteration
+        if not every(it, self.interval, state.total_iters):
             return
         batch_cost = float(np.mean(self.batch_costs))
         reader_cost = float(np.mean(self.reader_costs))
         self.batch_costs, self.reader_costs = [], []
-        record = {"iter": it, "lr": trainer.current_lr(), **trainer.last_losses,
+        record = {"iter": it, "lr": trainer.current_lr(), **state.last_losses,
                   "batch_cost": batch_cost, "reader_cost": reader_cost,
-                  "ips": trainer.global_batch_size / max(batch_cost, 1e-9)}
-        eta = datetime.timedelta(seconds=int(batch_cost * (trainer.total_iters - it)))
-        losses = " ".join(f"{k}: {v:.5f}" for k, v in trainer.last_losses.items())
-        get_logger().info(f"iter {it}/{trainer.total_iters} lr: {record['lr']:.3e} {losses} "
+                  "ips": state.global_batch_size / max(batch_cost, 1e-9)}
+        eta = datetime.timedelta(seconds=int(batch_cost * (state.total_iters - it)))
+        losses = " ".join(f"{k}: {v:.5f}" for k, v in state.last_losses.items())
+        get_logger().info(f"iter {it}/{state.total_iters} lr: {record['lr']:.3e} {losses} "
                           f"batch_cost: {batch_cost:.4f}s reader_cost: {reader_cost:.4f}s "
                           f"ips: {record['ips']:.2f} samples/s eta: {eta}")
         if comm.is_main_process():
-            path = os.path.join(trainer.output_dir, "train_log.jsonl")
+            path = os.path.join(state.output_dir, "train_log.jsonl")
             try:
                 with open(path, "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -123,24 +132,27 @@ class LRSchedulerHook(Hook):
     """Step the shared learning-rate scheduler once per iteration (after the logger read it)."""
 
     def after_iter(self, trainer):
-        trainer.lr_scheduler.step()
+        trainer.step_lr()
 
 
 class EvalHook(Hook):
     """Evaluate every ``interval`` iterations and, with ``final`` (``validate.final``), at the
-    last one; metrics are averaged over ranks."""
+    last one; metrics are averaged over ranks. After each evaluation the model's schedules that
+    follow it (Wav2Lip's sync-loss weight) update from its metrics: here, explicitly, and never
+    inside the evaluation itself, which ``--evaluate-only`` also runs."""
 
     def __init__(self, settings: ValidateSettings):
         self.interval = settings.interval
         self.final = settings.final
 
     def after_iter(self, trainer):
-        it = trainer.iteration
-        due = it % self.interval == 0 or (self.final and it == trainer.total_iters) \
+        it = trainer.state.iteration
+        due = it % self.interval == 0 or (self.final and it == trainer.state.total_iters) \
             if self.interval > 0 else False
         if due:
-            metrics = trainer.evaluate()
-            trainer.add_scalars("eval", metrics, it)
+            trainer.evaluate()
+            trainer.update_schedules(trainer.state.eval_result["metrics"])
+            trainer.add_scalars("eval", trainer.state.eval_result["metrics"], it)
 
 
 class CheckpointHook(Hook):
@@ -161,21 +173,22 @@ class CheckpointHook(Hook):
         """Remove temporary files a killed run left behind (a kill -9 cannot clean up)."""
         if comm.is_main_process():
             for pattern in ("iter_*_checkpoint.pdparams", "best.pdparams"):
-                for path in remove_stale_temps(trainer.output_dir, pattern):
+                for path in remove_stale_temps(trainer.state.output_dir, pattern):
                     get_logger().info(f"removed {path}, left by an interrupted checkpoint write")
 
     def after_iter(self, trainer):
-        it = trainer.iteration
-        improved = self._improved(trainer)
-        periodic = every(it, self.interval, trainer.total_iters)
+        state = trainer.state
+        it = state.iteration
+        improved = self._improved(state)
+        periodic = every(it, self.interval, state.total_iters)
         if not (improved or periodic):
             return
         # Every rank averages batch-norm statistics (a collective) and checks the weights (so
         # all ranks stop together on NaN), then rank 0 writes.
         trainer.model.sync_batch_norm_stats()
         trainer.check_weights()
-        periodic_path = os.path.join(trainer.output_dir, checkpoint_name(it))
-        best_path = os.path.join(trainer.output_dir, "best.pdparams")
+        periodic_path = os.path.join(state.output_dir, checkpoint_name(it))
+        best_path = os.path.join(state.output_dir, "best.pdparams")
         if periodic:
             trainer.save_checkpoint(periodic_path)
         if improved:
@@ -185,12 +198,12 @@ class CheckpointHook(Hook):
                 trainer.save_checkpoint(best_path)
             get_logger().info(f"new best {self.best_metric}: {self.best['value']:.5f} at iter {it}")
         if periodic:
-            self._prune(trainer.output_dir)
+            self._prune(state.output_dir)
 
-    def _improved(self, trainer):
-        result = trainer.eval_result
-        if not self.best_metric or not result or result["iter"] != trainer.iteration:
+    def _improved(self, state):
+        if not self.best_metric or not state.evaluated_now():
             return False
+        result = state.eval_result
         if self.best_metric not in result["metrics"]:
             raise ConfigError(f"snapshot_config.best_metric {self.best_metric!r} is not an eval "
                               f"metric of this model ({', '.join(result['metrics'])})")
@@ -198,22 +211,23 @@ class CheckpointHook(Hook):
         if not np.isfinite(value):
             return False
         if self.best is None or self.sign * value < self.sign * self.best["value"]:
-            self.best = {"value": float(value), "iter": trainer.iteration}
+            self.best = {"value": float(value), "iter": state.iteration}
             return True
         return False
 
     def after_train(self, trainer):
         """Without any evaluation (e.g. ``validate.final: false`` on a short run) the last
         checkpoint becomes ``best.pdparams``, so a run always ends with one."""
-        best_path = os.path.join(trainer.output_dir, "best.pdparams")
+        state = trainer.state
+        best_path = os.path.join(state.output_dir, "best.pdparams")
         if not self.best_metric or self.best is not None or not comm.is_main_process() \
                 or os.path.isfile(best_path):
             return
-        last = os.path.join(trainer.output_dir, checkpoint_name(trainer.iteration))
+        last = os.path.join(state.output_dir, checkpoint_name(state.iteration))
         if os.path.isfile(last):
             copy_file(last, best_path)
             get_logger().info(f"no evaluation of {self.best_metric} ran: best.pdparams is the last "
-                              f"checkpoint (iteration {trainer.iteration})")
+                              f"checkpoint (iteration {state.iteration})")
 
     def _prune(self, folder):
         if self.keep_last <= 0 or not comm.is_main_process():
@@ -239,18 +253,38 @@ class VisualHook(Hook):
         self.interval = settings.visual_interval
 
     def after_iter(self, trainer):
-        it = trainer.iteration
+        it = trainer.state.iteration
         if self.interval <= 0 or it % self.interval or not comm.is_main_process():
             return
         items = trainer.model.visual_items()
         if not items:
             return
         grid = make_grid(items)
-        folder = os.path.join(trainer.output_dir, "visual")
+        folder = os.path.join(trainer.state.output_dir, "visual")
         os.makedirs(folder, exist_ok=True)
         write_png(os.path.join(folder, f"iter_{it}.png"), grid)
-        if trainer.vdl is not None:
-            trainer.vdl.add_image(tag="train/samples", img=grid[:, :, ::-1], step=it)
+        trainer.add_image("train/samples", grid[:, :, ::-1], it)
+
+
+def default_hooks(settings: TrainerSettings) -> List[Hook]:
+    """The training hooks, in the order they run after every iteration. The order matters:
+
+    1. ``LoggerHook`` records the iteration's losses with the learning rate it ran with, so it
+       reads the rate before the scheduler steps.
+    2. ``LRSchedulerHook`` steps the rate for the next iteration; before any checkpoint, so a
+       checkpoint holds the scheduler as the next iteration needs it (an exact resume).
+    3. ``VisualHook`` draws this iteration's training batch (the model keeps it from
+       ``train_iter``; evaluation does not touch it).
+    4. ``EvalHook`` evaluates and then updates the model's schedules from the metrics, before
+       the checkpoint: the checkpoint written at this iteration carries these metrics, the best
+       value they set and the schedule they switched, so a resume continues exactly.
+    5. ``CheckpointHook`` last: it saves what every hook above changed.
+    """
+    return [LoggerHook(settings.log_config),
+            LRSchedulerHook(),
+            VisualHook(settings.log_config),
+            EvalHook(settings.validate),
+            CheckpointHook(settings.snapshot_config)]
 
 
 def copy_file(source, destination):

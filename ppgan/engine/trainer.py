@@ -16,6 +16,7 @@ shards, rank-0 files, per-rank logs).
 import json
 import os
 import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 import paddle
@@ -32,8 +33,9 @@ from ..utils.logger import get_logger, setup_logger
 from ..utils.registry import accepted_keys
 from . import checkpoint as ckpt_io
 from .batches import EpochBatches
-from .hooks import CheckpointHook, EvalHook, LoggerHook, LRSchedulerHook, VisualHook
+from .hooks import Hook, default_hooks
 from .signals import StopRequest, TrainingInterrupted
+from .state import TrainState
 from .vdl_log import open_run_log
 from .setup import check_config, resolve_device, seed_everything, weights_digest
 
@@ -62,8 +64,10 @@ class Trainer:
         self.settings = check_config(cfg, where)
         self.cfg = cfg
         self.config_dir = os.path.dirname(os.path.abspath(config_path)) if config_path else None
-        self.output_dir = self.settings.output_dir
-        self.total_iters = self.settings.total_iters
+        # What the hooks read (ppgan.engine.state); the properties below read it too.
+        self.state = TrainState(
+            total_iters=self.settings.total_iters, output_dir=self.settings.output_dir,
+            global_batch_size=int(cfg.dataset.train.get("batch_size", 1)) * comm.get_world_size())
         self.seed = self.settings.seed
         self.device = resolve_device(device)
         if amp and self.device != "gpu":
@@ -88,13 +92,31 @@ class Trainer:
         self.resumed = False
         self.config_file = os.path.abspath(config_path) if config_path else None
         self.hooks = self._build_hooks()
-        self.iteration = 0
-        self.last_losses, self.eval_result = {}, None
-        self.batch_cost = self.reader_cost = 0.0
         self._test_loader = None
         # How the loaded / resumed weights say they generate (None: this config's own spec).
         self.weights_spec = None
-        self.global_batch_size = int(cfg.dataset.train.get("batch_size", 1)) * comm.get_world_size()
+
+    # The run's progress lives in ``self.state``; these read (and set) it for the trainer's
+    # own code and its callers.
+    @property
+    def iteration(self) -> int:
+        return self.state.iteration
+
+    @iteration.setter
+    def iteration(self, value: int) -> None:
+        self.state.iteration = value
+
+    @property
+    def eval_result(self) -> Optional[Dict[str, Any]]:
+        return self.state.eval_result
+
+    @property
+    def total_iters(self) -> int:
+        return self.state.total_iters
+
+    @property
+    def output_dir(self) -> str:
+        return self.state.output_dir
 
     # ------------------------------------------------------------------ construction
     def _setup_process(self):
@@ -147,13 +169,8 @@ class Trainer:
         if comm.is_main_process():
             dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))  # atomic, fsynced
 
-    def _build_hooks(self):
-        settings = self.settings
-        return [LoggerHook(settings.log_config),
-                LRSchedulerHook(),
-                VisualHook(settings.log_config),
-                EvalHook(settings.validate),
-                CheckpointHook(settings.snapshot_config)]
+    def _build_hooks(self) -> List[Hook]:
+        return default_hooks(self.settings)
 
     def _loader(self, is_train):
         from ..datasets.builder import build_dataloader
@@ -200,16 +217,17 @@ class Trainer:
                     if stop.signal_name:
                         self._save_interrupted(stop.signal_name)
                     raise
-                self.reader_cost = time.perf_counter() - tic
-                self.iteration += 1
+                state = self.state
+                state.reader_cost = time.perf_counter() - tic
+                state.iteration += 1
                 self.model.setup_input(batch)
                 # Forward and backward inside: both compile their oneDNN programs there.
                 with onednn_kernels(self.onednn):
-                    self.last_losses = self.model.train_iter(self.optimizers)
-                self._check_finite(self.last_losses)
-                if self.iteration % WEIGHT_CHECK_INTERVAL == 0:
+                    state.last_losses = self.model.train_iter(self.optimizers)
+                self._check_finite(state.last_losses)
+                if state.iteration % WEIGHT_CHECK_INTERVAL == 0:
                     self.check_weights()
-                self.batch_cost = time.perf_counter() - tic
+                state.batch_cost = time.perf_counter() - tic
                 for hook in self.hooks:
                     hook.after_iter(self)
                 if stop.agreed():
@@ -295,20 +313,41 @@ class Trainer:
         bar.close()
         metrics = self.model.eval_metrics()
         self.model.train()
-        self.eval_result = {"iter": self.iteration, "metrics": metrics}
+        self.state.eval_result = {"iter": self.iteration, "metrics": metrics}
         text = " ".join(f"{k}: {v:.5f}" for k, v in metrics.items())
         get_logger().info(f"eval at iter {self.iteration}: {text}")
         return metrics
 
-    def current_lr(self):
+    def current_lr(self) -> float:
+        """The learning rate the next (or, before the scheduler hook, the current) step uses."""
         return float(self.lr_scheduler.last_lr)
 
-    def add_scalars(self, prefix, values, step, skip=()):
+    def step_lr(self) -> None:
+        """Advance the learning-rate schedule by one iteration."""
+        self.lr_scheduler.step()
+
+    def update_schedules(self, metrics: Mapping[str, float]) -> None:
+        """Let the model update its evaluation-driven schedules from ``metrics`` (the last
+        evaluation's, averaged over ranks; Wav2Lip: the sync-loss weight switch), and record
+        their new values with those metrics. Training only: ``--evaluate-only`` never calls it.
+        """
+        updated = self.model.update_schedules(metrics)
+        if updated and self.state.eval_result is not None:
+            self.state.eval_result["metrics"].update(updated)
+
+    def add_scalars(self, prefix: str, values: Mapping[str, float], step: int,
+                    skip: Iterable[str] = ()) -> None:
+        """Log ``values`` to VisualDL as ``<prefix>/<key>`` at ``step`` (no-op without a log)."""
         if self.vdl is None:
             return
         for key, value in values.items():
             if key not in skip:
                 self.vdl.add_scalar(tag=f"{prefix}/{key}", value=float(value), step=step)
+
+    def add_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """Log an RGB uint8 (H, W, 3) image to VisualDL at ``step`` (no-op without a log)."""
+        if self.vdl is not None:
+            self.vdl.add_image(tag=tag, img=image, step=step)
 
     def close(self):
         if self.vdl is not None:
@@ -376,7 +415,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.resumed = True
         if state.get("metrics"):
-            self.eval_result = {"iter": self.iteration, "metrics": dict(state["metrics"])}
+            self.state.eval_result = {"iter": self.iteration, "metrics": dict(state["metrics"])}
         if to_plain(state["config"]).get("model") != to_plain(self.cfg.model):
             get_logger().warning(f"the model block of {path} differs from the current config")
         get_logger().info(f"resumed from {path} at iteration {self.iteration}")

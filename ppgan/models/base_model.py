@@ -2,7 +2,8 @@
 
 The trainer only ever calls, per iteration, ``setup_input(batch)`` and
 ``train_iter(optimizers) -> {name: float}``; for evaluation ``test_iter()`` per batch and then
-``eval_metrics() -> {name: float}`` (averaged over all ranks). Everything lip-sync specific
+``eval_metrics() -> {name: float}`` (averaged over all ranks, no side effects); while training,
+after each evaluation, ``update_schedules(metrics)``. Everything lip-sync specific
 (frozen experts, loss weights and their schedules, G/D alternation) lives in subclasses.
 
 Nets come in two kinds:
@@ -220,8 +221,21 @@ class BaseModel:
         raise NotImplementedError  # abstract: every model implements it
 
     def eval_metrics(self) -> Dict[str, float]:
-        """Metrics over everything ``test_iter`` saw since the last call, averaged over ranks."""
+        """Metrics over everything ``test_iter`` saw since the last call, averaged over ranks.
+
+        Measures only: a schedule that follows evaluation changes in ``update_schedules``.
+        """
         raise NotImplementedError  # abstract: every model implements it
+
+    def update_schedules(self, metrics: Mapping[str, float]) -> Dict[str, float]:
+        """Update the schedules that follow evaluation from its (rank-averaged) ``metrics``.
+
+        The training loop calls it after every evaluation during training (``EvalHook``), on
+        every rank with the same metrics, before the checkpoint of that iteration;
+        ``--evaluate-only`` never does. Returns {name: new value} of the schedules, recorded
+        with the metrics. Default: no such schedule, {}.
+        """
+        return {}
 
     def visual_items(self) -> Dict[str, paddle.Tensor]:
         """{name: (B, 3, T, H, W) or (B, 3, H, W) BGR [0, 1] tensor} of the last training batch."""

@@ -5,7 +5,8 @@ Batches hold ``x`` (B, 6, T, H, W) = masked target frames + reference frames, ``
 
 Loss: ``w * sync + (1 - w) * L1``. The sync-loss weight ``w`` is a schedule: it starts at
 ``syncnet_wt`` and, the first time the eval sync loss (averaged over all ranks) falls below
-``syncnet_wt_threshold``, jumps to ``syncnet_wt_target`` for good. It is part of the model
+``syncnet_wt_threshold``, jumps to ``syncnet_wt_target`` for good: the training loop calls
+``update_schedules`` after each evaluation (``eval_metrics`` itself changes nothing). It is part of the model
 state, so checkpoints carry it and a resumed run continues with the same weight.
 """
 
@@ -154,10 +155,16 @@ class Wav2LipModel(BaseModel):
         """Subclass hook for more evaluation statistics on the generated batch."""
 
     def eval_metrics(self) -> Dict[str, float]:
+        """{l1_loss, sync_loss, window_psnr, (HQ: critic losses), syncnet_wt (the weight the
+        evaluated step trained with)}, averaged over ranks; the schedule is left alone."""
         metrics = self.sums.means()
-        self.update_sync_schedule(metrics["sync_loss"])
         metrics["syncnet_wt"] = self.syncnet_wt
         return metrics
+
+    def update_schedules(self, metrics: Mapping[str, float]) -> Dict[str, float]:
+        """The sync-loss weight switch on the eval ``sync_loss``; returns {'syncnet_wt': weight}."""
+        self.update_sync_schedule(metrics["sync_loss"])
+        return {"syncnet_wt": self.syncnet_wt}
 
     def update_sync_schedule(self, eval_sync_loss: float) -> None:
         """Switch the sync-loss weight on (once, permanently) when the eval loss is low enough.
