@@ -1,4 +1,8 @@
-"""The trainer: exact resume, checkpoints, hooks, the NaN guard, static mode, config checks."""
+"""The trainer: exact resume, checkpoints, hooks, the NaN guard, static mode, config checks.
+
+Trainer mechanics run on the toy model of ``toy.py`` (seconds); the lip-sync models here test
+what is theirs: the loader workers on real clips, the sync-weight switch, oneDNN convolutions and
+the expert learning."""
 
 import glob
 import json
@@ -16,11 +20,12 @@ from ppgan.engine.setup import check_config
 from ppgan.engine.trainer import Trainer
 from ppgan.models.builder import MODELS
 from ppgan.models.discriminators.syncnet import SyncNetColor
-from ppgan.models.syncnet_model import SyncNetModel
 from ppgan.solver import build_lr_scheduler, build_optimizers
 from ppgan.utils.config import load_config
 from ppgan.utils.errors import ConfigError, TrainingError, WeightsError
 from ppgan.utils.weights import save_weights_file
+
+from toy import ToyRegression, toy_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = ("batch_cost", "reader_cost", "ips")
@@ -63,23 +68,10 @@ def assert_same_tree(a, b, where="checkpoint"):
 
 
 # ---------------------------------------------------------------------------- exact resume
-def test_resume_reaches_the_same_weights_losses_and_lr(synthetic_corpus, tmp_path):
-    decay = {"name": "LinearDecay", "learning_rate": 2e-3, "decay_iters": 4, "start_iter": 2}
-    common = ["snapshot_config.interval=3", "validate.interval=3", "snapshot_config.keep_last=1",
-              "log_config.interval=1"]
-
-    straight, path = syncnet_config(synthetic_corpus, str(tmp_path / "straight"),
-                                    common + ["total_iters=6", "enable_visualdl=true"])
-    straight.lr_scheduler = decay
-    Trainer(straight, path).train()
-
-    first, _ = syncnet_config(synthetic_corpus, str(tmp_path / "split"), common + ["total_iters=3"])
-    first.lr_scheduler = decay
-    Trainer(first, path).train()
-    second, _ = syncnet_config(synthetic_corpus, str(tmp_path / "split"),
-                               common + ["total_iters=6"])
-    second.lr_scheduler = decay
-    resumed = Trainer(second, path)
+def test_resume_reaches_the_same_weights_losses_and_lr(tmp_path):
+    Trainer(toy_config(tmp_path / "straight", {"enable_visualdl": True})).train()
+    Trainer(toy_config(tmp_path / "split", {"total_iters": 3})).train()
+    resumed = Trainer(toy_config(tmp_path / "split"))
     resumed.resume(str(tmp_path / "split"))  # a folder: its newest checkpoint (iter 3)
     assert resumed.iteration == 3
     resumed.train()
@@ -96,11 +88,11 @@ def test_resume_reaches_the_same_weights_losses_and_lr(synthetic_corpus, tmp_pat
     assert names == ["best.pdparams", "iter_6_checkpoint.pdparams"]
     best = load_checkpoint(str(tmp_path / "straight" / "best.pdparams"))
     assert best["hooks"]["CheckpointHook"]["best"]["iter"] in (3, 6)
-    assert best["metrics"]["sync_loss"] == best["hooks"]["CheckpointHook"]["best"]["value"]
+    assert best["metrics"]["mse_loss"] == best["hooks"]["CheckpointHook"]["best"]["value"]
 
     from visualdl import LogReader
     record = glob.glob(str(tmp_path / "straight" / "visualdl" / "*"))[0]
-    steps = [r.id for r in LogReader(file_path=record).get_data("scalar", "train/sync_loss")]
+    steps = [r.id for r in LogReader(file_path=record).get_data("scalar", "train/mse_loss")]
     assert steps == [1, 2, 3, 4, 5, 6]                          # the real global step
 
 
@@ -139,10 +131,8 @@ def test_epoch_batches_resume_mid_epoch_and_across_epochs():
     assert sorted(sum(full[:5], [])) == list(range(10)) and full[:5] != full[5:10]
 
 
-def test_truncated_checkpoint_is_reported(synthetic_corpus, tmp_path):
-    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path / "run"),
-                               ["total_iters=1", "validate.interval=0"])
-    trainer = Trainer(cfg, path)
+def test_truncated_checkpoint_is_reported(tmp_path):
+    trainer = Trainer(toy_config(tmp_path / "run", {"total_iters": 1}))
     trainer.train()
     ckpt = tmp_path / "run" / "iter_1_checkpoint.pdparams"
     data = ckpt.read_bytes()
@@ -151,7 +141,7 @@ def test_truncated_checkpoint_is_reported(synthetic_corpus, tmp_path):
     with pytest.raises(WeightsError, match="corrupt or truncated"):
         trainer.resume(str(cut))
     weights_only = tmp_path / "flat.pdparams"
-    save_weights_file(SyncNetColor(0.125).state_dict(), str(weights_only))
+    save_weights_file(ToyRegression().net("net").state_dict(), str(weights_only))
     with pytest.raises(WeightsError, match="use --load"):
         trainer.resume(str(weights_only))
     trainer.load(str(weights_only))                              # a flat file is fine for --load
@@ -194,8 +184,8 @@ def test_sync_weight_switch_survives_resume(synthetic_corpus, tmp_path):
 
 # ---------------------------------------------------------------------------- NaN guard
 @MODELS.register()
-class NanFromIterationThree(SyncNetModel):
-    """The real expert whose labels turn NaN from its third batch on (a real NaN loss)."""
+class NanFromIterationThree(ToyRegression):
+    """The toy whose targets turn NaN from its third batch on (a real NaN loss)."""
 
     calls = 0
 
@@ -203,33 +193,30 @@ class NanFromIterationThree(SyncNetModel):
         super().setup_input(batch)
         NanFromIterationThree.calls += 1
         if NanFromIterationThree.calls >= 3:
-            self.label = self.label * float("nan")
+            self.y = self.y * float("nan")
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(synthetic_corpus, tmp_path):
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
-    cfg, path = syncnet_config(synthetic_corpus, str(out),
-                               ["total_iters=5", "snapshot_config.interval=1",
-                                "snapshot_config.keep_last=5", "validate.interval=0"])
-    cfg.model.name = "NanFromIterationThree"
-    with pytest.raises(TrainingError, match=r"sync_loss is nan at iteration 3.*iter_2_checkpoint"):
-        Trainer(cfg, path).train()
+    cfg = toy_config(out, {"total_iters": 5, "snapshot_config.interval": 1,
+                           "snapshot_config.keep_last": 5, "validate.interval": 0,
+                           "model.name": "NanFromIterationThree"})
+    with pytest.raises(TrainingError, match=r"mse_loss is nan at iteration 3.*iter_2_checkpoint"):
+        Trainer(cfg).train()
     saved = sorted(os.path.basename(p) for p in glob.glob(str(out / "iter_*")))
     assert saved == ["iter_1_checkpoint.pdparams", "iter_2_checkpoint.pdparams"]
     assert load_checkpoint(str(out / "iter_2_checkpoint.pdparams"))["iteration"] == 2
 
 
 # ---------------------------------------------------------------------------- static graph
-def test_to_static_training_matches_dynamic_and_updates_batch_norm(synthetic_corpus, tmp_path):
+def test_to_static_training_matches_dynamic_and_updates_batch_norm(tmp_path):
     results = {}
     for static in (False, True):
-        out = str(tmp_path / f"static_{static}")
-        cfg, path = syncnet_config(synthetic_corpus, out, ["total_iters=3", "validate.interval=0",
-                                                           f"to_static={str(static).lower()}",
-                                                           "onednn=false"])
-        trainer = Trainer(cfg, path)
+        out = tmp_path / f"static_{static}"
+        trainer = Trainer(toy_config(out, {"total_iters": 3, "validate.interval": 0,
+                                           "to_static": static, "onednn": False}))
         trainer.train()
-        results[static] = (train_log(out), trainer.model.net("netS").state_dict())
+        results[static] = (train_log(out), trainer.model.net("net").state_dict())
     assert results[True][0] == results[False][0]                     # same losses, bit for bit
     dynamic, static = results[False][1], results[True][1]
     means = [k for k in static if k.endswith("._mean")]
@@ -272,13 +259,11 @@ def test_onednn_training_matches_dynamic_and_updates_batch_norm(synthetic_corpus
                                        atol=2e-3, err_msg=key)
 
 
-def test_onednn_and_to_static_exclude_each_other(synthetic_corpus, tmp_path):
-    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path), ["to_static=true", "onednn=true"])
+def test_onednn_and_to_static_exclude_each_other(tmp_path):
     with pytest.raises(ConfigError, match="onednn and to_static are both true"):
-        Trainer(cfg, path)
-    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path), ["onednn=yes please"])
+        Trainer(toy_config(tmp_path, {"to_static": True, "onednn": True}))
     with pytest.raises(ConfigError, match="onednn .* must be true, false or null"):
-        Trainer(cfg, path)
+        Trainer(toy_config(tmp_path, {"onednn": "yes please"}))
 
 
 # ---------------------------------------------------------------------------- the expert learns
@@ -299,9 +284,8 @@ def test_expert_learns_above_chance_on_held_out_clips(synthetic_corpus, tmp_path
 
 
 # ---------------------------------------------------------------------------- config checks
-def test_config_keys_are_checked(synthetic_corpus, tmp_path):
-    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path))
-    check_config(cfg)
+def test_config_keys_are_checked(tmp_path):
+    check_config(toy_config(tmp_path))
     for key, value, message in [
             ("log_config", {"interval": 1, "visiual_interval": 5},
              "did you mean 'visual_interval'"),
@@ -312,19 +296,20 @@ def test_config_keys_are_checked(synthetic_corpus, tmp_path):
             ("validate", 5, "validate in .* must be a mapping with keys interval"),
             ("snapshot_config", {"best_mode": "up"}, "best_mode in .* must be min or max"),
             ("enable_visualdl", "yes", "enable_visualdl in .* must be true or false")]:
-        bad = load_config(path, [f"dataset.train.dataroot={synthetic_corpus}"])
+        bad = toy_config(tmp_path)
         bad[key] = value
         with pytest.raises(ConfigError, match=message):
-            check_config(bad, where=path)
+            check_config(bad, where="toy.yaml")
+    with pytest.raises(ConfigError, match="toy.yaml lacks the required key 'optimizer'"):
+        check_config({k: v for k, v in toy_config(tmp_path).items() if k != "optimizer"},
+                     where="toy.yaml")
     # The schema supplies the defaults: of a missing block, of its missing keys, of a null value.
-    bare = load_config(path, [f"dataset.train.dataroot={synthetic_corpus}"])
+    bare = toy_config(tmp_path, {"snapshot_config": {"interval": 7}, "seed": None})
     del bare["log_config"]
-    bare.snapshot_config = {"interval": 7}
-    bare.seed = None
     settings = check_config(bare)
     assert (settings.log_config.interval, settings.log_config.visual_interval) == (10, 0)
     assert (settings.snapshot_config.interval, settings.snapshot_config.keep_last) == (7, 3)
-    assert settings.seed == 0 and settings.validate.interval == bare.validate.interval
+    assert settings.seed == 0 and settings.validate.interval == 3
 
 
 def test_optimizer_and_scheduler_config_errors():

@@ -15,19 +15,18 @@ from ppgan.engine import checkpoint as ckpt_io
 from ppgan.engine.trainer import Trainer
 from ppgan.models.builder import MODELS
 from ppgan.models.discriminators.syncnet import SyncNetColor
-from ppgan.models.syncnet_model import SyncNetModel
 from ppgan.utils import atomic
 from ppgan.utils.errors import TrainingError, WeightsError
 from ppgan.utils.weights import load_weights, read_weights_file, save_weights_file
 
-from test_engine import syncnet_config
+from toy import ToyRegression, toy_config
 
 
 # ------------------------------------------------------------------ item 1: NaN/Inf weights
 @MODELS.register()
-class NanWeightsFromIterationTwo(SyncNetModel):
-    """The real expert whose first weight turns NaN after its second step while every loss stays
-    finite (what relu does to NaN activations)."""
+class NanWeightsFromIterationTwo(ToyRegression):
+    """The toy whose first weight turns NaN after its second step while every loss stays finite
+    (what relu does to NaN activations)."""
 
     calls = 0
 
@@ -35,20 +34,19 @@ class NanWeightsFromIterationTwo(SyncNetModel):
         losses = super().train_iter(optimizers)
         NanWeightsFromIterationTwo.calls += 1
         if NanWeightsFromIterationTwo.calls >= 2:
-            weight = next(iter(self.net("netS").parameters()))
+            weight = next(iter(self.net("net").parameters()))
             weight.set_value(np.full(weight.shape, np.nan, "float32"))
         return losses
 
 
-def test_nan_weights_stop_training_before_any_checkpoint(synthetic_corpus, tmp_path):
+def test_nan_weights_stop_training_before_any_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cfg, path = syncnet_config(synthetic_corpus, str(out),
-                               ["total_iters=4", "snapshot_config.interval=1",
-                                "snapshot_config.keep_last=5", "validate.interval=0"])
-    cfg.model.name = "NanWeightsFromIterationTwo"
-    with pytest.raises(TrainingError, match=r"weight netS\..* is NaN/Inf at iteration 2 .*"
+    cfg = toy_config(out, {"total_iters": 4, "snapshot_config.interval": 1,
+                           "snapshot_config.keep_last": 5, "validate.interval": 0,
+                           "model.name": "NanWeightsFromIterationTwo"})
+    with pytest.raises(TrainingError, match=r"weight net\..* is NaN/Inf at iteration 2 .*"
                                             r"iter_1_checkpoint"):
-        Trainer(cfg, path).train()
+        Trainer(cfg).train()
     assert [os.path.basename(p) for p in glob.glob(str(out / "*.pdparams"))] == \
         ["iter_1_checkpoint.pdparams"]
     assert not glob.glob(str(out / ".*.tmp"))
@@ -119,8 +117,7 @@ def test_damaged_weight_bytes_in_our_checkpoints_are_detected(tmp_path):
 
 
 # ------------------------------------------------------------------ items 14 and 17
-def test_checkpoint_writes_fsync_before_rename_and_stale_temps_go(synthetic_corpus, tmp_path,
-                                                                  monkeypatch):
+def test_checkpoint_writes_fsync_before_rename_and_stale_temps_go(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
@@ -137,21 +134,18 @@ def test_checkpoint_writes_fsync_before_rename_and_stale_temps_go(synthetic_corp
     kept = [out / ".notes.txt.abc.tmp", out / "iter_5_checkpoint.pdparams.bak"]
     for path in stale + kept:
         path.write_bytes(b"partial")
-    cfg, path = syncnet_config(synthetic_corpus, str(out),
-                               ["total_iters=1", "validate.interval=0"])
-    Trainer(cfg, path).train()
+    Trainer(toy_config(out, {"total_iters": 1, "validate.interval": 0})).train()
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in kept)
     assert (out / "iter_1_checkpoint.pdparams").exists()
 
 
 # ------------------------------------------------------------------ items 10, 11 and 13
-def test_resuming_a_finished_run_says_so(synthetic_corpus, tmp_path):
+def test_resuming_a_finished_run_says_so(tmp_path):
     from ppgan.utils.errors import ConfigError
-    cfg, path = syncnet_config(synthetic_corpus, str(tmp_path / "run"),
-                               ["total_iters=1", "validate.interval=0"])
-    Trainer(cfg, path).train()
-    again = Trainer(cfg, path)
+    cfg = toy_config(tmp_path / "run", {"total_iters": 1, "validate.interval": 0})
+    Trainer(cfg).train()
+    again = Trainer(cfg)
     again.resume(str(tmp_path / "run"))
     with pytest.raises(ConfigError, match="already at iteration 1 of total_iters 1: nothing to "
                                           "train; raise total_iters"):

@@ -14,19 +14,13 @@ from ppgan.engine.signals import TrainingInterrupted
 from ppgan.utils.errors import WeightsError
 from ppgan.utils.weights import read_weights_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_SYNCNET = os.path.join(REPO, "configs", "demo", "syncnet.yaml")
+from toy import write_toy_config
+
 TOTAL = 4
-
-
-def overrides(corpus):
-    # validate.interval beyond the run and final: false -> no evaluation at all
-    return [f"dataset.train.dataroot={corpus}", f"dataset.test.dataroot={corpus}",
-            "model.syncnet.width_mult=0.125", "dataset.train.batch_size=4",
-            "dataset.test.batch_size=4", "validate.max_eval_steps=1", f"total_iters={TOTAL}",
-            "validate.interval=100", "validate.final=false", "snapshot_config.interval=2",
-            "snapshot_config.keep_last=5", "log_config.interval=1", "log_config.visual_interval=0",
-            "enable_visualdl=true"]
+# validate.interval beyond the run and final: false -> no evaluation at all
+SETTINGS = {"total_iters": TOTAL, "validate.interval": 100, "validate.final": False,
+            "snapshot_config.interval": 2, "snapshot_config.keep_last": 5,
+            "enable_visualdl": True}
 
 
 class SignalAt(hooks_module.Hook):
@@ -53,24 +47,26 @@ def assert_same_nets(a, b):
 
 
 @pytest.fixture(scope="module")
-def runs(synthetic_corpus, tmp_path_factory):
-    """An uninterrupted run, and one stopped by SIGINT at iteration 3 then resumed without -o."""
+def runs(tmp_path_factory):
+    """An uninterrupted run of the toy model, and one stopped by SIGINT at iteration 3 then
+    resumed without -o."""
     root = tmp_path_factory.mktemp("runs")
     straight, broken = root / "straight", root / "broken"
-    run(DEMO_SYNCNET, overrides(synthetic_corpus), output_dir=str(straight), device="cpu")
+    config = write_toy_config(root / "toy.yaml", root / "unused", SETTINGS)
+    run(config, output_dir=str(straight), device="cpu")
 
     build_hooks = trainer_module.Trainer._build_hooks
     patch = pytest.MonkeyPatch()
     patch.setattr(trainer_module.Trainer, "_build_hooks",
                   lambda self: build_hooks(self) + [SignalAt(3, signal.SIGINT)])
     with pytest.raises(TrainingInterrupted, match="SIGINT at iteration 3"):
-        run(DEMO_SYNCNET, overrides(synthetic_corpus), output_dir=str(broken), device="cpu")
+        run(config, output_dir=str(broken), device="cpu")
     patch.undo()
     interrupted = sorted(os.listdir(broken))
     config_before = (broken / "config.yaml").read_text()
     # a failed resume attempt (weights that do not fit the changed width) leaves config.yaml alone
     with pytest.raises(WeightsError):
-        run(resume=str(broken), overrides=["model.syncnet.width_mult=0.25"], device="cpu")
+        run(resume=str(broken), overrides=["model.hidden=32"], device="cpu")
     assert (broken / "config.yaml").read_text() == config_before
     run(resume=str(broken), device="cpu")  # no -c, no -o: the stored config
     return {"straight": straight, "broken": broken, "interrupted": interrupted}
