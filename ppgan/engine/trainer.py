@@ -26,7 +26,6 @@ from ..models.builder import MODELS, build_model
 from ..modules.onednn_conv import onednn_kernels
 from ..solver import build_lr_scheduler, build_optimizers
 from ..utils import comm
-from ..inference.spec import SPEC_KEY, spec_from_config, spec_of_weights
 from ..utils.config import dump_config, to_plain
 from ..utils.errors import ConfigError, TrainingError, WeightsError
 from ..utils.logger import get_logger, setup_logger
@@ -373,13 +372,13 @@ class Trainer:
             "rng": ckpt_io.capture_rng(),
             "config": to_plain(self.cfg),
             "config_file": self.config_file,
-            SPEC_KEY: spec_from_config(self.cfg),
+            **self.model.checkpoint_extras(self.cfg),
             "metrics": dict(self.eval_result["metrics"]) if self.eval_result else {},
         }
 
     def inference_spec(self):
         """The spec the model's generator runs with: the loaded weights' own, else this config's."""
-        return self.weights_spec or spec_from_config(self.cfg)
+        return self.weights_spec or self.model.inference_spec(self.cfg)
 
     def save_checkpoint(self, path):
         """Write a checkpoint (rank 0 only; atomic)."""
@@ -411,7 +410,7 @@ class Trainer:
         for hook in self.hooks:
             hook.load_state_dict(state.get("hooks", {}).get(type(hook).__name__, {}))
         ckpt_io.restore_rng(state["rng"])
-        self.weights_spec = spec_of_weights(state, path)
+        self.weights_spec = self.model.inference_spec(self.cfg, state, path)
         self.iteration = int(state["iteration"])
         self.resumed = True
         if state.get("metrics"):
@@ -424,7 +423,7 @@ class Trainer:
         """Initialise trained nets from a weights file (ours, PaddleGAN's, or converted)."""
         from ..utils.weights import read_weights_file
         obj = read_weights_file(path)
-        self.weights_spec = spec_of_weights(obj, path)
+        self.weights_spec = self.model.inference_spec(self.cfg, obj, path)
         named = ckpt_io.nets_in_weights(obj)
         trained = self.model.trained_nets()
         if named is None:

@@ -203,6 +203,19 @@ class BaseModel:
             if key in self.scalers:
                 self.scalers[key].load_state_dict(scaler_state)
 
+    def checkpoint_extras(self, cfg: Mapping[str, Any]) -> Dict[str, Any]:
+        """Entries the model adds to its training checkpoints: the inference spec its generator
+        (or expert) runs with, from the resolved config (``ppgan.inference.spec``)."""
+        from ..inference.spec import SPEC_KEY, spec_from_config
+        return {SPEC_KEY: spec_from_config(cfg)}
+
+    def inference_spec(self, cfg: Mapping[str, Any], weights: Optional[Any] = None,
+                       where: Optional[str] = None) -> Dict[str, Any]:
+        """How weights generate: ``weights``' own spec (a read weights file or checkpoint, checked
+        against this build; ``where`` names it), or without them this config's."""
+        from ..inference.spec import spec_from_config, spec_of_weights
+        return spec_from_config(cfg) if weights is None else spec_of_weights(weights, str(where))
+
     def net_state_dicts(self) -> Dict[str, Dict[str, paddle.Tensor]]:
         """{net name: state dict} of every net (frozen ones included), DataParallel unwrapped."""
         return {name: self.net(name).state_dict() for name in self.nets}
