@@ -11,7 +11,7 @@ import datetime
 import json
 import os
 import shutil
-from typing import List
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -21,9 +21,10 @@ from ..utils.errors import ConfigError, TrainingError
 from ..utils.logger import get_logger
 from .checkpoint import checkpoint_name, list_checkpoints
 from .settings import LogSettings, SnapshotSettings, TrainerSettings, ValidateSettings
+from .state import TrainState
 
 
-def every(iteration, interval, total):
+def every(iteration: int, interval: int, total: int) -> bool:
     """True at multiples of ``interval`` (when > 0) and at the last iteration."""
     return iteration == total or (interval > 0 and iteration % interval == 0)
 
@@ -37,20 +38,21 @@ class Hook:
     ``add_scalars(prefix, values, step)`` and ``add_image(tag, image, step)``.
     """
 
-    def before_train(self, trainer):
-        pass
+    def before_train(self, trainer: Any) -> None:
+        """Once before the first iteration of this process (after a resume too)."""
 
-    def after_iter(self, trainer):
-        pass
+    def after_iter(self, trainer: Any) -> None:
+        """After every iteration (``trainer.state.iteration`` is the one that just ran)."""
 
-    def after_train(self, trainer):
-        pass
+    def after_train(self, trainer: Any) -> None:
+        """Once after the last iteration (not after an interruption)."""
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
+        """What must survive a resume (stored in the checkpoint under the hook's class name)."""
         return {}
 
-    def load_state_dict(self, state):
-        pass
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``'s content on a resume."""
 
 
 class LoggerHook(Hook):
@@ -60,11 +62,12 @@ class LoggerHook(Hook):
     iteration, rank 0) and to VisualDL at the real global step.
     """
 
-    def __init__(self, settings: LogSettings):
+    def __init__(self, settings: LogSettings) -> None:
         self.interval = max(1, settings.interval)
-        self.batch_costs, self.reader_costs = [], []
+        self.batch_costs: List[float] = []
+        self.reader_costs: List[float] = []
 
-    def before_train(self, trainer):
+    def before_train(self, trainer: Any) -> None:
         """On a resume, forget records past the checkpoint: those iterations run again."""
         path = os.path.join(trainer.state.output_dir, "train_log.jsonl")
         if not comm.is_main_process() or not os.path.isfile(path):
@@ -74,7 +77,7 @@ class LoggerHook(Hook):
         with atomic_write(path, "w") as f:
             f.writelines(kept)
 
-    def after_iter(self, trainer):
+    def after_iter(self, trainer: Any) -> None:
         state = trainer.state
         self.batch_costs.append(state.batch_cost)
         self.reader_costs.append(state.reader_cost)
@@ -102,7 +105,7 @@ class LoggerHook(Hook):
             trainer.add_scalars("train", record, it, skip=("iter",))
 
 
-def read_train_log(path):
+def read_train_log(path: str) -> List[Tuple[str, Dict[str, Any]]]:
     """[(line, record)] of a ``train_log.jsonl``; a torn last line (a kill mid-write) is dropped.
 
     Raises:
@@ -131,7 +134,7 @@ def read_train_log(path):
 class LRSchedulerHook(Hook):
     """Step the shared learning-rate scheduler once per iteration (after the logger read it)."""
 
-    def after_iter(self, trainer):
+    def after_iter(self, trainer: Any) -> None:
         trainer.step_lr()
 
 
@@ -141,11 +144,11 @@ class EvalHook(Hook):
     follow it (Wav2Lip's sync-loss weight) update from its metrics: here, explicitly, and never
     inside the evaluation itself, which ``--evaluate-only`` also runs."""
 
-    def __init__(self, settings: ValidateSettings):
+    def __init__(self, settings: ValidateSettings) -> None:
         self.interval = settings.interval
         self.final = settings.final
 
-    def after_iter(self, trainer):
+    def after_iter(self, trainer: Any) -> None:
         it = trainer.state.iteration
         due = it % self.interval == 0 or (self.final and it == trainer.state.total_iters) \
             if self.interval > 0 else False
@@ -162,26 +165,26 @@ class CheckpointHook(Hook):
     also writes ``best.pdparams``. The best value is hook state, so a resume keeps it.
     """
 
-    def __init__(self, settings: SnapshotSettings):
+    def __init__(self, settings: SnapshotSettings) -> None:
         self.interval = settings.interval
         self.keep_last = settings.keep_last
         self.best_metric = settings.best_metric
         self.sign = 1.0 if settings.best_mode == "min" else -1.0
-        self.best = None
+        self.best: Optional[Dict[str, float]] = None  # {"value", "iter"} of the best evaluation
 
-    def before_train(self, trainer):
+    def before_train(self, trainer: Any) -> None:
         """Remove temporary files a killed run left behind (a kill -9 cannot clean up)."""
         if comm.is_main_process():
             for pattern in ("iter_*_checkpoint.pdparams", "best.pdparams"):
                 for path in remove_stale_temps(trainer.state.output_dir, pattern):
                     get_logger().info(f"removed {path}, left by an interrupted checkpoint write")
 
-    def after_iter(self, trainer):
+    def after_iter(self, trainer: Any) -> None:
         state = trainer.state
         it = state.iteration
-        improved = self._improved(state)
+        improved = self._improvement(state)
         periodic = every(it, self.interval, state.total_iters)
-        if not (improved or periodic):
+        if improved is None and not periodic:
             return
         # Every rank averages batch-norm statistics (a collective) and checks the weights (so
         # all ranks stop together on NaN), then rank 0 writes.
@@ -191,31 +194,32 @@ class CheckpointHook(Hook):
         best_path = os.path.join(state.output_dir, "best.pdparams")
         if periodic:
             trainer.save_checkpoint(periodic_path)
-        if improved:
+        if improved is not None:
             if periodic:
                 copy_file(periodic_path, best_path)
             else:
                 trainer.save_checkpoint(best_path)
-            get_logger().info(f"new best {self.best_metric}: {self.best['value']:.5f} at iter {it}")
+            get_logger().info(f"new best {self.best_metric}: {improved:.5f} at iter {it}")
         if periodic:
             self._prune(state.output_dir)
 
-    def _improved(self, state):
-        if not self.best_metric or not state.evaluated_now():
-            return False
-        result = state.eval_result
-        if self.best_metric not in result["metrics"]:
+    def _improvement(self, state: TrainState) -> Optional[float]:
+        """The new best value when this iteration's evaluation improved it (now kept), else None."""
+        metrics = state.metrics_now()
+        if not self.best_metric or metrics is None:
+            return None
+        if self.best_metric not in metrics:
             raise ConfigError(f"snapshot_config.best_metric {self.best_metric!r} is not an eval "
-                              f"metric of this model ({', '.join(result['metrics'])})")
-        value = result["metrics"][self.best_metric]
+                              f"metric of this model ({', '.join(metrics)})")
+        value = float(metrics[self.best_metric])
         if not np.isfinite(value):
-            return False
+            return None
         if self.best is None or self.sign * value < self.sign * self.best["value"]:
-            self.best = {"value": float(value), "iter": state.iteration}
-            return True
-        return False
+            self.best = {"value": value, "iter": state.iteration}
+            return value
+        return None
 
-    def after_train(self, trainer):
+    def after_train(self, trainer: Any) -> None:
         """Without any evaluation (e.g. ``validate.final: false`` on a short run) the last
         checkpoint becomes ``best.pdparams``, so a run always ends with one."""
         state = trainer.state
@@ -235,10 +239,10 @@ class CheckpointHook(Hook):
         for _, path in list_checkpoints(folder)[:-self.keep_last]:
             os.remove(path)
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"best": self.best}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best = state.get("best")
 
 
@@ -249,10 +253,10 @@ class VisualHook(Hook):
     of its frames side by side.
     """
 
-    def __init__(self, settings: LogSettings):
+    def __init__(self, settings: LogSettings) -> None:
         self.interval = settings.visual_interval
 
-    def after_iter(self, trainer):
+    def after_iter(self, trainer: Any) -> None:
         it = trainer.state.iteration
         if self.interval <= 0 or it % self.interval or not comm.is_main_process():
             return
@@ -287,7 +291,7 @@ def default_hooks(settings: TrainerSettings) -> List[Hook]:
             CheckpointHook(settings.snapshot_config)]
 
 
-def copy_file(source, destination):
+def copy_file(source: str, destination: str) -> None:
     """Copy atomically (temp file, fsync, rename); rank 0 only."""
     if not comm.is_main_process():
         return
@@ -295,7 +299,7 @@ def copy_file(source, destination):
         shutil.copyfileobj(src, dst)
 
 
-def make_grid(items):
+def make_grid(items: Mapping[str, Any]) -> np.ndarray:
     """{name: (B, 3, T, H, W) or (B, 3, H, W) BGR [0, 1] tensor} -> (rows, cols, 3) BGR uint8.
 
     Each clip is one row block; inside it the items are stacked vertically in the dict's order
@@ -314,7 +318,7 @@ def make_grid(items):
     return (np.clip(rows, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_png(path, image):
+def write_png(path: str, image: np.ndarray) -> None:
     """Write a BGR uint8 image as PNG atomically (temp file + rename)."""
     import cv2
     ok, encoded = cv2.imencode(".png", image)

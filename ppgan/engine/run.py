@@ -8,6 +8,7 @@ an offline evaluation (``ppgan.engine.evaluation``; the generator models name th
 """
 
 import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..utils import comm
 from ..utils.errors import ConfigError
@@ -17,8 +18,10 @@ from .evaluation import EvaluationRun, run_evaluator
 from .trainer import Trainer
 
 
-def run(config_file=None, overrides=(), resume=None, load=None, evaluate_only=False, seed=None,
-        output_dir=None, device="auto", amp=False, max_clips=None):
+def run(config_file: Optional[str] = None, overrides: Sequence[str] = (),
+        resume: Optional[str] = None, load: Optional[str] = None, evaluate_only: bool = False,
+        seed: Optional[int] = None, output_dir: Optional[str] = None, device: str = "auto",
+        amp: bool = False, max_clips: Optional[int] = None) -> Trainer:
     """Load the config, then train or evaluate.
 
     Args:
@@ -70,7 +73,7 @@ def run(config_file=None, overrides=(), resume=None, load=None, evaluate_only=Fa
         get_logger().info(f"evaluating {resume or load or 'the initial weights'}; results in "
                           f"{trainer.output_dir}")
         trainer.evaluate(progress=True)
-        extra = {"weights": resume or load, "split": trainer.eval_split()}
+        extra: Dict[str, Any] = {"weights": resume or load, "split": trainer.eval_split()}
         # Offline evaluations are single-process work; the other ranks are done after evaluate().
         if comm.is_main_process():
             found = run_evaluator(EvaluationRun(
@@ -85,13 +88,14 @@ def run(config_file=None, overrides=(), resume=None, load=None, evaluate_only=Fa
     return trainer
 
 
-def evaluation_folder(run_dir, weights):
+def evaluation_folder(run_dir: str, weights: Optional[str]) -> str:
     """``<run_dir>/eval/<weights file name without extension>`` (``initial`` without weights)."""
     name = os.path.splitext(os.path.basename(os.fspath(weights)))[0] if weights else "initial"
     return os.path.join(run_dir, "eval", name)
 
 
-def resumed_config(state, checkpoint, config_file=None, overrides=()):
+def resumed_config(state: Mapping[str, Any], checkpoint: str, config_file: Optional[str] = None,
+                   overrides: Sequence[str] = ()) -> Tuple[Any, Optional[str]]:
     """The config a resume continues with: the checkpoint's own, ``overrides`` on top.
 
     The run folder (``output_dir``) is the checkpoint's folder. Keys that the overrides change
@@ -125,7 +129,8 @@ def resumed_config(state, checkpoint, config_file=None, overrides=()):
     return AttrDict(cfg), config_file
 
 
-def changed_keys(old, new, skip=(), prefix=""):
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], skip: Sequence[str] = (),
+                 prefix: str = "") -> List[str]:
     """``["a.b: old -> new", ...]`` for every leaf that differs between two nested dicts."""
     out = []
     for key in sorted(set(old) | set(new), key=str):

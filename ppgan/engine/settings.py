@@ -162,7 +162,7 @@ def _typed(kind: Any, value: Any, key: str, where: str) -> Any:
             keys = ", ".join(f.name for f in dataclasses.fields(kind))
             raise ConfigError(f"{key} in {where} must be a mapping with keys {keys}, "
                               f"got {value!r}")
-        return _parse(kind, value, where, prefix=key + ".")
+        return _parse(typing.cast(type, kind), value, where, prefix=key + ".")
     optional = typing.get_origin(kind) is typing.Union
     base = typing.get_args(kind)[0] if optional else kind
     base = typing.get_origin(base) or base  # Dict[str, Any] -> dict

@@ -33,6 +33,8 @@ class TrainState:
     reader_cost: float = 0.0
     eval_result: Optional[Dict[str, Any]] = None
 
-    def evaluated_now(self) -> bool:
-        """True when the last evaluation ran at the current iteration."""
-        return self.eval_result is not None and self.eval_result["iter"] == self.iteration
+    def metrics_now(self) -> Optional[Dict[str, float]]:
+        """The last evaluation's metrics when it ran at the current iteration, else None."""
+        if self.eval_result is None or self.eval_result["iter"] != self.iteration:
+            return None
+        return self.eval_result["metrics"]

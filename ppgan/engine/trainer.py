@@ -57,7 +57,8 @@ class Trainer:
         amp: float16 mixed precision (GPU only). Default: False.
     """
 
-    def __init__(self, cfg, config_path=None, device="auto", amp=False):
+    def __init__(self, cfg: Any, config_path: Optional[str] = None, device: str = "auto",
+                 amp: bool = False) -> None:
         where = config_path or "the config"
         # The checked trainer blocks with their defaults; cfg itself is what runs store.
         self.settings = check_config(cfg, where)
@@ -91,7 +92,7 @@ class Trainer:
         self.resumed = False
         self.config_file = os.path.abspath(config_path) if config_path else None
         self.hooks = self._build_hooks()
-        self._test_loader = None
+        self._test_loader: Optional[Any] = None
         # How the loaded / resumed weights say they generate (None: this config's own spec).
         self.weights_spec = None
 
@@ -163,7 +164,7 @@ class Trainer:
         return open_run_log(os.path.join(self.output_dir, "visualdl"),
                             resume_step=self.iteration if self.resumed else None)
 
-    def write_config(self):
+    def write_config(self) -> None:
         """Write the resolved config as ``<output_dir>/config.yaml`` (rank 0, atomically)."""
         if comm.is_main_process():
             dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))  # atomic, fsynced
@@ -181,7 +182,7 @@ class Trainer:
                                 config_dir=self.config_dir)
 
     # ------------------------------------------------------------------ running
-    def train(self):
+    def train(self) -> None:
         """Run iterations ``self.iteration + 1 .. total_iters`` with all hooks.
 
         SIGINT / SIGTERM end the run after the current iteration with a checkpoint of it
@@ -266,7 +267,7 @@ class Trainer:
         saved = ckpt_io.list_checkpoints(self.output_dir)
         return saved[-1][1] if saved else "none written yet"
 
-    def check_weights(self):
+    def check_weights(self) -> None:
         """Stop when a weight or buffer of any net is NaN/Inf (every rank holds the same weights).
 
         One fused sum per net decides; only a failure looks for the entry to name.
@@ -286,12 +287,12 @@ class Trainer:
                                 f"{self._last_checkpoint()} (lower the learning rate or check "
                                 f"the data, then --resume it)")
 
-    def eval_split(self):
+    def eval_split(self) -> str:
         """The name of the split ``dataset.test`` reads: its filelist's stem ('val' in the recipes)."""
         block = self.cfg.dataset.get("test") or {}
         return os.path.splitext(os.path.basename(str(block.get("filelist", "test"))))[0]
 
-    def evaluate(self, progress=False):
+    def evaluate(self, progress: bool = False) -> Dict[str, float]:
         """Run the model's evaluation over ``dataset.test`` (``eval_split()``); returns the
         rank-averaged metrics. ``progress``: say so at once and show a bar (rank 0, terminals)."""
         show = progress and comm.is_main_process()
@@ -299,11 +300,12 @@ class Trainer:
             get_logger().info(f"evaluating on the '{self.eval_split()}' split (dataset.test)")
         if self._test_loader is None:
             self._test_loader = self._loader(is_train=False)
+        loader = self._test_loader
         max_steps = self.settings.validate.max_eval_steps
         self.model.sync_batch_norm_stats()
         self.model.eval()
-        bar = _eval_bar(self._test_loader, max_steps, self.eval_split(), show)
-        for step, batch in enumerate(self._test_loader):
+        bar = _eval_bar(loader, max_steps, self.eval_split(), show)
+        for step, batch in enumerate(loader):
             if max_steps and step >= max_steps:
                 break
             self.model.setup_input(batch)
@@ -348,7 +350,7 @@ class Trainer:
         if self.vdl is not None:
             self.vdl.add_image(tag=tag, img=image, step=step)
 
-    def close(self):
+    def close(self) -> None:
         if self.vdl is not None:
             self.vdl.close()
             self.vdl = None
@@ -358,7 +360,7 @@ class Trainer:
         get_logger().info(f"final weights digest (rank {comm.get_rank()}): {digest}")
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_content(self):
+    def checkpoint_content(self) -> Dict[str, Any]:
         """Everything a resume needs (see ``ppgan.engine.checkpoint``)."""
         trained = {n: unwrap(net) for n, net in self.model.trained_nets().items()}
         return {
@@ -376,17 +378,17 @@ class Trainer:
             "metrics": dict(self.eval_result["metrics"]) if self.eval_result else {},
         }
 
-    def inference_spec(self):
+    def inference_spec(self) -> Dict[str, Any]:
         """The spec the model's generator runs with: the loaded weights' own, else this config's."""
         return self.weights_spec or self.model.inference_spec(self.cfg)
 
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path: str) -> None:
         """Write a checkpoint (rank 0 only; atomic)."""
         if comm.is_main_process():
             ckpt_io.save_checkpoint(path, self.checkpoint_content())
             get_logger().info(f"saved checkpoint {path}")
 
-    def resume(self, path, state=None):
+    def resume(self, path: str, state: Optional[Dict[str, Any]] = None) -> None:
         """Continue exactly where a checkpoint (or the newest one in a folder) stopped.
 
         ``state``: the checkpoint already read with ``ckpt_io.load_checkpoint`` (saves a read).
@@ -419,7 +421,7 @@ class Trainer:
             get_logger().warning(f"the model block of {path} differs from the current config")
         get_logger().info(f"resumed from {path} at iteration {self.iteration}")
 
-    def load(self, path):
+    def load(self, path: str) -> None:
         """Initialise trained nets from a weights file (ours, PaddleGAN's, or converted)."""
         from ..utils.weights import read_weights_file
         obj = read_weights_file(path)
@@ -444,7 +446,7 @@ class Trainer:
         from ..utils.weights import load_weights
         load_weights(self.model.net(name), state, strict=True, where=f"{path} [{name}]")
 
-    def write_metrics(self, path, extra=None):
+    def write_metrics(self, path: str, extra: Optional[Mapping[str, Any]] = None) -> None:
         """Write the last evaluation as JSON (rank 0, atomic)."""
         if not comm.is_main_process():
             return
