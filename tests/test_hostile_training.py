@@ -153,7 +153,7 @@ def test_resuming_a_finished_run_says_so(tmp_path):
 
 
 def test_demo_width_exports_and_expert_files_are_named(tmp_path):
-    from ppgan.apps.generator_loader import build_generator_for, export_from_weights
+    from ppgan.apps.generator_loader import export_from_weights, generator_with_spec
     from ppgan.models.generators.wav2lip import Wav2Lip
     # item 11: the width is read from the weights, no flag needed
     path = tmp_path / "demo_width.pdparams"
@@ -167,5 +167,5 @@ def test_demo_width_exports_and_expert_files_are_named(tmp_path):
         "config": {"model": {"name": "SyncNetModel"}}})
     with pytest.raises(WeightsError, match=r"expert.pdparams holds a training checkpoint of "
                                            r"SyncNetModel \(nets netS\), not a Wav2Lip generator") as err:
-        build_generator_for(read_weights_file(str(expert)), str(expert))
+        generator_with_spec(read_weights_file(str(expert)), str(expert))
     assert len(str(err.value)) < 400

@@ -92,11 +92,6 @@ def generator_with_spec(weights, path):
     return net, spec
 
 
-def build_generator_for(weights, path):
-    """The generator network of ``generator_with_spec`` (without the spec)."""
-    return generator_with_spec(weights, path)[0]
-
-
 def describe_weights(weights, state):
     """A few words on what a weights file holds, for error messages."""
     from ..utils.weights import CHECKPOINT_FORMAT

@@ -9,13 +9,6 @@ import numpy as np
 from ..utils.errors import DataError
 
 
-def frame_psnr(generated: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR in dB of one (H, W, 3) uint8 frame against its reference (inf when identical)."""
-    from skimage.metrics import peak_signal_noise_ratio
-
-    return float(peak_signal_noise_ratio(reference, generated, data_range=255))
-
-
 def frame_ssim(generated: np.ndarray, reference: np.ndarray) -> float:
     """Mean SSIM of one (H, W, 3) uint8 frame against its reference (colour channels averaged)."""
     from skimage.metrics import structural_similarity

@@ -1,4 +1,4 @@
-"""Registries for models, networks, losses and offline evaluations, and their build functions."""
+"""Registries for models, networks and offline evaluations, and their build functions."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 MODELS = Registry("model")
 GENERATORS = Registry("generator")
 DISCRIMINATORS = Registry("discriminator")
-LOSSES = Registry("loss")
 # Offline evaluations a model names (``BaseModel.evaluator``) for ``--evaluate-only``. They are
 # implemented and registered above the models (``ppgan.apps.lipsync_evaluation``), so neither the
 # models nor the trainer import them; the trainer calls them through ``ppgan.engine.evaluation``.
@@ -35,8 +34,3 @@ def build_discriminator(cfg: Mapping[str, Any], where: str = "model.discriminato
     """Build a discriminator / expert network block from the DISCRIMINATORS registry."""
     return build_from_config(cfg, DISCRIMINATORS, where=where)
 
-
-def build_network(cfg: Mapping[str, Any], where: str = "network") -> paddle.nn.Layer:
-    """Build a network block whose ``name`` may be a generator or a discriminator."""
-    registry = GENERATORS if cfg.get("name") in GENERATORS else DISCRIMINATORS
-    return build_from_config(cfg, registry, where=where)

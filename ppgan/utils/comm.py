@@ -13,11 +13,6 @@ def get_rank():
     return int(os.environ.get("PADDLE_TRAINER_ID", os.environ.get("PADDLE_RANK_IN_NODE", 0)))
 
 
-def get_local_rank():
-    """Rank of this process on its node."""
-    return int(os.environ.get("PADDLE_RANK_IN_NODE", os.environ.get("PADDLE_LOCAL_RANK", get_rank())))
-
-
 def get_world_size():
     """Number of training processes (1 when not launched distributed)."""
     return int(os.environ.get("PADDLE_TRAINERS_NUM", 1))
@@ -35,34 +30,6 @@ def init_distributed():
         import paddle.distributed as dist
         dist.init_parallel_env()
     return world
-
-
-def barrier():
-    if get_world_size() > 1:
-        import paddle.distributed as dist
-        dist.barrier()
-
-
-def all_reduce_mean(values):
-    """Average a dict of floats (or one float) over all ranks; identity with one process.
-
-    Args:
-        values: float or {name: float}.
-    Returns:
-        The same structure with every value replaced by its mean over ranks.
-    """
-    world = get_world_size()
-    if world == 1:
-        return values
-    import paddle
-    import paddle.distributed as dist
-    single = not isinstance(values, dict)
-    items = {"value": values} if single else dict(values)
-    keys = sorted(items)
-    tensor = paddle.to_tensor([float(items[k]) for k in keys], dtype="float64")
-    dist.all_reduce(tensor)
-    reduced = {k: float(v) / world for k, v in zip(keys, tensor.numpy().tolist())}
-    return reduced["value"] if single else reduced
 
 
 def all_reduce_sum(array):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import paddle
 
-from ..builder import LOSSES
 from .bce import bce_on_probabilities
 
 
-@LOSSES.register()
 class GANLoss:
     """Binary cross-entropy against an all-real or all-fake target.
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
-from ..builder import LOSSES
 
 
-@LOSSES.register()
 class L1Loss:
     """Mean absolute error between two tensors of the same shape (e.g. (B, 3, T, H, W) frames)."""
 

@@ -7,7 +7,6 @@ from typing import Optional
 import paddle
 import paddle.nn.functional as F
 
-from ..builder import LOSSES
 from .bce import bce_on_probabilities
 
 
@@ -24,7 +23,6 @@ def sync_probability(audio_emb: paddle.Tensor, face_emb: paddle.Tensor) -> paddl
     return similarity.clip(0.0, 1.0).unsqueeze(1)
 
 
-@LOSSES.register()
 class SyncLoss:
     """Cosine-BCE: BCE(cos(audio_emb, face_emb), label), as in the reference expert and generator.
 
