@@ -19,6 +19,7 @@ from ppgan.datasets.frame_cache import CACHE_PREFIX
 from ppgan.datasets.lrs2 import SyncNetDataset, Wav2LipDataset
 
 from test_datasets import ppgan_log  # noqa: F401  (fixture)
+from test_main import run_tool, tiny
 
 
 def snapshot(root):
@@ -68,6 +69,14 @@ def test_training_reads_write_nothing_into_the_corpus_by_default(lacking_corpus,
     assert data.cache_dir is None and data.skipped_samples == 0
     warnings = [m for m in ppgan_log if "no up-to-date 96 px frame cache" in m]
     assert len(warnings) == 2 and "cache_dir" in warnings[0]  # once per dataset, naming the key
+
+
+def test_a_short_training_run_leaves_the_corpus_untouched(lacking_corpus, tmp_path, capsys):
+    before = snapshot(lacking_corpus)
+    code, err = run_tool(tiny(lacking_corpus, tmp_path / "run", "total_iters=2", "validate.interval=2",
+                              "dataset.train.num_workers=0", "dataset.test.num_workers=0"), capsys)
+    assert code == 0, err
+    assert snapshot(lacking_corpus) == before
 
 
 def test_cache_dir_outside_the_corpus_takes_every_write_and_serves_the_next_run(lacking_corpus, tmp_path,
