@@ -1,5 +1,7 @@
 """Endless, resumable training batches from an epoch-shuffled DataLoader."""
 
+from typing import Any, Iterator, List
+
 from ..utils.errors import ConfigError
 
 
@@ -11,7 +13,7 @@ class EpochBatches:
     without loading them, so a resumed run reads exactly the batches an uninterrupted one would.
     """
 
-    def __init__(self, loader, start_iter=0):
+    def __init__(self, loader: Any, start_iter: int = 0) -> None:
         self.loader = loader
         self.sampler = loader.batch_sampler
         self.per_epoch = len(loader)
@@ -21,14 +23,14 @@ class EpochBatches:
         self.epoch, skip = divmod(start_iter, self.per_epoch)
         self._start(skip)
 
-    def _start(self, skip):
+    def _start(self, skip: int) -> None:
         from ..datasets.builder import set_loader_epoch
         self.loader.batch_sampler = self.sampler
         set_loader_epoch(self.loader, self.epoch)
         self.loader.batch_sampler = _SkipFirst(self.sampler, skip) if skip else self.sampler
         self._iter = iter(self.loader)
 
-    def __next__(self):
+    def __next__(self) -> Any:
         try:
             return next(self._iter)
         except StopIteration:
@@ -40,16 +42,16 @@ class EpochBatches:
 class _SkipFirst:
     """A batch sampler that drops the first ``skip`` index batches of ``inner``."""
 
-    def __init__(self, inner, skip):
+    def __init__(self, inner: Any, skip: int) -> None:
         self.inner, self.skip = inner, skip
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[List[int]]:
         for i, indices in enumerate(self.inner):
             if i >= self.skip:
                 yield indices
 
-    def __len__(self):
+    def __len__(self) -> int:
         return max(0, len(self.inner) - self.skip)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

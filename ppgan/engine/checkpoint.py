@@ -18,6 +18,7 @@ import glob
 import os
 import random
 import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple, cast
 
 import numpy as np
 import paddle
@@ -31,11 +32,12 @@ REQUIRED_KEYS = ("nets", "optimizers", "lr_schedulers", "iteration", "model_stat
 CHECKPOINT_PATTERN = re.compile(r"^iter_(\d+)_checkpoint\.pdparams$")
 
 
-def checkpoint_name(iteration):
+def checkpoint_name(iteration: int) -> str:
+    """``iter_<iteration>_checkpoint.pdparams``."""
     return f"iter_{iteration}_checkpoint.pdparams"
 
 
-def list_checkpoints(folder):
+def list_checkpoints(folder: str) -> List[Tuple[int, str]]:
     """[(iteration, path)] of the periodic checkpoints in ``folder``, oldest first."""
     found = []
     for path in glob.glob(os.path.join(folder, "iter_*_checkpoint.pdparams")):
@@ -45,7 +47,7 @@ def list_checkpoints(folder):
     return sorted(found)
 
 
-def resolve_resume_path(path):
+def resolve_resume_path(path: str) -> str:
     """A checkpoint file as given, or the newest periodic checkpoint inside a folder."""
     if os.path.isdir(path):
         found = list_checkpoints(path)
@@ -58,7 +60,7 @@ def resolve_resume_path(path):
 
 
 # ---------------------------------------------------------------------- optimizer states
-def _param_names(nets):
+def _param_names(nets: Mapping[str, paddle.nn.Layer]) -> Dict[str, str]:
     """{paddle parameter name: structured name 'net.key'} for the given {net name: Layer}."""
     names = {}
     for net_name, net in nets.items():
@@ -67,7 +69,7 @@ def _param_names(nets):
     return names
 
 
-def _rename_state(state, mapping, what):
+def _rename_state(state: Mapping[str, Any], mapping: Mapping[str, str], what: str) -> Dict[str, Any]:
     """Rename the parameter prefix of every accumulator key with ``mapping`` (old -> new)."""
     renamed = {}
     for key, value in state.items():
@@ -84,17 +86,19 @@ def _rename_state(state, mapping, what):
     return renamed
 
 
-def _longest_first(mapping):
+def _longest_first(mapping: Mapping[str, str]) -> Dict[str, str]:
     # A name that is a prefix of another must be tried after it.
     return dict(sorted(mapping.items(), key=lambda kv: -len(kv[0])))
 
 
-def optimizer_state(optimizer, nets):
+def optimizer_state(optimizer: Any, nets: Mapping[str, paddle.nn.Layer]) -> Dict[str, Any]:
     """The optimizer's state dict keyed by structured parameter names."""
     return _rename_state(optimizer.state_dict(), _longest_first(_param_names(nets)), "the model")
 
 
-def load_optimizer_state(optimizer, state, nets, lr_scheduler_state):
+def load_optimizer_state(optimizer: Any, state: Mapping[str, Any],
+                         nets: Mapping[str, paddle.nn.Layer],
+                         lr_scheduler_state: Mapping[str, Any]) -> None:
     """Load a state written by ``optimizer_state`` into ``optimizer`` over the current ``nets``.
 
     Paddle insists on the scheduler state too (it restores the shared scheduler from it).
@@ -105,17 +109,17 @@ def load_optimizer_state(optimizer, state, nets, lr_scheduler_state):
     optimizer.set_state_dict(renamed)
 
 
-def _as_tensor(value):
+def _as_tensor(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _as_tensor(v) for k, v in value.items()}
     return paddle.to_tensor(value) if isinstance(value, np.ndarray) else value
 
 
 # ---------------------------------------------------------------------- random states
-def capture_rng():
+def capture_rng() -> Dict[str, List[Any]]:
     """Python, numpy and Paddle generator states as plain values (ints, arrays)."""
     _, py_keys, py_gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast(Tuple[Any, ...], np.random.get_state())  # the legacy tuple form
     paddle_state = paddle.get_rng_state()[0].__getstate__()
     return {"python": [np.asarray(py_keys, dtype=np.uint64), py_gauss],
             "numpy": [np_state[1], int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -123,7 +127,7 @@ def capture_rng():
                        np.asarray(paddle_state[3], dtype=np.uint8)]}
 
 
-def restore_rng(state):
+def restore_rng(state: Mapping[str, Any]) -> None:
     """Restore the states ``capture_rng`` returned."""
     py_keys, py_gauss = state["python"]
     random.setstate((3, tuple(int(k) for k in py_keys), py_gauss))
@@ -137,7 +141,7 @@ def restore_rng(state):
 
 
 # ---------------------------------------------------------------------- files
-def save_checkpoint(path, content):
+def save_checkpoint(path: str, content: Mapping[str, Any]) -> None:
     """Write ``content`` (the dict described above, minus format/version) atomically.
 
     Raises:
@@ -155,7 +159,7 @@ def save_checkpoint(path, content):
     save_weights_file({"format": FORMAT, "version": VERSION, **content}, path)
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str) -> Dict[str, Any]:
     """Read and check a training checkpoint.
 
     Raises:
@@ -176,7 +180,7 @@ def load_checkpoint(path):
     return ckpt
 
 
-def nets_in_weights(obj):
+def nets_in_weights(obj: Any) -> Optional[Dict[str, Any]]:
     """{net name: state dict} when ``obj`` holds several named nets, None for a flat state dict."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj["nets"]

@@ -233,7 +233,7 @@ class CheckpointHook(Hook):
             get_logger().info(f"no evaluation of {self.best_metric} ran: best.pdparams is the last "
                               f"checkpoint (iteration {state.iteration})")
 
-    def _prune(self, folder):
+    def _prune(self, folder: str) -> None:
         if self.keep_last <= 0 or not comm.is_main_process():
             return
         for _, path in list_checkpoints(folder)[:-self.keep_last]:

@@ -7,6 +7,7 @@ agree on it with one all-reduce per iteration. A second signal stops at once.
 """
 
 import signal
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -25,11 +26,11 @@ class TrainingInterrupted(PPGanError):
 class StopRequest:
     """Records SIGINT / SIGTERM while installed (main thread only)."""
 
-    def __init__(self):
-        self.signal_name = None
-        self._previous = {}
+    def __init__(self) -> None:
+        self.signal_name: Optional[str] = None
+        self._previous: Dict[int, Any] = {}
 
-    def install(self):
+    def install(self) -> None:
         """Take over SIGINT / SIGTERM (no-op outside the main thread, where Python cannot)."""
         import threading
 
@@ -38,13 +39,13 @@ class StopRequest:
         for number in SIGNALS:
             self._previous[number] = signal.signal(number, self._handle)
 
-    def uninstall(self):
+    def uninstall(self) -> None:
         """Give the signals back to their previous handlers."""
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
 
-    def _handle(self, number, frame):
+    def _handle(self, number: int, frame: Any) -> None:
         if self.signal_name is not None:
             # A second request: the user does not want to wait for the checkpoint.
             self.uninstall()
@@ -54,7 +55,7 @@ class StopRequest:
         get_logger().warning(f"{self.signal_name} received: saving a checkpoint after this "
                              f"iteration (send it again to stop at once)")
 
-    def agreed(self):
+    def agreed(self) -> bool:
         """True when any rank has a stop request (the same answer on every rank)."""
         local = float(self.signal_name is not None)
         if comm.get_world_size() > 1:

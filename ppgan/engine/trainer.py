@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import numpy as np
 import paddle
 
-from ..models.base_model import unwrap
+from ..models.base_model import BaseModel, unwrap
 from ..models.builder import MODELS, build_model
 from ..modules.onednn_conv import onednn_kernels
 from ..solver import build_lr_scheduler, build_optimizers
@@ -94,7 +94,7 @@ class Trainer:
         self.hooks = self._build_hooks()
         self._test_loader: Optional[Any] = None
         # How the loaded / resumed weights say they generate (None: this config's own spec).
-        self.weights_spec = None
+        self.weights_spec: Optional[Dict[str, Any]] = None
 
     # The run's progress lives in ``self.state``; these read (and set) it for the trainer's
     # own code and its callers.
@@ -119,7 +119,7 @@ class Trainer:
         return self.state.output_dir
 
     # ------------------------------------------------------------------ construction
-    def _setup_process(self):
+    def _setup_process(self) -> None:
         paddle.set_device(self.device)
         comm.init_distributed()
         # One thread per process: more threads slow Paddle's CPU backward down (platform notes);
@@ -136,7 +136,7 @@ class Trainer:
         get_logger().info(f"rank {comm.get_rank()}/{comm.get_world_size()} on {self.device}, "
                           f"output in {self.output_dir}")
 
-    def _use_onednn(self):
+    def _use_onednn(self) -> bool:
         """Resolve the ``onednn`` key: default on for CPU, off on GPU and with ``to_static``.
 
         oneDNN convolutions are the fastest correct CPU training path (benchmarks/BENCHMARKS.md,
@@ -150,14 +150,14 @@ class Trainer:
             wanted = not self.settings.to_static
         return bool(wanted) and self.device == "cpu" and onednn_available()
 
-    def _build_model(self, model_cfg):
+    def _build_model(self, model_cfg: Mapping[str, Any]) -> BaseModel:
         defaults = {}
         accepted = accepted_keys(MODELS.get(model_cfg.get("name"))) if "name" in model_cfg else None
         if accepted is None or "config_dir" in accepted:
             defaults["config_dir"] = self.config_dir
         return build_model(model_cfg, **defaults)
 
-    def _visualdl(self):
+    def _visualdl(self) -> Any:
         """The run's one VisualDL file (``vdl_log``), continued on a resume; rank 0 only."""
         if not self.settings.enable_visualdl or not comm.is_main_process():
             return None
@@ -172,7 +172,7 @@ class Trainer:
     def _build_hooks(self) -> List[Hook]:
         return default_hooks(self.settings)
 
-    def _loader(self, is_train):
+    def _loader(self, is_train: bool) -> Any:
         from ..datasets.builder import build_dataloader
         split = "train" if is_train else "test"
         block = self.cfg.dataset.get(split)
@@ -240,7 +240,7 @@ class Trainer:
             self.close()
         self._log_digest()
 
-    def _save_interrupted(self, signal_name):
+    def _save_interrupted(self, signal_name: Optional[str]) -> None:
         """Checkpoint the iteration just finished (unless the hooks already did) and stop."""
         path = os.path.join(self.output_dir, ckpt_io.checkpoint_name(self.iteration))
         if not os.path.isfile(path):
@@ -249,7 +249,7 @@ class Trainer:
         raise TrainingInterrupted(f"{signal_name} at iteration {self.iteration}: saved {path}; "
                                   f"continue with --resume {self.output_dir}")
 
-    def _check_finite(self, losses):
+    def _check_finite(self, losses: Mapping[str, float]) -> None:
         """Stop on a NaN/Inf loss, on every rank at the same iteration, before any checkpoint."""
         bad = {k: v for k, v in losses.items() if not np.isfinite(v)}
         # Ranks see different data: agree on stopping, or the healthy ones would hang in the
@@ -263,7 +263,7 @@ class Trainer:
                             f"checkpoint: {last} (lower the learning rate or check the data, "
                             f"then --resume it)")
 
-    def _last_checkpoint(self):
+    def _last_checkpoint(self) -> str:
         saved = ckpt_io.list_checkpoints(self.output_dir)
         return saved[-1][1] if saved else "none written yet"
 
@@ -355,7 +355,7 @@ class Trainer:
             self.vdl.close()
             self.vdl = None
 
-    def _log_digest(self):
+    def _log_digest(self) -> None:
         digest = weights_digest(self.model.net_state_dicts())
         get_logger().info(f"final weights digest (rank {comm.get_rank()}): {digest}")
 
@@ -441,7 +441,7 @@ class Trainer:
                 self._load_net(name, named[name], path)
         get_logger().info(f"loaded {loaded} from {path}")
 
-    def _load_net(self, name, state, path):
+    def _load_net(self, name: str, state: Any, path: str) -> None:
         """Strictly load one net's state dict, naming the file and the net on failure."""
         from ..utils.weights import load_weights
         load_weights(self.model.net(name), state, strict=True, where=f"{path} [{name}]")
@@ -458,7 +458,7 @@ class Trainer:
         os.replace(tmp, path)
 
 
-def _eval_bar(loader, max_steps, split, show):
+def _eval_bar(loader: Any, max_steps: int, split: str, show: bool) -> Any:
     """A tqdm bar over the evaluation batches (disabled unless ``show`` and a terminal)."""
     from tqdm import tqdm
 

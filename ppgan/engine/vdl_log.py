@@ -12,12 +12,13 @@ length followed by a serialized ``visualdl.proto.record_pb2.Record``.
 
 import os
 import struct
+from typing import Any, Iterable, List, Optional
 
 RUN_LOG = "vdlrecords.run.log"
 META_TAG = "meta_data_tag"  # LogWriter writes one on every start
 
 
-def read_records(path):
+def read_records(path: str) -> List[Any]:
     """The ``Record`` protos of a VisualDL log file, in order; a torn last record is dropped."""
     from visualdl.proto import record_pb2
 
@@ -35,7 +36,7 @@ def read_records(path):
     return records
 
 
-def records_up_to(records, last_step):
+def records_up_to(records: Iterable[Any], last_step: int) -> List[Any]:
     """The records' values with step <= ``last_step`` (meta records dropped), one Record each."""
     from visualdl.proto import record_pb2
 
@@ -47,7 +48,7 @@ def records_up_to(records, last_step):
     return kept
 
 
-def open_run_log(logdir, resume_step=None):
+def open_run_log(logdir: str, resume_step: Optional[int] = None) -> Any:
     """A ``LogWriter`` on the run's one log file.
 
     Args:
