@@ -16,7 +16,8 @@ from ppgan.utils import atomic
 from ppgan.utils.errors import ConfigError, DataError, OutputError
 from ppgan.utils.weights import read_weights_file, save_weights_file
 
-from test_engine import syncnet_config, train_log
+from test_engine import train_log
+from toy import toy_config
 
 
 class _FullDisk(io.RawIOBase):
@@ -59,21 +60,19 @@ def full_disk(monkeypatch):
 
 
 # ------------------------------------------------------------------ item 4
-def test_output_dir_that_is_a_file_is_refused(synthetic_corpus, tmp_path):
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
     blocker = tmp_path / "run"
     blocker.write_text("not a folder")
-    cfg, path = syncnet_config(synthetic_corpus, str(blocker), ["total_iters=1"])
     with pytest.raises(ConfigError, match="output_dir .*run is a file, not a folder"):
-        Trainer(cfg, path)
+        Trainer(toy_config(blocker, {"total_iters": 1}))
     assert blocker.read_text() == "not a folder"
 
 
-def test_full_disk_leaves_no_empty_or_replaced_files(synthetic_corpus, tmp_path, full_disk):
+def test_full_disk_leaves_no_empty_or_replaced_files(tmp_path, full_disk):
     out = tmp_path / "run"
-    cfg, path = syncnet_config(synthetic_corpus, str(out), ["total_iters=1"])
     with pytest.raises(OutputError, match=r"cannot write .*config.yaml: No space left on device; "
                                           r"free some space"):
-        Trainer(cfg, path).write_config()  # what train() and --evaluate-only do first
+        Trainer(toy_config(out, {"total_iters": 1})).write_config()  # what train() and --evaluate-only do first
     # No config.yaml (not even an empty one) and no temporary file. log.txt is written by the
     # plain logger, which this simulated disk does not fill: it may exist, but never empty.
     left = os.listdir(out)
@@ -112,17 +111,15 @@ def test_export_on_a_full_disk_fails_and_replaces_nothing(tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------ item 5
-def test_resume_drops_a_torn_last_log_line(synthetic_corpus, tmp_path):
+def test_resume_drops_a_torn_last_log_line(tmp_path):
     out = tmp_path / "run"
-    cfg, path = syncnet_config(synthetic_corpus, str(out),
-                               ["total_iters=2", "validate.interval=0", "snapshot_config.interval=1"])
-    Trainer(cfg, path).train()
+    settings = {"validate.interval": 0, "snapshot_config.interval": 1, "snapshot_config.keep_last": 5}
+    Trainer(toy_config(out, {"total_iters": 2, **settings})).train()
     log = out / "train_log.jsonl"
     with open(log, "a") as f:
         f.write('{"iter": 3, "lr": 0.00')  # what a kill mid-write leaves
-    cfg, path = syncnet_config(synthetic_corpus, str(out),
-                               ["total_iters=3", "validate.interval=0", "snapshot_config.interval=1"])
-    trainer = Trainer(cfg, path)
+    cfg = toy_config(out, {"total_iters": 3, **settings})
+    trainer = Trainer(cfg)
     trainer.resume(str(out))
     trainer.train()
     assert [record["iter"] for record in train_log(out)] == [1, 2, 3]
@@ -130,7 +127,7 @@ def test_resume_drops_a_torn_last_log_line(synthetic_corpus, tmp_path):
     # damage anywhere else is named, not guessed at
     lines = log.read_text().splitlines()
     log.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
-    resumed = Trainer(cfg, path)
+    resumed = Trainer(cfg)
     resumed.resume(str(out / "iter_2_checkpoint.pdparams"))
     from ppgan.utils.errors import TrainingError
     with pytest.raises(TrainingError, match="train_log.jsonl line 2 is not a training log record"):
