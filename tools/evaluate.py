@@ -53,6 +53,9 @@ def parse_args(argv=None):
     oracle.add_argument("--mel-frame-offset", type=int,
                         help="audio alignment of the generator (default: the one it was trained "
                              "with, from its checkpoint's config)")
+    oracle.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="arithmetic of the generator's inference program (bf16: CPUs with "
+                             "native bf16; else fp32 after one log line); default: %(default)s")
     return parser.parse_args(argv)
 
 
@@ -67,8 +70,8 @@ def check_args(args):
             raise ConfigError("--oracle needs exactly one of --videos (dubbed videos with their "
                               "pairs.json) and --generator (dub the split's clips now)")
     else:
-        if args.generator:
-            raise ConfigError("--generator applies to --oracle only")
+        if args.generator or args.precision != "fp32":
+            raise ConfigError("--generator and --precision apply to --oracle only")
         if not args.videos or not args.weights:
             raise ConfigError("pass --videos and --weights (or --oracle, see --help)")
     if args.net_name and args.scorer != "expert":
@@ -115,7 +118,7 @@ def run_oracle(args):
         offset = (args.mel_frame_offset if args.mel_frame_offset is not None
                   else trained_offset(args.generator))
         result = evaluate_generator_on_split(
-            load_generator(args.generator), args.reference, keys, out, scorer,
+            load_generator(args.generator, precision=args.precision), args.reference, keys, out, scorer,
             max_clips=args.max_clips, oracle=True, predictor_options={"mel_frame_offset": offset})
         markdown = (result["lipsync"] or {}).get("markdown")
         paths = result["summary"]["reports"]
