@@ -18,14 +18,14 @@ from ppgan.engine.hooks import make_grid
 from ppgan.engine.batches import EpochBatches
 from ppgan.engine.setup import check_config
 from ppgan.engine.trainer import Trainer
-from ppgan.models.builder import MODELS
+from ppgan.models.builder import EVALUATORS, MODELS
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.solver import build_lr_scheduler, build_optimizers
 from ppgan.utils.config import load_config
 from ppgan.utils.errors import ConfigError, TrainingError, WeightsError
 from ppgan.utils.weights import save_weights_file
 
-from toy import ToyRegression, toy_config
+from toy import ToyRegression, toy_config, write_toy_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = ("batch_cost", "reader_cost", "ips")
@@ -349,3 +349,41 @@ def test_visual_grid_layout():
     grid = make_grid(items)
     assert grid.shape == (2 * 2 * 8, 5 * 6, 3) and grid.dtype == np.uint8
     assert grid[:8].max() == 0 and grid[8:16].min() == 255      # clip 0: reference, generated
+
+
+# ---------------------------------------------------------------------------- offline evaluation
+@EVALUATORS.register()
+class EchoEvaluation:
+    """Records what the engine hands an offline evaluator."""
+
+    key = "echo"
+
+    def __call__(self, run):
+        return {"split": run.split, "max_clips": run.max_clips, "output_dir": run.output_dir,
+                "nets": sorted(run.model.nets)}
+
+
+@MODELS.register()
+class ToyWithEvaluation(ToyRegression):
+    evaluator = "EchoEvaluation"
+
+
+def test_evaluate_only_runs_the_evaluation_the_model_names(tmp_path):
+    from ppgan.engine.evaluation import build_evaluator
+    from ppgan.engine.run import run
+
+    config = write_toy_config(tmp_path / "toy.yaml", tmp_path / "run",
+                              {"model.name": "ToyWithEvaluation", "total_iters": 1})
+    run(config, device="cpu")
+    run(resume=str(tmp_path / "run"), evaluate_only=True, max_clips=3, device="cpu")
+    folder = tmp_path / "run" / "eval" / "iter_1_checkpoint"
+    report = json.loads((folder / "eval_metrics.json").read_text())
+    assert report["echo"] == {"split": "test", "max_clips": 3, "output_dir": str(folder),
+                              "nets": ["net"]}
+    assert "mse_loss" in report["metrics"]
+    assert build_evaluator(ToyRegression()) is None              # names none: metrics alone
+    unregistered = ToyRegression()
+    unregistered.evaluator = "NoSuchEvaluation"
+    with pytest.raises(ConfigError, match="'NoSuchEvaluation', which is not registered.*import "
+                                          "the package that registers it"):
+        build_evaluator(unregistered)
