@@ -15,18 +15,27 @@ between take the box interpolated between their searched neighbours (faces move 
 and boxes are smoothed over 5 frames anyway).
 """
 
+from __future__ import annotations
+
 import bisect
 import dataclasses
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, TypeGuard, Union
 
 import numpy as np
 
 from ..utils.errors import ConfigError, MediaError
 from .boxes import box_iou, fill_missing, pad_box, pick_face, smooth_boxes
+from .detector import FaceDetector
 
 NO_FACE_POLICIES = ("interpolate", "keep", "error")
 _TRACK_MIN_IOU = 0.3
 _ROI_SCALE = 2.5  # side of the tracking window, in face sizes
 NOT_SEARCHED = "not searched"  # raw-box entry of a frame skipped by ``detect_every``
+
+# One frame's raw entry: a (4,) box, None (searched, no face) or ``NOT_SEARCHED``.
+RawBox = Union[np.ndarray, None, str]
+# A tracking window: (x0, y0, side) in frame pixels.
+Window = Tuple[float, float, float]
 
 
 @dataclasses.dataclass
@@ -40,19 +49,19 @@ class FaceTrack:
         the no-face policy, and no box at all.
     """
 
-    boxes: list
+    boxes: List[Optional[np.ndarray]]
     detected: int
     interpolated: int
     kept: int
 
 
-def is_out_of_memory(exc):
+def is_out_of_memory(exc: BaseException) -> bool:
     """True for the errors Python, Paddle and OpenCV raise when memory runs out."""
     text = str(exc).replace(" ", "").lower()
     return isinstance(exc, MemoryError) or "outofmemory" in text or "resourceexhausted" in text
 
 
-def _is_box(entry):
+def _is_box(entry: object) -> TypeGuard[np.ndarray]:
     return isinstance(entry, np.ndarray)
 
 
@@ -71,8 +80,8 @@ class FaceTracker:
         detect_every: search every k-th frame only (the first frame always). Default: 1.
     """
 
-    def __init__(self, detector, batch_size=16, detect_size=480, roi_size=128, window_detector=None,
-                 detect_every=1):
+    def __init__(self, detector: FaceDetector, batch_size: int = 16, detect_size: int = 480, roi_size: int = 128,
+                 window_detector: Optional[FaceDetector] = None, detect_every: int = 1) -> None:
         if batch_size < 1 or detect_size < 32 or roi_size < 0 or detect_every < 1:
             raise ConfigError(f"face tracker needs batch_size >= 1, detect_size >= 32, roi_size >= 0 "
                               f"and detect_every >= 1, got {batch_size}, {detect_size}, {roi_size}, "
@@ -83,35 +92,35 @@ class FaceTracker:
         self.roi_size = int(roi_size)
         self.window_detector = window_detector or detector
         self.detect_every = int(detect_every)
-        self.raw_boxes = []
-        self._previous = None    # box (or None) of the last searched frame
-        self._last_found = None  # the last box found at all
+        self.raw_boxes: List[RawBox] = []
+        self._previous: Optional[np.ndarray] = None    # box (or None) of the last searched frame
+        self._last_found: Optional[np.ndarray] = None  # the last box found at all
 
-    def update(self, frames):
+    def update(self, frames: Iterable[np.ndarray]) -> None:
         """Detect one face in each of ``frames`` (list of (H, W, 3) BGR uint8), in order."""
-        frames = list(frames)
+        batch = list(frames)
         start = len(self.raw_boxes)
-        picked = [i for i in range(len(frames)) if (start + i) % self.detect_every == 0]
-        entries = [NOT_SEARCHED] * len(frames)
-        for i, box in zip(picked, self._search([frames[i] for i in picked])):
+        picked = [i for i in range(len(batch)) if (start + i) % self.detect_every == 0]
+        entries: List[RawBox] = [NOT_SEARCHED] * len(batch)
+        for i, box in zip(picked, self._search([batch[i] for i in picked])):
             entries[i] = box
         self.raw_boxes += entries
 
-    def _search(self, frames):
+    def _search(self, frames: List[np.ndarray]) -> List[Optional[np.ndarray]]:
         """One box (or None) per frame, following the face of the previously searched frames."""
         if not frames:
             return []
         previous, last_found = self._previous, self._last_found
-        roi_hits = [None] * len(frames)
+        roi_hits: List[Optional[np.ndarray]] = [None] * len(frames)
         if last_found is not None and self.roi_size:
             window = _roi_window(last_found, self.roi_size)
             crops = [_extract(frame, window, self.roi_size) for frame in frames]
             roi_hits = [_to_frame(dets, window, self.roi_size)
                         for dets in self._detect(crops, self.window_detector)]
-        full = {}
+        full: Dict[int, np.ndarray] = {}  # frame index -> its full-frame detections
         needs_full = [i for i, hits in enumerate(roi_hits) if hits is None or len(hits) == 0]
         full.update(zip(needs_full, self._detect_full([frames[i] for i in needs_full])))
-        boxes = []
+        boxes: List[Optional[np.ndarray]] = []
         for i, frame in enumerate(frames):
             # A face lost for a few frames is picked up again where it was last seen.
             box = _follow(roi_hits[i], previous if previous is not None else last_found)
@@ -124,7 +133,7 @@ class FaceTracker:
         self._previous, self._last_found = previous, last_found
         return boxes
 
-    def _detect_full(self, frames):
+    def _detect_full(self, frames: List[np.ndarray]) -> List[np.ndarray]:
         """Full-frame detections, searched on downscaled copies, in full-frame pixels."""
         import cv2
 
@@ -140,9 +149,10 @@ class FaceTracker:
         return [np.column_stack([dets[:, :4] / scale, dets[:, 4:]])
                 for dets, scale in zip(results, scales)]
 
-    def _detect(self, images, detector):
+    def _detect(self, images: List[np.ndarray], detector: FaceDetector) -> List[np.ndarray]:
         """``detector.detect_batch`` in chunks of ``batch_size``, halving it on out-of-memory."""
-        results, start = [], 0
+        results: List[np.ndarray] = []
+        start = 0
         while start < len(images):
             chunk = images[start:start + self.batch_size]
             try:
@@ -157,7 +167,7 @@ class FaceTracker:
         return results
 
 
-def _follow(hits, previous):
+def _follow(hits: Optional[np.ndarray], previous: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """The window detection that continues the previous face, or None."""
     if hits is None or len(hits) == 0 or previous is None:
         return None
@@ -166,7 +176,7 @@ def _follow(hits, previous):
     return hits[best, :4].copy() if overlaps[best] >= _TRACK_MIN_IOU else None
 
 
-def _roi_window(box, roi_size):
+def _roi_window(box: np.ndarray, roi_size: int) -> Window:
     """Square window (x0, y0, side) around ``box``, ``_ROI_SCALE`` face sizes wide."""
     side = max(box[2] - box[0], box[3] - box[1]) * _ROI_SCALE
     side = max(side, float(roi_size))  # never upsample tiny faces beyond 1:1
@@ -174,7 +184,7 @@ def _roi_window(box, roi_size):
     return cx - side / 2, cy - side / 2, side
 
 
-def _extract(frame, window, roi_size):
+def _extract(frame: np.ndarray, window: Window, roi_size: int) -> np.ndarray:
     """The window resampled to (roi_size, roi_size, 3); parts outside the frame are black."""
     import cv2
 
@@ -196,7 +206,7 @@ def _extract(frame, window, roi_size):
     return out
 
 
-def _to_frame(detections, window, roi_size):
+def _to_frame(detections: np.ndarray, window: Window, roi_size: int) -> np.ndarray:
     """Map (K, 5) window-pixel detections back to frame pixels."""
     x0, y0, side = window
     factor = side / roi_size
@@ -206,7 +216,7 @@ def _to_frame(detections, window, roi_size):
     return out
 
 
-def resolve_unsearched(raw_boxes):
+def resolve_unsearched(raw_boxes: Sequence[RawBox]) -> List[Optional[np.ndarray]]:
     """Give frames skipped by ``detect_every`` a box from the searched frames around them.
 
     Between two searched frames that both have a face the box is interpolated linearly; after
@@ -219,7 +229,7 @@ def resolve_unsearched(raw_boxes):
         list of (4,) arrays or None.
     """
     searched = [i for i, b in enumerate(raw_boxes) if b is not NOT_SEARCHED]
-    out = list(raw_boxes)
+    out: List[Optional[np.ndarray]] = [b if _is_box(b) else None for b in raw_boxes]  # skipped: set below
     for i, entry in enumerate(raw_boxes):
         if entry is not NOT_SEARCHED:
             continue
@@ -237,8 +247,9 @@ def resolve_unsearched(raw_boxes):
     return out
 
 
-def finalize_track(raw_boxes, frame_shape, pads=(0, 10, 0, 0), smooth_window=5,
-                   no_face="interpolate", max_gap=25, source="the video"):
+def finalize_track(raw_boxes: Sequence[RawBox], frame_shape: Sequence[int],
+                   pads: Sequence[int] = (0, 10, 0, 0), smooth_window: int = 5, no_face: str = "interpolate",
+                   max_gap: int = 25, source: str = "the video") -> FaceTrack:
     """Apply the no-face policy, padding and smoothing to raw per-frame boxes.
 
     Args:
@@ -258,9 +269,9 @@ def finalize_track(raw_boxes, frame_shape, pads=(0, 10, 0, 0), smooth_window=5,
     """
     if no_face not in NO_FACE_POLICIES:
         raise ConfigError(f"no_face must be one of {', '.join(NO_FACE_POLICIES)}, got {no_face!r}")
-    raw_boxes = resolve_unsearched(raw_boxes)
-    total = len(raw_boxes)
-    missing = [i for i, b in enumerate(raw_boxes) if b is None]
+    resolved = resolve_unsearched(raw_boxes)
+    total = len(resolved)
+    missing = [i for i, b in enumerate(resolved) if b is None]
     if total == 0 or len(missing) == total:
         raise MediaError(f"no face found in any of the {total} frame(s) of {source}: use footage with "
                          f"a clearly visible frontal face, turn sideways footage upright with --rotate, or give the "
@@ -268,22 +279,24 @@ def finalize_track(raw_boxes, frame_shape, pads=(0, 10, 0, 0), smooth_window=5,
     if missing and no_face == "error":
         raise MediaError(f"no face in {len(missing)} of {total} frames of {source} (first at frame "
                          f"{missing[0]}): use --no_face interpolate or keep, or give --box")
-    boxes, filled = list(raw_boxes), 0
+    boxes, filled = list(resolved), 0
     if no_face == "interpolate":
-        boxes, filled, _ = fill_missing(raw_boxes, max_gap)
+        boxes, filled, _ = fill_missing(resolved, max_gap)
     padded = [None if b is None else pad_box(b, pads, frame_shape) for b in boxes]
-    final = [None] * total
+    final: List[Optional[np.ndarray]] = [None] * total
     for start, stop in _runs(padded):
-        smoothed = smooth_boxes(np.stack(padded[start:stop]), max(1, int(smooth_window)))
+        run = [b for b in padded[start:stop] if b is not None]  # all of them: a run has no None
+        smoothed = smooth_boxes(np.stack(run), max(1, int(smooth_window)))
         for offset, box in enumerate(np.round(smoothed).astype(np.int64)):
             final[start + offset] = box
     kept = sum(b is None for b in final)
     return FaceTrack(boxes=final, detected=total - len(missing), interpolated=filled, kept=kept)
 
 
-def _runs(boxes):
+def _runs(boxes: Sequence[Optional[np.ndarray]]) -> List[Tuple[int, int]]:
     """(start, stop) of each maximal run of non-None entries."""
-    runs, start = [], None
+    runs: List[Tuple[int, int]] = []
+    start: Optional[int] = None
     for i, box in enumerate(list(boxes) + [None]):
         if box is not None and start is None:
             start = i
