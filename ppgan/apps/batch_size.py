@@ -8,11 +8,16 @@ until one is no more than ``gain`` faster than the one before; the smallest size
 ``tolerance`` of the best rate measured is chosen.
 """
 
+from __future__ import annotations
+
 import time
+from typing import Any, Callable, Dict, Tuple
 
 
 
-def measure_batch_size(run, sample, largest=32, gain=0.05, tolerance=0.05, clock=time.perf_counter):
+def measure_batch_size(run: Callable[[Any], Any], sample: Callable[[int], Any], largest: int = 32,
+                       gain: float = 0.05, tolerance: float = 0.05,
+                       clock: Callable[[], float] = time.perf_counter) -> Tuple[int, Dict[int, float]]:
     """Pick a batch size for ``run``.
 
     Args:
@@ -24,7 +29,8 @@ def measure_batch_size(run, sample, largest=32, gain=0.05, tolerance=0.05, clock
     Returns:
         (chosen size, {size: frames per second}).
     """
-    rates, size, previous = {}, 1, None
+    rates: Dict[int, float] = {}
+    size, previous = 1, None
     while size <= largest:
         batch = sample(size)
         run(batch)  # warm-up: kernels for this shape

@@ -9,6 +9,10 @@ Targets (issue 12), on the held-out test clips dubbed with another clip's audio:
   shuffled-audio floor.
 """
 
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence
+
 from ..metrics.report import ORACLE_COLUMNS, ORACLE_TITLE, format_value, markdown_table
 
 EXPERT_TARGET = 0.90
@@ -16,7 +20,7 @@ LOWER_PSNR_TARGET = 27.0
 OPENING_CORR_TARGET = 0.85
 
 
-def judge_summary(rows, accuracy):
+def judge_summary(rows: Sequence[Mapping[str, Any]], accuracy: Optional[float]) -> Dict[str, Any]:
     """The judge's LSE rows (ground truth, generated, floor) as the summary's ``judge`` keys.
 
     Returns:
@@ -33,11 +37,11 @@ def judge_summary(rows, accuracy):
             "accuracy": accuracy}
 
 
-def _at_least(value, target):
+def _at_least(value: Optional[float], target: float) -> bool:
     return value is not None and value >= target
 
 
-def evaluate_targets(summary):
+def evaluate_targets(summary: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
     """{name: {value, target, met}} for every target; a missing value is not met."""
     oracle = summary.get("oracle") or {}
     judge = summary.get("judge") or {}
@@ -56,11 +60,11 @@ def evaluate_targets(summary):
     }
 
 
-def _met(flag):
+def _met(flag: bool) -> str:
     return "met" if flag else "NOT met"
 
 
-def summary_markdown(summary):
+def summary_markdown(summary: Mapping[str, Any]) -> str:
     """summary.md: stage times, the targets, the headline numbers, the report tables, outputs."""
     lines = ["## Demo summary", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary["seconds"].items()]

@@ -11,6 +11,10 @@ GPEN was trained on RGB faces; PaddleGAN hands it the BGR frames as they are. He
 is converted to RGB first and back after.
 """
 
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
 import cv2
 import numpy as np
 
@@ -24,7 +28,7 @@ RELEASED_WEIGHTS = "GPEN-512.pdparams"
 _MASK_INSET, _MASK_KERNEL, _MASK_SIGMA, _MASK_SIDE = 26, 101, 11, 512
 
 
-def gpen_config(state):
+def gpen_config(state: Mapping[str, Any]) -> Dict[str, int]:
     """GPEN's constructor arguments read from a state dict's names and shapes.
 
     Args:
@@ -51,12 +55,12 @@ def gpen_config(state):
                 channel_multiplier=multiplier)
 
 
-def blend_mask(size):
+def blend_mask(size: int) -> np.ndarray:
     """(size, size) float32 weight of the restored face: 1 inside, fading to 0 at the edges."""
     scale = size / _MASK_SIDE
     inset = int(round(_MASK_INSET * scale))
     kernel = max(3, int(round(_MASK_KERNEL * scale)) | 1)
-    mask = np.zeros((size, size), np.float32)
+    mask: np.ndarray = np.zeros((size, size), np.float32)
     cv2.rectangle(mask, (inset, inset), (size - inset, size - inset), (1, 1, 1), -1, cv2.LINE_AA)
     for _ in range(2):
         mask = cv2.GaussianBlur(mask, (kernel, kernel), _MASK_SIGMA * scale)
@@ -73,7 +77,7 @@ class FaceEnhancer:
         batch_size: faces per network call (a 512 px GPEN holds ~1 GB of activations per face).
     """
 
-    def __init__(self, weights=None, batch_size=2):
+    def __init__(self, weights: Optional[str] = None, batch_size: int = 2) -> None:
         from ..models.generators.gpen import GPEN
         from ..utils.weights import load_weights, read_weights_file, select_state_dict
 
@@ -89,7 +93,7 @@ class FaceEnhancer:
         self.mask = blend_mask(self.size)[:, :, None]
         self.batch_size = max(1, int(batch_size))
 
-    def restore(self, faces):
+    def restore(self, faces: np.ndarray) -> np.ndarray:
         """Restore S x S faces.
 
         Args:
@@ -110,7 +114,8 @@ class FaceEnhancer:
             out[start:start + len(chunk)] = chunk + self.mask * (restored - chunk)
         return out
 
-    def enhance_regions(self, frames, boxes):
+    def enhance_regions(self, frames: Sequence[np.ndarray],
+                        boxes: Sequence[Union[Sequence[int], np.ndarray]]) -> None:
         """Restore the box of each frame in place.
 
         Args:

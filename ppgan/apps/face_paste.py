@@ -6,20 +6,23 @@ that fades to zero at the box's edges: no rectangular seam, eyes untouched. ``ha
 whole box as the reference inference does.
 """
 
+from __future__ import annotations
+
 import functools
+from typing import Sequence, Union
 
 import numpy as np
 
 from ..data.contract import resize_face
 
 
-def _smoothstep(t):
+def _smoothstep(t: Union[float, np.ndarray]) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
 @functools.lru_cache(maxsize=64)
-def feather_mask(height, width):
+def feather_mask(height: int, width: int) -> np.ndarray:
     """(height, width, 1) float32 weights of the generated face when pasting back.
 
     1 over the lower face, where the generator redraws the mouth; falling smoothly to 0 above the
@@ -34,7 +37,8 @@ def feather_mask(height, width):
     return (vertical[:, None] * horizontal[None, :])[:, :, None].astype(np.float32)
 
 
-def paste_face(frame, box, face, mode="feather", inplace=False):
+def paste_face(frame: np.ndarray, box: Union[Sequence[int], np.ndarray], face: np.ndarray, mode: str = "feather",
+               inplace: bool = False) -> np.ndarray:
     """Paste a generated face back into the frame.
 
     Args:

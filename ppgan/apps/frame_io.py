@@ -6,7 +6,12 @@ each block reversed. That is what lets audio longer than the video play the fram
 back without keeping the clip in memory.
 """
 
+from __future__ import annotations
+
 import itertools
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from ..data.contract import resize_face
 from ..utils.errors import ConfigError, MediaError
@@ -14,8 +19,12 @@ from ..utils.video import frame_to_bgr, iter_frames
 
 _BLOCK_BYTES = 256 * 1024 * 1024  # frames decoded at once when reading backward
 
+# What ``FrameSource`` applies to every decoded frame: (H, W, 3) uint8 -> prepared frame.
+Prepare = Callable[[np.ndarray], np.ndarray]
 
-def prepare_frame(frame, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
+
+def prepare_frame(frame: np.ndarray, resize_factor: int = 1, rotate: Union[bool, int] = False,
+                  crop: Sequence[int] = (0, -1, 0, -1)) -> np.ndarray:
     """Downscale by an integer factor, rotate clockwise, then crop (in that order).
 
     Args:
@@ -54,25 +63,27 @@ class FrameSource:
         block_bytes: memory budget of one backward-reading block.
     """
 
-    def __init__(self, path, fps, prepare, first_only=False, block_bytes=_BLOCK_BYTES):
+    def __init__(self, path: str, fps: float, prepare: Prepare, first_only: bool = False,
+                 block_bytes: int = _BLOCK_BYTES) -> None:
         self.path = path
         self.fps = float(fps)
         self.prepare = prepare
         self.first_only = first_only
         self.block_bytes = block_bytes
-        self._image = None
-        self._frame_bytes = None
-        self._first_time = None
+        self._image: Optional[np.ndarray] = None
+        self._frame_bytes: Optional[int] = None
+        self._first_time: Optional[float] = None
 
     @classmethod
-    def from_image(cls, image, prepare, path="the image"):
+    def from_image(cls, image: np.ndarray, prepare: Prepare, path: str = "the image") -> FrameSource:
         """A one-frame source holding an already decoded (H, W, 3) uint8 image."""
         source = cls(path, 25.0, prepare, first_only=True)
         source._image = prepare(image)
         return source
 
-    def forward(self, limit=None):
+    def forward(self, limit: Optional[int] = None) -> Iterator[np.ndarray]:
         """Yield prepared frames from the first on (at most ``limit``)."""
+        frames: Iterator[np.ndarray]
         if self._image is not None:
             frames = iter([self._image])
         else:
@@ -83,7 +94,7 @@ class FrameSource:
             self._frame_bytes = frame.nbytes
             yield frame
 
-    def pingpong(self, num_output, num_source):
+    def pingpong(self, num_output: int, num_source: int) -> Iterator[Tuple[int, np.ndarray]]:
         """Yield ``(source index, frame)`` for ``num_output`` frames in ping-pong order.
 
         ``num_source`` is how many frames the source has (at least as many as are needed when
@@ -99,7 +110,7 @@ class FrameSource:
             return
         while produced < num_output:
             want = min(num_source, num_output - produced)
-            runs = [(range(want), self.forward(limit=want))]
+            runs: List[Tuple[range, Iterator[np.ndarray]]] = [(range(want), self.forward(limit=want))]
             back = min(num_source - 2, num_output - produced - want)
             if back > 0:  # frames n-2 down to n-1-back
                 runs.append((range(num_source - 2, num_source - 2 - back, -1),
@@ -114,7 +125,7 @@ class FrameSource:
                                      f"read before: the file changed or is damaged")
                 produced += count
 
-    def backward(self, high, low):
+    def backward(self, high: int, low: int) -> Iterator[np.ndarray]:
         """Yield prepared frames ``high, high-1, ..., low`` (inclusive)."""
         block = 64 if not self._frame_bytes else max(4, min(512, self.block_bytes // self._frame_bytes))
         stop = high + 1
@@ -123,7 +134,7 @@ class FrameSource:
             yield from reversed(self._decode_range(start, stop))
             stop = start
 
-    def _decode_range(self, start, stop):
+    def _decode_range(self, start: int, stop: int) -> List[np.ndarray]:
         """Prepared frames [start, stop), seeking to the keyframe before ``start``.
 
         Frame indices are read from timestamps (constant frame rate). When they do not line up
@@ -138,7 +149,8 @@ class FrameSource:
                              f"changed or is damaged")
         return frames
 
-    def _decode_range_seeking(self, start, stop):
+    def _decode_range_seeking(self, start: int, stop: int) -> Optional[List[np.ndarray]]:
+        """``_decode_range`` by seeking; None when timestamps cannot place the frames."""
         import av
 
         try:
@@ -152,7 +164,8 @@ class FrameSource:
                 if start > 0 and stream.time_base:
                     container.seek(int(target / stream.time_base), stream=stream, backward=True,
                                    any_frame=False)
-                frames, expected = [], None
+                frames: List[np.ndarray] = []
+                expected: Optional[int] = None
                 for frame in container.decode(stream):
                     if frame.time is None:
                         return None
@@ -170,7 +183,8 @@ class FrameSource:
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot decode {self.path} while reading it backward: {exc}") from None
 
-    def _first_frame_time(self):
+    def _first_frame_time(self) -> Optional[float]:
+        """Timestamp in seconds of the first decoded frame (None when it has none)."""
         import av
 
         if self._first_time is None:

@@ -7,7 +7,10 @@ as a still image; ``score_scene_result`` crops a lip-synced result at the known 
 compares it with the oracle of the dubbing (``ppgan.metrics.oracle``).
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -18,7 +21,8 @@ from ..metrics.oracle import compare_with_oracle
 from ..utils.errors import DataError
 
 
-def drifting_boxes(rng, num_frames, frame_size, base_box, amplitude):
+def drifting_boxes(rng: np.random.Generator, num_frames: int, frame_size: Tuple[int, int],
+                   base_box: Sequence[int], amplitude: int) -> np.ndarray:
     """(T, 4) int [top, bottom, left, right] per frame: ``base_box`` moved along a slow smooth path
     of up to ``amplitude`` pixels each way, always inside the frame."""
     height, width = frame_size
@@ -31,7 +35,8 @@ def drifting_boxes(rng, num_frames, frame_size, base_box, amplitude):
     return np.stack([top + dy, bottom + dy, left + dx, right + dx], axis=1)
 
 
-def write_scene_inputs(dataroot, face_key, out_dir, seed=0, frame_size=(256, 256), drift=8):
+def write_scene_inputs(dataroot: str, face_key: str, out_dir: str, seed: int = 0,
+                       frame_size: Tuple[int, int] = (256, 256), drift: int = 8) -> Dict[str, Any]:
     """Render clip ``face_key`` inside a scene: ``<out_dir>/input_video.mp4`` (with the clip's
     audio) and ``<out_dir>/input_still.png`` (its first frame).
 
@@ -65,7 +70,8 @@ def write_scene_inputs(dataroot, face_key, out_dir, seed=0, frame_size=(256, 256
     return {"video": video, "still": still, "boxes": boxes, "frame_size": list(frame_size)}
 
 
-def score_scene_result(result_video, dataroot, face_key, audio_key, boxes, still=False):
+def score_scene_result(result_video: str, dataroot: str, face_key: str, audio_key: str, boxes: np.ndarray,
+                       still: bool = False) -> Dict[str, Any]:
     """Compare a lip-synced scene video with the oracle at the known face boxes.
 
     Args:
@@ -95,7 +101,7 @@ def score_scene_result(result_video, dataroot, face_key, audio_key, boxes, still
             "generated": crops, "oracle": oracle}
 
 
-def face_detected(video, detector_name="haar", samples=5):
+def face_detected(video: str, detector_name: str = "haar", samples: int = 5) -> float:
     """Share of ``samples`` evenly spaced frames of ``video`` in which the detector finds a face."""
     from ..faceutils.detector import build_detector
     from ..utils.video import read_video

@@ -1,11 +1,14 @@
 """Command-line options of ``Wav2LipPredictor``, shared by tools/wav2lip.py and
 tools/wav2lip_stream.py so both tools take the same flags with the same meaning."""
 
+from __future__ import annotations
 
-def true_or_false(text):
+import argparse
+from typing import Any, Dict
+
+
+def true_or_false(text: str) -> bool:
     """PaddleGAN's ``--static True`` / ``--static False`` (its bool() made 'False' true)."""
-    import argparse
-
     value = str(text).strip().lower()
     if value in ("true", "1", "yes"):
         return True
@@ -14,8 +17,8 @@ def true_or_false(text):
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
-def add_predictor_arguments(parser):
-    """Add the predictor's options (everything but the face, audio and output) to ``parser``."""
+def add_predictor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the predictor's options (everything but the face, audio and output) to ``parser``; returns it."""
     parser.add_argument("--checkpoint_path", default=None,
                         help="generator weights, training checkpoint or exported program; default: "
                              "PaddleGAN's wav2lip_hq.pdparams from $PPGAN_HOME, ~/.cache/ppgan or "
@@ -79,7 +82,7 @@ def add_predictor_arguments(parser):
     return parser
 
 
-def predictor_options(args):
+def predictor_options(args: argparse.Namespace) -> Dict[str, Any]:
     """``Wav2LipPredictor`` keyword arguments from parsed ``add_predictor_arguments`` options."""
     return dict(
         checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,

@@ -8,16 +8,23 @@ exported as its own inference program (``ppgan.inference``), whose results diffe
 full program's only by float rounding.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
 import numpy as np
 
+if TYPE_CHECKING:
+    import paddle
 
-def _still_layer(net, faces):
+
+def _still_layer(net: paddle.nn.Layer, faces: np.ndarray) -> paddle.nn.Layer:
     """A ``paddle.nn.Layer`` mapping mel windows (N, 1, 80, 16) to faces (N, 3, S, S) for the
     fixed ``faces`` (1, 6, S, S) input of ``net`` (a Wav2Lip)."""
     import paddle
 
     class StillFace(paddle.nn.Layer):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.net = net
             skips, x = [], paddle.to_tensor(faces)
@@ -30,7 +37,7 @@ def _still_layer(net, faces):
                 self.register_buffer(f"skip{index}", skip, persistable=True)
             self.num_skips = len(skips)
 
-        def forward(self, audio):
+        def forward(self, audio: paddle.Tensor) -> paddle.Tensor:
             count = paddle.shape(audio)[0]
             x = self.net.audio_encoder(audio)
             for k, block in enumerate(self.net.face_decoder_blocks):
@@ -56,7 +63,8 @@ class StillFaceGenerator:
         engine: "static" or "dynamic", what runs.
     """
 
-    def __init__(self, net, faces, engine="auto", threads=None, precision="fp32"):
+    def __init__(self, net: paddle.nn.Layer, faces: np.ndarray, engine: str = "auto", threads: Optional[int] = None,
+                 precision: str = "fp32") -> None:
         from ..inference.engine import StaticRunner, build_runner, check_engine
 
         check_engine(engine, precision)
@@ -68,14 +76,14 @@ class StillFaceGenerator:
                                  precision, what="still-face generator")
         self.engine = "static" if isinstance(self._run, StaticRunner) else "dynamic"
 
-    def __call__(self, mels):
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
         mels = np.ascontiguousarray(mels, dtype=np.float32)
         if mels.ndim != 4 or mels.shape[1:] != (1, 80, 16):
             raise ValueError(f"expected mels (N, 1, 80, 16), got {mels.shape}")
         return self._run(mels)
 
 
-def still_face_generator(generator, faces):
+def still_face_generator(generator: object, faces: np.ndarray) -> Optional[StillFaceGenerator]:
     """A ``StillFaceGenerator`` on the same engine, threads and precision as the predictor's
     loaded generator, or None when the network is not at hand (an exported program given as the
     checkpoint, or a plain callable).
