@@ -20,7 +20,10 @@ for lip-sync) and evaluates both sets; on a synthetic corpus the dubbed set is a
 the oracle (``ppgan.apps.oracle_evaluation``).
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,10 +37,18 @@ from .clips import (CORPUS_FPS, VIDEO_EXTENSIONS, clip_audio, crop_face, find_cl
                     iter_clip_frames, numbered_frames)
 from .oracle_evaluation import evaluate_oracle, write_pairs
 
+if TYPE_CHECKING:
+    import paddle
+
+    from ..metrics.lse import LSEResult
+    from ..metrics.sync_scorer import SyncScorer
+    from .clips import FaceBox
+    from .wav2lip_predictor import Wav2LipPredictor
+
 ROW_NAMES = ("ground truth", "generated", "shuffled audio (floor)")
 
 
-def load_faces(path, scorer, box=None):
+def load_faces(path: str, scorer: SyncScorer, box: Optional[FaceBox] = None) -> Tuple[np.ndarray, np.ndarray, float]:
     """All face crops of a clip at the scorer's input size.
 
     Returns:
@@ -57,21 +68,21 @@ def load_faces(path, scorer, box=None):
 class _ScoredClip:
     """One clip's window embeddings (kept for the shuffled-audio pairing)."""
 
-    def __init__(self, key, path, scorer, box, vshift):
+    def __init__(self, key: str, path: str, scorer: SyncScorer, box: Optional[FaceBox], vshift: int) -> None:
         self.key, self.path = key, path
         faces, self.wav, self.fps = load_faces(path, scorer, box)
         self.num_frames = len(faces)
         self.video, self.audio = clip_features(scorer, faces, self.wav, self.fps, name=path)
         self.lse = lse_from_features(self.video, self.audio, scorer.distance, vshift)
-        self.accuracy = None
-        if getattr(scorer, "pair_threshold", None) is not None:
+        self.accuracy: Optional[Dict[str, Any]] = None
+        threshold = getattr(scorer, "pair_threshold", None)
+        if threshold is not None:
             try:
-                self.accuracy = sync_pair_accuracy(self.video, self.audio,
-                                                   threshold=scorer.pair_threshold)
+                self.accuracy = sync_pair_accuracy(self.video, self.audio, threshold=threshold)
             except DataError:  # a clip too short for off-sync pairs has no accuracy
                 self.accuracy = None
 
-    def against_audio(self, wav, scorer, vshift):
+    def against_audio(self, wav: np.ndarray, scorer: SyncScorer, vshift: int) -> Optional[LSEResult]:
         """LSE of this clip's frames against some other audio (the floor)."""
         count = min(len(self.video), scorer.num_windows(self.num_frames, len(wav), self.fps))
         if count < 1:
@@ -80,25 +91,29 @@ class _ScoredClip:
         return lse_from_features(self.video[:count], audio, scorer.distance, vshift)
 
 
-def _row(name, clips_or_results, accuracies=(), extra=None, note=None):
-    results = [getattr(c, "lse", c) for c in clips_or_results]
+def _row(name: str, clips_or_results: Sequence[Union[_ScoredClip, LSEResult]],
+         accuracies: Sequence[Optional[Mapping[str, Any]]] = (), extra: Optional[Mapping[str, Any]] = None,
+         note: Optional[str] = None) -> Dict[str, Any]:
+    """One report row: the aggregated LSE of the clips (or results), expert accuracy, extras."""
+    results = [c.lse if isinstance(c, _ScoredClip) else c for c in clips_or_results]
     agg = aggregate_lse(results)
-    row = {"name": name, "num_videos": len(results), "lse_d": None, "lse_c": None,
+    row: Dict[str, Any] = {"name": name, "num_videos": len(results), "lse_d": None, "lse_c": None,
            "av_offset": None, "offsets": [], "mdist": [], "psnr": None, "ssim": None,
            "sync_accuracy": None}
     if agg:
         row.update(lse_d=agg["lse_d"], lse_c=agg["lse_c"], offsets=agg["offsets"],
                    mdist=agg["mdist"], av_offset=int(np.median(agg["av_offsets"])))
-    accuracies = [a["accuracy"] for a in accuracies if a]
-    if accuracies:
-        row["sync_accuracy"] = float(np.mean(accuracies))
+    scored = [a["accuracy"] for a in accuracies if a]
+    if scored:
+        row["sync_accuracy"] = float(np.mean(scored))
     row.update(extra or {})
     if note:
         row["note"] = note
     return row
 
 
-def _psnr_ssim(generated_path, reference_path, box):
+def _psnr_ssim(generated_path: str, reference_path: str, box: Optional[FaceBox]) -> Optional[Dict[str, Any]]:
+    """PSNR / SSIM of a generated clip's face crops against its reference's."""
     gen_frames, _ = iter_clip_frames(generated_path)
     ref_frames, _ = iter_clip_frames(reference_path)
     metrics = PairedFrameMetrics(name=generated_path)
@@ -107,9 +122,12 @@ def _psnr_ssim(generated_path, reference_path, box):
     return metrics.result()
 
 
-def evaluate_videos(videos_dir, reference_dir=None, scorer=None, scorer_cfg=None, out_dir=None,
-                    box=None, vshift=VSHIFT, image_metrics=True, title="Evaluation", progress=True,
-                    stem="evaluation", reference_cache=None, oracle=None):
+def evaluate_videos(videos_dir: str, reference_dir: Optional[str] = None, scorer: Optional[SyncScorer] = None,
+                    scorer_cfg: Optional[Mapping[str, Any]] = None, out_dir: Optional[str] = None,
+                    box: Optional[FaceBox] = None, vshift: int = VSHIFT, image_metrics: bool = True,
+                    title: str = "Evaluation", progress: bool = True, stem: str = "evaluation",
+                    reference_cache: Optional[Dict[str, Any]] = None,
+                    oracle: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Score a folder of generated videos and write the report.
 
     Args:
@@ -205,14 +223,14 @@ def evaluate_videos(videos_dir, reference_dir=None, scorer=None, scorer_cfg=None
             "oracle": oracle}
 
 
-def lse_gap_summary(rows):
+def lse_gap_summary(rows: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
     """Where the generated LSE-D lies between ground truth and the shuffled-audio floor.
 
     Returns:
         dict(gt, generated, floor, closer_to_ground_truth) or None when a row has no LSE-D.
     """
     gt, gen, floor = (row.get("lse_d") for row in rows[:3])
-    if None in (gt, gen, floor):
+    if gt is None or gen is None or floor is None:
         return None
     return {"ground_truth": gt, "generated": gen, "floor": floor,
             "closer_to_ground_truth": abs(gen - gt) < abs(gen - floor)}
@@ -222,7 +240,7 @@ def lse_gap_summary(rows):
 # a generator on a corpus split (tools/main.py --evaluate-only, the demo)
 # ---------------------------------------------------------------------------------------------
 
-def write_source_video(clip_dir, path):
+def write_source_video(clip_dir: str, path: str) -> str:
     """Write a preprocessed clip folder (frames + audio.wav) as an mp4 the predictor can read."""
     from ..utils.video import VideoWriter, read_image
 
@@ -233,7 +251,7 @@ def write_source_video(clip_dir, path):
     return path
 
 
-def dubbing_pairs(keys):
+def dubbing_pairs(keys: Sequence[str]) -> List[Tuple[str, str]]:
     """(face clip, audio clip) pairs where every clip's face is driven by the next clip's audio."""
     if len(keys) < 2:
         raise DataError("lip-sync evaluation needs at least 2 test clips (each face is driven by "
@@ -241,8 +259,9 @@ def dubbing_pairs(keys):
     return [(key, keys[(index + 1) % len(keys)]) for index, key in enumerate(keys)]
 
 
-def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True,
-                          kinds=("reconstructed", "dubbed")):
+def generate_split_videos(predictor: Wav2LipPredictor, dataroot: str, keys: Sequence[str], out_dir: str,
+                          progress: bool = True,
+                          kinds: Sequence[str] = ("reconstructed", "dubbed")) -> Dict[str, Any]:
     """Regenerate clips with a predictor: reconstructions and dubbed versions.
 
     Writes ``out_dir/sources/<key>.mp4`` (the clip as fed to the predictor),
@@ -274,10 +293,10 @@ def generate_split_videos(predictor, dataroot, keys, out_dir, progress=True,
     return dict(folders, pairs=pairs)
 
 
-def oracle_summary(oracle):
+def oracle_summary(oracle: Mapping[str, Any]) -> Dict[str, Any]:
     """The oracle rows flattened for JSON summaries and log lines: ``lower_psnr``, ``lower_ssim``,
     ``opening_corr`` of the generated videos, and the same with ``floor_`` / ``ceiling_``."""
-    flat = {}
+    flat: Dict[str, Any] = {}
     for key, prefix in (("generated", ""), ("floor", "floor_"), ("ceiling", "ceiling_")):
         for name in ("lower_psnr", "lower_ssim", "opening_corr"):
             flat[prefix + name] = oracle["summary"][key][name]
@@ -285,8 +304,10 @@ def oracle_summary(oracle):
     return flat
 
 
-def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None, max_clips=None,
-                                progress=True, predictor_options=None, oracle=None):
+def evaluate_generator_on_split(generator: Any, dataroot: str, keys: Iterable[str], out_dir: str,
+                                scorer: Optional[SyncScorer] = None, max_clips: Optional[int] = None,
+                                progress: bool = True, predictor_options: Optional[Mapping[str, Any]] = None,
+                                oracle: Optional[bool] = None) -> Dict[str, Any]:
     """Evaluate a generator on corpus clips (the test split of a config).
 
     Every clip is regenerated through ``Wav2LipPredictor`` (the whole S x S frame is the face)
@@ -338,7 +359,7 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None,
                              stem="oracle", oracle=oracle_result)
         summary["reports"] = {"oracle": paths}
         return {"lipsync": None, "reconstruction": None, "oracle": oracle_result, "summary": summary}
-    references = {}  # the ground-truth clips are embedded once for both reports
+    references: Dict[str, Any] = {}  # the ground-truth clips are embedded once for both reports
     lipsync = evaluate_videos(videos["dubbed"], dataroot, scorer=scorer, out_dir=out_dir,
                               image_metrics=False, stem="lipsync", progress=progress,
                               title="Lip sync: test faces driven by another clip's audio",
@@ -354,8 +375,10 @@ def evaluate_generator_on_split(generator, dataroot, keys, out_dir, scorer=None,
             "summary": summary}
 
 
-def evaluate_generator_from_config(cfg, generator, expert, config_dir=None, out_dir=None,
-                                   max_clips=None, progress=True, mel_frame_offset=None):
+def evaluate_generator_from_config(cfg: Mapping[str, Any], generator: paddle.nn.Layer, expert: paddle.nn.Layer,
+                                   config_dir: Optional[str] = None, out_dir: Optional[str] = None,
+                                   max_clips: Optional[int] = None, progress: bool = True,
+                                   mel_frame_offset: Optional[int] = None) -> Dict[str, Any]:
     """``evaluate_generator_on_split`` on a training config's ``dataset.test`` split.
 
     What ``tools/main.py --evaluate-only`` runs for a generator model: the LSE embedding model

@@ -11,15 +11,27 @@ faster than the dynamic graph; the dynamic graph is the fallback (and the engine
 engine itself is ``ppgan.inference``.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..data.contract import FACE_SIZE
 from ..inference.engine import ENGINES, check_engine  # noqa: F401  (ENGINES: the CLI's choices)
-from ..inference.generator import DynamicGenerator, StaticGenerator, export_generator, generator_runner
+from ..inference.generator import (DynamicGenerator, GeneratorOnFirstUse, StaticGenerator, export_generator,
+                                   generator_runner)
 from ..inference.spec import reference_spec, spec_of_weights
 from ..utils.errors import ConfigError, WeightsError
 from ..utils.logger import get_logger
 from ..utils.weights_home import find_released_weights, missing_weights_message
+
+if TYPE_CHECKING:
+    import paddle
+
+    from ..inference.generator import GeneratorRunner
+
+# A file name as str or path object (``os.fspath`` reads both).
+PathLike = Union[str, "os.PathLike[str]"]
 
 RELEASED_GENERATOR = "wav2lip_hq.pdparams"  # PaddleGAN's, looked up when no path is given
 _PROGRAM_SUFFIXES = (".json", ".pdmodel", ".pdiparams")
@@ -28,29 +40,29 @@ _PROGRAM_SUFFIXES = (".json", ".pdmodel", ".pdiparams")
 _DEEPEST_CHANNELS = 512
 
 
-def exported_prefix(path):
+def exported_prefix(path: PathLike) -> Optional[str]:
     """The program prefix when ``path`` names an exported generator, else None."""
-    path = os.fspath(path)
-    stem, extension = os.path.splitext(path)
+    name = os.fspath(path)
+    stem, extension = os.path.splitext(name)
     if extension in _PROGRAM_SUFFIXES and os.path.isfile(stem + ".pdiparams"):
         return stem
-    if not os.path.isfile(path) and os.path.isfile(path + ".pdiparams"):
-        return path
+    if not os.path.isfile(name) and os.path.isfile(name + ".pdiparams"):
+        return name
     return None
 
 
-def generator_width(state):
+def generator_width(state: Mapping[str, Any]) -> float:
     """Width multiplier of a Wav2Lip state dict ``{name: array}``, or 1.0 when it cannot tell
     (strict loading then reports what does not fit)."""
     from ..models.probe import wav2lip_deepest_encoder_key
 
     key = wav2lip_deepest_encoder_key(state)
-    if key in state and getattr(state[key], "ndim", 0) == 4:
+    if key is not None and key in state and getattr(state[key], "ndim", 0) == 4:
         return state[key].shape[0] / _DEEPEST_CHANNELS
     return 1.0
 
 
-def generator_with_spec(weights, path):
+def generator_with_spec(weights: Any, path: str) -> Tuple[paddle.nn.Layer, Dict[str, Any]]:
     """Build the generator a read weights object describes, load it strictly, and say how to run it.
 
     Args:
@@ -92,7 +104,7 @@ def generator_with_spec(weights, path):
     return net, spec
 
 
-def describe_weights(weights, state):
+def describe_weights(weights: Any, state: Mapping[str, Any]) -> str:
     """A few words on what a weights file holds, for error messages."""
     from ..utils.weights import CHECKPOINT_FORMAT
 
@@ -105,7 +117,7 @@ def describe_weights(weights, state):
     return f"a state dict of {len(state)} entries (first: {next(iter(state))})"
 
 
-def wrap_generator(generator):
+def wrap_generator(generator: Any) -> Callable[..., Any]:
     """A ``paddle.nn.Layer`` becomes a ``DynamicGenerator``; other callables are used as given."""
     import paddle
 
@@ -116,7 +128,8 @@ def wrap_generator(generator):
     return generator
 
 
-def build_export_generator(width_mult=1.0, config=None, overrides=()):
+def build_export_generator(width_mult: float = 1.0, config: Optional[str] = None,
+                           overrides: Sequence[str] = ()) -> paddle.nn.Layer:
     """The generator to export: from a config's ``model.generator`` block, else ``Wav2Lip``."""
     from ..models.builder import build_generator
     if config is None:
@@ -128,8 +141,9 @@ def build_export_generator(width_mult=1.0, config=None, overrides=()):
     return build_generator(cfg.model.generator)
 
 
-def export_from_weights(weights, path_prefix, net_name=None, width_mult=None, config=None,
-                        overrides=()):
+def export_from_weights(weights: PathLike, path_prefix: str, net_name: Optional[str] = None,
+                        width_mult: Optional[float] = None, config: Optional[str] = None,
+                        overrides: Sequence[str] = ()) -> Tuple[str, str]:
     """Load a generator from ``weights`` (any supported file) and export it with its spec.
 
     Without ``width_mult`` / ``config`` the network is the one the file describes (our
@@ -156,14 +170,14 @@ def export_from_weights(weights, path_prefix, net_name=None, width_mult=None, co
     return export_generator(net, path_prefix, spec=spec, config=config_stored)
 
 
-def _generator_block(net):
+def _generator_block(net: paddle.nn.Layer) -> Dict[str, Any]:
     """The ``generator`` entry of a spec for a built ``Wav2Lip``."""
     state = {key: value for key, value in net.state_dict().items()}
     return {"name": type(net).__name__, "width_mult": float(generator_width(state)),
             "img_size": int(getattr(net, "img_size", 96))}
 
 
-def _set_device(device):
+def _set_device(device: str) -> None:
     import paddle
 
     if not str(device).startswith(("cpu", "gpu")):
@@ -173,7 +187,8 @@ def _set_device(device):
     paddle.set_device(device)
 
 
-def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto", precision="fp32"):
+def load_generator(checkpoint_path: Optional[PathLike], device: str = "cpu", threads: Optional[int] = None,
+                   engine: str = "auto", precision: str = "fp32") -> GeneratorRunner:
     """Load the generator a checkpoint path names.
 
     Args:
@@ -215,7 +230,7 @@ def load_generator(checkpoint_path, device="cpu", threads=None, engine="auto", p
         if threads:
             import paddle
             paddle.base.core.set_num_threads(int(threads))
-        generator = DynamicGenerator(net)
+        generator: Union[DynamicGenerator, GeneratorOnFirstUse] = DynamicGenerator(net)
     else:
         generator = generator_runner(net, engine, threads, precision)
     generator.spec = spec

@@ -7,8 +7,11 @@ compared with the generated frames. Used by ``evaluate_generator_on_split`` (hen
 ``tools/main.py --evaluate-only`` and the demo) and ``tools/evaluate.py --oracle``.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,9 +23,12 @@ from .clips import crop_face, iter_clip_frames
 
 PAIRS_FILE = "pairs.json"  # written beside dubbed videos: which clip's audio drove each face
 
+# (face clip key, audio clip key): the audio of the second clip drove the face of the first.
+Pair = Tuple[str, str]
 
-def write_pairs(folder, pairs):
-    """Record ``[[face key, audio key], ...]`` in ``<folder>/pairs.json``."""
+
+def write_pairs(folder: str, pairs: Iterable[Sequence[str]]) -> str:
+    """Record ``[[face key, audio key], ...]`` in ``<folder>/pairs.json``; returns its path."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, PAIRS_FILE)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -32,7 +38,7 @@ def write_pairs(folder, pairs):
     return path
 
 
-def read_pairs(folder):
+def read_pairs(folder: str) -> List[Pair]:
     """The (face key, audio key) pairs of ``write_pairs``.
 
     Raises:
@@ -53,7 +59,8 @@ def read_pairs(folder):
     return pairs
 
 
-def score_dubbed_video(video, dataroot, face_key, audio_key, box=None, still=False):
+def score_dubbed_video(video: str, dataroot: str, face_key: str, audio_key: str,
+                       box: Optional[Sequence[int]] = None, still: bool = False) -> Dict[str, Any]:
     """Generated, floor and ceiling comparisons of one dubbed video.
 
     Args:
@@ -86,8 +93,9 @@ def score_dubbed_video(video, dataroot, face_key, audio_key, box=None, still=Fal
             "frames": len(frames)}
 
 
-def _entry(video, face_key, audio_key, scores):
-    entry = {"video": video, "face": face_key, "audio": audio_key, "frames": scores["frames"]}
+def _entry(video: str, face_key: str, audio_key: str, scores: Dict[str, Any]) -> Dict[str, Any]:
+    """One video's JSON entry: its keys, frame count, the three rows' numbers and opening series."""
+    entry: Dict[str, Any] = {"video": video, "face": face_key, "audio": audio_key, "frames": scores["frames"]}
     for key in ORACLE_ROW_KEYS:
         score = scores[key]
         entry[key] = {name: score[name] for name in ("lower_psnr", "lower_ssim", "opening_corr")}
@@ -96,7 +104,9 @@ def _entry(video, face_key, audio_key, scores):
     return entry
 
 
-def evaluate_oracle(videos_dir, dataroot, pairs=None, box=None, still=False, progress=True):
+def evaluate_oracle(videos_dir: str, dataroot: str, pairs: Optional[Iterable[Pair]] = None,
+                    box: Optional[Sequence[int]] = None, still: bool = False,
+                    progress: bool = True) -> Dict[str, Any]:
     """Oracle rows for a folder of dubbed videos of a synthetic corpus.
 
     Args:
@@ -111,9 +121,10 @@ def evaluate_oracle(videos_dir, dataroot, pairs=None, box=None, still=False, pro
     """
     from tqdm import tqdm
 
-    pairs = list(pairs) if pairs is not None else read_pairs(videos_dir)
-    scores, per_video = [], []
-    for face_key, audio_key in tqdm(pairs, desc="oracle metrics", unit="video", disable=not progress):
+    todo = list(pairs) if pairs is not None else read_pairs(videos_dir)
+    scores: List[Dict[str, Any]] = []
+    per_video: List[Dict[str, Any]] = []
+    for face_key, audio_key in tqdm(todo, desc="oracle metrics", unit="video", disable=not progress):
         video = os.path.join(videos_dir, face_key + ".mp4")
         if not os.path.isfile(video):
             raise DataError(f"dubbed video {video} is missing (face {face_key}, audio {audio_key})")

@@ -113,6 +113,7 @@ class DynamicGenerator(DynamicRunner):
     """A generator ``paddle.nn.Layer`` in the dynamic graph: ``(mels, faces) -> ndarray``."""
 
     engine = "dynamic"
+    spec: Dict[str, Any]  # the inference spec, set by whoever loaded the net (``load_generator``)
 
     def __init__(self, net: paddle.nn.Layer) -> None:
         super().__init__(net)
@@ -123,6 +124,8 @@ class DynamicGenerator(DynamicRunner):
 class GeneratorOnFirstUse(CompileOnFirstUse):
     """A loaded generator network compiled to the inference engine at its first call
     (``CompileOnFirstUse``); ``engine`` says what ran."""
+
+    spec: Dict[str, Any]  # the inference spec, set by whoever loaded the net (``load_generator``)
 
     def __init__(self, net: paddle.nn.Layer, engine: str = "auto", threads: Optional[int] = None,
                  precision: str = "fp32") -> None:
