@@ -343,7 +343,7 @@ def evaluate_generator_on_split(generator: Any, dataroot: str, keys: Iterable[st
     if scorer is None and not oracle:
         raise DataError(f"nothing to evaluate: no sync scorer, and {dataroot} is no synthetic "
                         f"corpus with oracle plans")
-    options = dict(box=(0, -1, 0, -1), pads=(0, 0, 0, 0), progress=False)
+    options: Dict[str, Any] = dict(box=(0, -1, 0, -1), pads=(0, 0, 0, 0), progress=False)
     options.update(predictor_options or {})
     predictor = Wav2LipPredictor(generator=generator, **options)
     kinds = ("reconstructed", "dubbed") if scorer is not None else ("dubbed",)

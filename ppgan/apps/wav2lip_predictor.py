@@ -16,15 +16,18 @@ Only a batch of frames is ever held, so memory does not grow with the video's le
 is written to a temporary file beside ``outfile`` and renamed on success.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import os
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 from ..faceutils.boxes import pad_box
-from ..faceutils.detector import BoxDetector, build_detector
+from ..faceutils.detector import BoxDetector, FaceDetector, build_detector
 from ..faceutils.track import NO_FACE_POLICIES, FaceTrack, FaceTracker, finalize_track, \
     is_out_of_memory
 from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, crop_face, generator_faces, mel_windows
@@ -39,16 +42,27 @@ from .face_paste import paste_face
 from .frame_io import FrameSource, prepare_frame
 from .generator_loader import load_generator, wrap_generator
 
+if TYPE_CHECKING:  # imported where used: GPEN's module loads only with --face_enhancement
+    from .face_enhance import FaceEnhancer
+
 BLEND_MODES = ("feather", "hard")
 STAGES = ("decode", "detect", "generate", "blend", "enhance", "encode")
 # PaddleGAN's detector names: "sfd" is its name for S3FD.
-DETECTOR_ALIASES = {"sfd": "s3fd"}
+DETECTOR_ALIASES: Dict[Optional[str], str] = {"sfd": "s3fd"}
 # PaddleGAN's release file names, found where its tools cache them (utils.weights_home).
 RELEASED_S3FD = "s3fd_paddle.pdparams"
 # Frame rates a still face may be given: below 1 fps the mouth cannot follow speech; above 120
 # each second of audio only costs more generator calls (100000 fps ran for minutes).
 FPS_RANGE = (1.0, 120.0)
 # Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
+# A media file name as str or path object.
+PathLike = Union[str, "os.PathLike[str]"]
+# Wall seconds per stage name (``STAGES``).
+StageSeconds = Dict[str, float]
+# One output frame waiting for the generator: (output index, face box or None, frame).
+BatchItem = Tuple[int, Optional[np.ndarray], np.ndarray]
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 UNSUPPORTED_IMAGE_EXTENSIONS = (".svg", ".heic", ".heif", ".avif", ".jxl", ".psd", ".ico", ".eps",
                                 ".raw", ".dng", ".cr2", ".nef", ".arw")
 
@@ -70,14 +84,15 @@ class Wav2LipResult:
     faces_detected: int
     faces_interpolated: int
     frames_kept: int
-    seconds: dict
+    seconds: StageSeconds
 
     @property
-    def total_seconds(self):
+    def total_seconds(self) -> float:
+        """The stages' seconds summed."""
         return float(sum(self.seconds.values()))
 
 
-def _same_file(path, other):
+def _same_file(path: str, other: str) -> bool:
     """True when two names reach the same file (symlinks, hard links, other spellings)."""
     if os.path.realpath(path) == os.path.realpath(other):
         return True
@@ -87,7 +102,8 @@ def _same_file(path, other):
         return False
 
 
-def _four_ints(value, name):
+def _four_ints(value: Any, name: str) -> Tuple[int, int, int, int]:
+    """``value`` as exactly four ints, else ``ConfigError`` naming the option ``name``."""
     try:
         values = tuple(int(v) for v in value)
     except (TypeError, ValueError):
@@ -145,13 +161,16 @@ class Wav2LipPredictor:
             its tools cache it.
     """
 
-    def __init__(self, checkpoint_path=None, static=False, fps=None, pads=(0, 10, 0, 0),
-                 face_det_batch_size=16, wav2lip_batch_size=32, resize_factor=1,
-                 crop=(0, -1, 0, -1), box=(-1, -1, -1, -1), rotate=False, nosmooth=False,
-                 detect_every=2, face_detector=None, face_detector_weights=None,
-                 no_face="interpolate", device="cpu", threads=None, blend="feather",
-                 mel_frame_offset=None, generator=None, engine="auto", progress=True,
-                 face_enhancement=False, face_enhancement_weights=None, precision="fp32"):
+    def __init__(self, checkpoint_path: Optional[PathLike] = None, static: bool = False, fps: Optional[float] = None,
+                 pads: Sequence[int] = (0, 10, 0, 0), face_det_batch_size: int = 16, wav2lip_batch_size: int = 32,
+                 resize_factor: int = 1, crop: Sequence[int] = (0, -1, 0, -1),
+                 box: Sequence[int] = (-1, -1, -1, -1), rotate: bool = False, nosmooth: bool = False,
+                 detect_every: int = 2, face_detector: Optional[str] = None,
+                 face_detector_weights: Optional[str] = None, no_face: str = "interpolate", device: str = "cpu",
+                 threads: Optional[int] = None, blend: str = "feather", mel_frame_offset: Optional[int] = None,
+                 generator: Any = None, engine: str = "auto", progress: bool = True,
+                 face_enhancement: bool = False, face_enhancement_weights: Optional[str] = None,
+                 precision: str = "fp32") -> None:
         self.static = bool(static)
         # None until the generator's spec is read: a still face then runs at the training fps.
         self.fps = None if fps is None else float(fps)
@@ -170,10 +189,11 @@ class Wav2LipPredictor:
         self.threads = None if threads is None else int(threads)
         self._check_options()
         self.detector, self.window_detector = self._build_detectors(face_detector, face_detector_weights)
-        self.enhancer = None
+        self.enhancer: Optional[FaceEnhancer] = None
         if face_enhancement or face_enhancement_weights:
             from .face_enhance import FaceEnhancer
             self.enhancer = FaceEnhancer(face_enhancement_weights)
+        self.generator: Callable[..., Any]
         if generator is not None:
             self.generator = wrap_generator(generator)
         else:
@@ -192,12 +212,12 @@ class Wav2LipPredictor:
         # The face size the generator was built for: crops are cut and pasted back at it.
         self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 
-    def _check_fps(self):
-        if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:  # also refuses nan and inf
+    def _check_fps(self) -> None:
+        if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:  # type: ignore[operator]  # set when called
             raise ConfigError(f"--fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} "
                               f"frames per second, got {self.fps:g}")
 
-    def _check_options(self):
+    def _check_options(self) -> None:
         if self.fps is not None:  # checked before any weights are loaded
             self._check_fps()
         if self.threads is not None and self.threads < 1:
@@ -212,7 +232,8 @@ class Wav2LipPredictor:
         if self.blend not in BLEND_MODES:
             raise ConfigError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
 
-    def _build_detectors(self, name, weights):
+    def _build_detectors(self, name: Optional[str],
+                         weights: Optional[str]) -> Tuple[FaceDetector, Optional[FaceDetector]]:
         """(detector, detector for tracking windows); see ``faceutils.track``."""
         if any(v != -1 for v in self.box):
             return build_detector("box", box=self.box), None
@@ -236,7 +257,7 @@ class Wav2LipPredictor:
 
     # ------------------------------------------------------------------ the run
 
-    def run(self, face, audio, outfile):
+    def run(self, face: PathLike, audio: PathLike, outfile: PathLike) -> Wav2LipResult:
         """Lip-sync ``face`` (video or image) to ``audio`` and write ``outfile`` (.mp4/.mov/.mkv).
 
         Returns:
@@ -269,7 +290,7 @@ class Wav2LipPredictor:
         return result
 
     @staticmethod
-    def check_paths(face, audio, outfile):
+    def check_paths(face: PathLike, audio: PathLike, outfile: PathLike) -> None:
         """Fail fast (before any model is loaded) on missing inputs or an unusable output name.
 
         Raises:
@@ -291,7 +312,7 @@ class Wav2LipPredictor:
             raise ConfigError(f"--outfile {outfile} is a folder; give a file name such as "
                               f"{os.path.join(outfile, 'result.mp4')}")
 
-    def _open_source(self, face):
+    def _open_source(self, face: str) -> Tuple[FrameSource, float]:
         """The frame source and its frame rate (the container's, or ``fps`` for stills)."""
         # --rotate overrides; otherwise a video is turned upright by its own rotation metadata.
         rotation = 90 if self.rotate else 0
@@ -304,7 +325,8 @@ class Wav2LipPredictor:
         prepare = functools.partial(prepare_frame, resize_factor=self.resize_factor,
                                     rotate=rotation, crop=self.crop)
         if is_image_file(face):
-            return FrameSource.from_image(read_image(face), prepare), self.fps
+            # fps is set by the end of __init__ (from the option or the generator's spec).
+            return FrameSource.from_image(read_image(face), prepare), self.fps  # type: ignore[return-value]
         extension = os.path.splitext(face)[1].lower()
         if extension in UNSUPPORTED_IMAGE_EXTENSIONS:
             raise MediaError(f"{face}: {extension} images are not supported; convert it to one of "
@@ -312,13 +334,14 @@ class Wav2LipPredictor:
         info = probe_video(face)
         return FrameSource(face, info.fps, prepare, first_only=self.static), info.fps
 
-    def _track_faces(self, source, num_frames, seconds):
+    def _track_faces(self, source: FrameSource, num_frames: Optional[int], seconds: StageSeconds) -> FaceTrack:
         """Pass 1: one box per source frame that the output will use (FaceTrack)."""
         if isinstance(self.detector, BoxDetector):
             return self._fixed_box_track(source, num_frames, seconds)
         tracker = FaceTracker(self.detector, batch_size=self.face_det_batch_size,
                               window_detector=self.window_detector, detect_every=self.detect_every)
-        shape, batch = None, []
+        shape: Optional[Tuple[int, ...]] = None
+        batch: List[np.ndarray] = []
         bar = self._progress_bar(num_frames, "finding faces")
         for frame in _timed(source.forward(limit=num_frames), seconds, "decode"):
             shape = frame.shape
@@ -334,7 +357,7 @@ class Wav2LipPredictor:
         return finalize_track(tracker.raw_boxes, shape, self.pads, self.smooth_window, self.no_face,
                               max_gap=max(1, int(round(source.fps))), source=source.path)
 
-    def _fixed_box_track(self, source, num_frames, seconds):
+    def _fixed_box_track(self, source: FrameSource, num_frames: Optional[int], seconds: StageSeconds) -> FaceTrack:
         """--box: the same box on every frame; counting the frames needs one decoding pass."""
         count, shape = 0, None
         for frame in _timed(source.forward(limit=num_frames), seconds, "decode"):
@@ -346,13 +369,14 @@ class Wav2LipPredictor:
         box = pad_box([x1, y1, x2, y2], (0, 0, 0, 0), shape)
         return FaceTrack(boxes=[box] * count, detected=count, interpolated=0, kept=0)
 
-    def _render(self, source, track, mel, wav, fps, num_frames, outfile, seconds):
+    def _render(self, source: FrameSource, track: FaceTrack, mel: np.ndarray, wav: np.ndarray, fps: float,
+                num_frames: int, outfile: str, seconds: StageSeconds) -> int:
         """Pass 2: generate, paste back and encode ``num_frames`` frames; returns the count."""
         folder = os.path.dirname(os.path.abspath(outfile))
         os.makedirs(folder, exist_ok=True)
         bar = self._progress_bar(num_frames, "lip-sync")
         with VideoWriter(outfile, fps, audio=wav) as writer:
-            batch = []
+            batch: List[BatchItem] = []
             shared = len(track.boxes) == 1  # a still: the same array comes back for every frame
             order = source.pingpong(num_frames, len(track.boxes))
             for index, (source_index, frame) in enumerate(_timed(order, seconds, "decode")):
@@ -370,16 +394,19 @@ class Wav2LipPredictor:
         seconds["encode"] += time.perf_counter() - started  # flushing the encoders
         return written
 
-    def _progress_bar(self, total, description):
+    def _progress_bar(self, total: Optional[int], description: str) -> Any:
+        """A tqdm bar over ``total`` frames (tqdm ships no types)."""
         from tqdm import tqdm
 
         # disable=None: bars only on a terminal, so logs and captured stderr stay clean.
         return tqdm(total=total, desc=description, unit="frame", leave=False,
                     disable=None if self.progress else True)
 
-    def _finish_batch(self, batch, mel, fps, writer, seconds, shared_frames):
+    def _finish_batch(self, batch: Sequence[BatchItem], mel: np.ndarray, fps: float, writer: VideoWriter,
+                      seconds: StageSeconds, shared_frames: bool) -> None:
+        """Generate, paste back (and enhance) the faces of ``batch`` and encode its frames."""
         started = time.perf_counter()
-        with_face = [item for item in batch if item[1] is not None]
+        with_face = [(index, box, frame) for index, box, frame in batch if box is not None]
         if with_face:
             crops = np.stack([crop_face(frame, box, self.img_size) for _, box, frame in with_face])
             windows = mel_windows(mel, [index for index, _, _ in with_face], fps, self.mel_frame_offset)
@@ -401,7 +428,7 @@ class Wav2LipPredictor:
             writer.write(pasted.get(index, frame))
         seconds["encode"] += time.perf_counter() - started
 
-    def _generate(self, crops, mels):
+    def _generate(self, crops: np.ndarray, mels: np.ndarray) -> np.ndarray:
         """Run the generator, halving the batch on out-of-memory.
 
         Args:
@@ -409,7 +436,8 @@ class Wav2LipPredictor:
         Returns:
             (N, S, S, 3) float32 BGR faces in [0, 255].
         """
-        outputs, start = [], 0
+        outputs: List[np.ndarray] = []
+        start = 0
         while start < len(crops):
             stop = min(len(crops), start + self.batch_size)
             try:
@@ -426,7 +454,7 @@ class Wav2LipPredictor:
 
 # ---------------------------------------------------------------------- frame and face helpers
 
-def generator_inputs(crops, mels):
+def generator_inputs(crops: np.ndarray, mels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Network inputs for a batch.
 
     Args:
@@ -439,7 +467,7 @@ def generator_inputs(crops, mels):
     return np.ascontiguousarray(mels[:, None], dtype=np.float32), generator_faces(planes, planes)
 
 
-def _timed(iterable, seconds, stage):
+def _timed(iterable: Iterable[_Item], seconds: StageSeconds, stage: str) -> Iterator[_Item]:
     """Yield from ``iterable``, adding the time spent producing each item to ``seconds[stage]``."""
     iterator = iter(iterable)
     while True:
@@ -453,7 +481,8 @@ def _timed(iterable, seconds, stage):
         yield item
 
 
-def _call_timed(seconds, stage, function, *args):
+def _call_timed(seconds: StageSeconds, stage: str, function: Callable[..., _Result], *args: Any) -> _Result:
+    """``function(*args)``, adding its wall time to ``seconds[stage]``."""
     started = time.perf_counter()
     result = function(*args)
     seconds[stage] += time.perf_counter() - started

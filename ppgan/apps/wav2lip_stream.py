@@ -28,10 +28,13 @@ the video, the boxes of the last few frames used can therefore differ slightly (
 interpolation see later frames).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import sys
 import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -41,7 +44,7 @@ from ..utils.errors import ConfigError, MediaError
 from ..utils.mel_stream import MelStream
 from .batch_size import measure_batch_size
 from .face_paste import paste_face
-from .still_face import still_face_generator
+from .still_face import StillFaceGenerator, still_face_generator
 from .wav2lip_predictor import STAGES, Wav2LipPredictor, generator_inputs
 
 
@@ -62,7 +65,7 @@ class Avatar:
 
     fps: float
     source_frames: int
-    frame_size: tuple
+    frame_size: Tuple[int, ...]
     faces_detected: int
     faces_interpolated: int
     frames_kept: int
@@ -84,7 +87,8 @@ class Wav2LipStream:
         batch_rates: frames/s per batch size measured by ``prepare`` (empty unless "auto").
     """
 
-    def __init__(self, predictor=None, batch_size=None, cache_still_face=True, **options):
+    def __init__(self, predictor: Optional[Wav2LipPredictor] = None, batch_size: Union[int, str, None] = None,
+                 cache_still_face: bool = True, **options: Any) -> None:
         if predictor is None:
             options.setdefault("progress", False)
             predictor = Wav2LipPredictor(**options)
@@ -94,19 +98,24 @@ class Wav2LipStream:
             raise ConfigError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}")
         self.predictor = predictor
         self.requested_batch_size = batch_size
-        self.batch_size = predictor.batch_size if batch_size in (None, "auto") else batch_size
+        self.batch_size: int = predictor.batch_size if batch_size is None or batch_size == "auto" else int(batch_size)
         self.cache_still_face = bool(cache_still_face)
-        self.batch_rates = {}
-        self.prepare_seconds = {}
-        self._still = None
-        self.avatar = None
+        self.batch_rates: Dict[int, float] = {}
+        self.prepare_seconds: Dict[str, float] = {}
+        self._still: Optional[StillFaceGenerator] = None
         self.seconds = dict.fromkeys(STAGES, 0.0)
-        self._boxes = self._crops = self._source = None
-        self._mel = self._frames = None
+        # The avatar's state is None until ``prepare`` and the audio's until ``reset``; every method
+        # reading them runs after those (``_require_avatar``), hence Any rather than Optional.
+        self.avatar: Any = None  # an Avatar once prepared
+        self._boxes: Any = None
+        self._crops: Any = None
+        self._source: Any = None
+        self._mel: Any = None
+        self._frames: Any = None
 
     # ------------------------------------------------------------------ avatar
 
-    def prepare(self, face):
+    def prepare(self, face: Union[str, "os.PathLike[str]"]) -> Avatar:
         """Find and cache everything that depends only on the avatar, then ``reset``.
 
         Args:
@@ -122,6 +131,8 @@ class Wav2LipStream:
             raise MediaError(f"face file not found: {face}")
         seconds = dict.fromkeys(STAGES, 0.0)
         source, fps = predictor._open_source(face)
+        crops: List[Optional[np.ndarray]]
+        shape: Optional[Tuple[int, ...]]
         # The whole video is tracked: the stream's length is unknown (see the module docstring).
         track = predictor._track_faces(source, None, seconds)
         crops, shape = [], None
@@ -144,25 +155,26 @@ class Wav2LipStream:
             started = time.perf_counter()
             self.batch_size, self.batch_rates = self._measure_batch_size()
             seconds["measure"] = time.perf_counter() - started
-        self.avatar = Avatar(fps=fps, source_frames=len(track.boxes), frame_size=tuple(shape),
+        # A track has at least one frame (finalize_track raises otherwise), so shape is set.
+        self.avatar = Avatar(fps=fps, source_frames=len(track.boxes), frame_size=tuple(shape),  # type: ignore[arg-type]
                              faces_detected=track.detected, faces_interpolated=track.interpolated,
                              frames_kept=track.kept)
         self.reset()
         self.prepare_seconds = seconds
         return self.avatar
 
-    def _measure_batch_size(self):
+    def _measure_batch_size(self) -> Tuple[int, Dict[int, float]]:
         """Time the generator on this avatar's faces (silent mel windows) at doubling sizes."""
         with_face = [crop for crop in self._crops if crop is not None]
 
-        def sample(count):
+        def sample(count: int) -> Tuple[np.ndarray, np.ndarray]:
             crops = np.stack([with_face[i % len(with_face)] for i in range(count)])
             return crops, np.full((count, 80, MEL_STEP_SIZE), MEL_SILENCE, np.float32)
 
         return measure_batch_size(lambda batch: self._generate(*batch), sample,
                                   largest=max(1, self.predictor.batch_size))
 
-    def reset(self):
+    def reset(self) -> None:
         """Start a new audio stream on the prepared avatar (from its first frame)."""
         if self.avatar is None:
             raise MediaError("no avatar prepared: call prepare(face) first")
@@ -176,7 +188,7 @@ class Wav2LipStream:
 
     # ------------------------------------------------------------------ audio
 
-    def push(self, samples):
+    def push(self, samples: np.ndarray) -> List[StreamFrame]:
         """Add 16 kHz mono float32 samples; returns the frames that became ready (list of
         StreamFrame, in order, possibly empty)."""
         self._require_avatar()
@@ -186,7 +198,7 @@ class Wav2LipStream:
         self.seconds["decode"] += time.perf_counter() - started
         return self._render(ready, final_steps=None)
 
-    def finish(self):
+    def finish(self) -> List[StreamFrame]:
         """End of the audio: returns the remaining frames (list of StreamFrame).
 
         The stream has produced ``num_video_frames(samples, fps)`` frames in all; call ``reset``
@@ -199,30 +211,30 @@ class Wav2LipStream:
         total = num_video_frames(self._mel.samples, self.avatar.fps)
         return self._render(total, final_steps=self._mel.steps)
 
-    def frames(self, chunks):
+    def frames(self, chunks: Iterable[np.ndarray]) -> Iterator[StreamFrame]:
         """Yield StreamFrame for an iterable of audio chunks, then finish."""
         for chunk in chunks:
             yield from self.push(chunk)
         yield from self.finish()
 
     @property
-    def buffered_mel_steps(self):
+    def buffered_mel_steps(self) -> int:
         """Mel steps currently held (bounded by the window span, whatever the audio length)."""
         return self._mel_buffer.shape[1]
 
-    def _require_avatar(self):
+    def _require_avatar(self) -> None:
         if self._mel is None:
             raise MediaError("no avatar prepared: call prepare(face) first")
 
-    def _append_mel(self, columns):
+    def _append_mel(self, columns: np.ndarray) -> None:
         if columns.shape[1]:
             self._mel_buffer = np.concatenate([self._mel_buffer, columns], axis=1)
 
-    def _window_start(self, index):
+    def _window_start(self, index: int) -> int:
         """First mel step of frame ``index``'s window, before the end clamp."""
         return max(0, mel_index(index + self.predictor.mel_frame_offset, self.avatar.fps))
 
-    def _ready_frames(self):
+    def _ready_frames(self) -> int:
         """Frames [0, n) whose window steps are final and that the audio so far certainly has."""
         certain = num_video_frames(self._mel.samples, self.avatar.fps)
         n = self._next
@@ -230,7 +242,7 @@ class Wav2LipStream:
             n += 1
         return n
 
-    def _windows(self, indices, final_steps):
+    def _windows(self, indices: List[int], final_steps: Optional[int]) -> np.ndarray:
         """(N, 80, 16) windows of the frames ``indices`` (the contract's edge policy when the
         total is known)."""
         mel, start = self._mel_buffer, self._mel_start
@@ -245,7 +257,7 @@ class Wav2LipStream:
             out[n] = mel[:, first - start:first - start + MEL_STEP_SIZE]
         return out
 
-    def _drop_used_mel(self):
+    def _drop_used_mel(self) -> None:
         """Forget steps no later frame reads (windows start no earlier than the next frame's,
         and at the end at most 16 steps before the last)."""
         keep_from = min(self._window_start(self._next), self._mel.steps - MEL_STEP_SIZE)
@@ -255,9 +267,9 @@ class Wav2LipStream:
 
     # ------------------------------------------------------------------ frames
 
-    def _render(self, stop, final_steps):
+    def _render(self, stop: int, final_steps: Optional[int]) -> List[StreamFrame]:
         """Generate, paste back and return frames [self._next, stop)."""
-        out = []
+        out: List[StreamFrame] = []
         while self._next < stop:
             count = min(self.batch_size, stop - self._next)
             indices = list(range(self._next, self._next + count))
@@ -266,7 +278,8 @@ class Wav2LipStream:
             self._drop_used_mel()
         return out
 
-    def _render_batch(self, indices, final_steps):
+    def _render_batch(self, indices: List[int], final_steps: Optional[int]) -> List[StreamFrame]:
+        """Frames ``indices``: source frames in ping-pong order, their faces generated and pasted."""
         seconds = self.seconds
         started = time.perf_counter()
         sources = [next(self._frames) for _ in indices]
@@ -295,7 +308,7 @@ class Wav2LipStream:
         fps = self.avatar.fps
         return [StreamFrame(index=i, timestamp=i / fps, image=image) for i, image in zip(indices, images)]
 
-    def _generate(self, crops, windows):
+    def _generate(self, crops: np.ndarray, windows: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops + (N, 80, 16) windows -> (N, S, S, 3) float32 faces in [0, 255]."""
         if self._still is None:
             return self.predictor._generate(crops, windows)

@@ -112,7 +112,7 @@ def resize_face(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (int(width), int(height)), interpolation=interpolation)
 
 
-def crop_face(frame: np.ndarray, box: Sequence[int], img_size: int) -> np.ndarray:
+def crop_face(frame: np.ndarray, box: Union[Sequence[int], np.ndarray], img_size: int) -> np.ndarray:
     """The ``[x1, y1, x2, y2]`` box of ``frame`` (H, W, 3) resized to (img_size, img_size, 3).
 
     The box must lie inside the frame (``faceutils.boxes.pad_box`` clips boxes to it).
