@@ -8,7 +8,12 @@ known here, and checks each converted dict key by key and shape by shape against
 network, so a checkpoint given the wrong ``--arch`` fails clearly.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+
+import numpy as np
 
 from ..faceutils import s3fd  # noqa: F401  (registers --arch s3fd)
 from ..metrics import syncnet_v2  # noqa: F401  (registers --arch syncnet_v2)
@@ -16,8 +21,12 @@ from ..models import discriminators, generators  # noqa: F401  (register wav2lip
 from ..utils.convert import CONVERTERS, REFERENCE_NETWORKS, torch_state_dict
 from ..utils.weights import match_state_dict, mismatch_error, read_weights_file, save_weights_file
 
+if TYPE_CHECKING:
+    import paddle
 
-def convert_checkpoint(src, arch, network=None):
+
+def convert_checkpoint(src: Any, arch: str,
+                       network: Optional[paddle.nn.Layer] = None) -> Dict[str, np.ndarray]:
     """Convert an original PyTorch checkpoint to a Paddle flat state dict.
 
     Args:
@@ -47,7 +56,7 @@ def convert_checkpoint(src, arch, network=None):
     return state
 
 
-def convert_file(src, arch, out):
+def convert_file(src: Union[str, "os.PathLike[str]"], arch: str, out: str) -> int:
     """Convert ``src`` and write the Paddle state dict to ``out`` (atomically).
 
     Returns:
