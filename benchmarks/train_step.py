@@ -18,7 +18,10 @@ warm-up step):
   convolutions) under ``paddle.distributed.launch`` vs one process on 16 samples.
 
 Each figure is the median wall time; ``cpu`` entries give the median process CPU time (all
-threads), which is less sensitive to other jobs sharing the machine.
+threads), which is less sensitive to other jobs sharing the machine. Every measurement runs in a
+process of its own that imports only the library it measures: in one process, torch's and
+Paddle's thread pools at 2 threads slowed each other (the same 192-px Paddle step measured 7.9 s
+after torch had run there, 5.5 s alone).
 
 Prints one JSON object. torch comes from benchmarks/torch_reference.py (never a ppgan dependency).
 """
@@ -33,7 +36,7 @@ import sys
 import tempfile
 import time
 
-
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERT_BATCH, CLIPS, FRAMES = 16, 4, 5
 WIDTH = {"value": 1.0}  # --width-mult, for a quick smoke run; 1.0 is the published size
 SIZE = {"value": 96}    # --img-size: the face side of every network and batch
@@ -166,11 +169,57 @@ def torch_generator_step(batch):
 
 
 # ------------------------------------------------------------------------------ runs
-def set_threads(n):
-    import paddle
-    import torch
-    paddle.base.core.set_num_threads(n)
-    torch.set_num_threads(n)
+# name -> (network, threads, step builder(batch, expert_path)); each runs in its own process, so
+# one library's thread pools (spinning OpenMP workers) cannot slow the other's measurement.
+MEASUREMENTS = {
+    "expert": {
+        "paddle_dygraph_1t": (1, lambda b, e: paddle_expert_step(b)),
+        "paddle_to_static_1t": (1, lambda b, e: paddle_expert_step(b, static=True)),
+        "paddle_onednn_1t": (1, lambda b, e: paddle_expert_step(b, onednn=True)),
+        "torch_1t": (1, lambda b, e: torch_expert_step(b)),
+        "paddle_onednn_2t": (2, lambda b, e: paddle_expert_step(b, onednn=True)),
+        "torch_2t": (2, lambda b, e: torch_expert_step(b)),
+    },
+    "generator": {
+        "paddle_dygraph_1t": (1, lambda b, e: paddle_generator_step(b, e)),
+        "paddle_onednn_1t": (1, lambda b, e: paddle_generator_step(b, e, onednn=True)),
+        "torch_1t": (1, lambda b, e: torch_generator_step(b)),
+        "paddle_onednn_2t": (2, lambda b, e: paddle_generator_step(b, e, onednn=True)),
+        "torch_2t": (2, lambda b, e: torch_generator_step(b)),
+    },
+}
+
+
+def set_threads(name, n):
+    """Threads of the one library measurement ``name`` uses (the other is never imported)."""
+    if name.startswith("torch"):
+        import torch
+        torch.set_num_threads(n)
+    else:
+        import paddle
+        paddle.base.core.set_num_threads(n)
+
+
+def measure_worker(spec, steps, expert_path):
+    """``--measure network:name`` in a fresh process: print {"seconds": [wall, cpu]}."""
+    network, name = spec.split(":")
+    threads, build = MEASUREMENTS[network][name]
+    set_threads(name, threads)
+    expert, generator = random_batches()
+    step = build(expert if network == "expert" else generator, expert_path)
+    print(json.dumps({"seconds": timed(step, steps)}))
+
+
+def run_measurement(network, name, steps, expert_path=None):
+    """(median wall s, median CPU s) of one measurement, run in its own process."""
+    command = [sys.executable, "-m", "benchmarks.train_step", "--measure", f"{network}:{name}",
+               "--steps", str(steps), "--width-mult", str(WIDTH["value"]),
+               "--img-size", str(SIZE["value"])]
+    if expert_path:
+        command += ["--expert-path", expert_path]
+    result = subprocess.run(command, check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, cwd=REPO)
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
 
 
 def run_data_parallel(steps):
@@ -212,33 +261,20 @@ def add_ratios(table):
     table["speedup_onednn_vs_dygraph_1t"] = table["paddle_dygraph_1t"] / table["paddle_onednn_1t"]
 
 
-def measure_expert(expert, batch, steps):
+def measure_expert(expert, steps):
     """Expert steps: Paddle's paths and torch at 1 and 2 threads, and 2 data-parallel processes."""
-    set_threads(1)
-    record(expert, "paddle_dygraph_1t", timed(paddle_expert_step(batch), steps))
-    record(expert, "paddle_to_static_1t", timed(paddle_expert_step(batch, static=True), steps))
-    record(expert, "paddle_onednn_1t", timed(paddle_expert_step(batch, onednn=True), steps))
-    record(expert, "torch_1t", timed(torch_expert_step(batch), steps))
-    set_threads(2)
-    record(expert, "paddle_onednn_2t", timed(paddle_expert_step(batch, onednn=True), steps))
-    record(expert, "torch_2t", timed(torch_expert_step(batch), steps))
-    set_threads(1)
+    for name in MEASUREMENTS["expert"]:
+        record(expert, name, run_measurement("expert", name, steps))
     record(expert, "paddle_onednn_dp_2proc_x1t", run_data_parallel(steps))
     add_ratios(expert)
     expert["dp_speedup_vs_onednn_1t"] = expert["paddle_onednn_1t"] / expert["paddle_onednn_dp_2proc_x1t"]
     expert["ratio_dp_vs_torch_2t"] = expert["paddle_onednn_dp_2proc_x1t"] / expert["torch_2t"]
 
 
-def measure_generator(generator, batch, expert_path, steps):
+def measure_generator(generator, expert_path, steps):
     """Generator + sync loss steps: Paddle dygraph and oneDNN convolutions, torch; 1 and 2 threads."""
-    set_threads(1)
-    record(generator, "paddle_dygraph_1t", timed(paddle_generator_step(batch, expert_path), steps))
-    record(generator, "paddle_onednn_1t", timed(paddle_generator_step(batch, expert_path, onednn=True), steps))
-    record(generator, "torch_1t", timed(torch_generator_step(batch), steps))
-    set_threads(2)
-    record(generator, "paddle_onednn_2t", timed(paddle_generator_step(batch, expert_path, onednn=True), steps))
-    record(generator, "torch_2t", timed(torch_generator_step(batch), steps))
-    set_threads(1)
+    for name in MEASUREMENTS["generator"]:
+        record(generator, name, run_measurement("generator", name, steps, expert_path))
     add_ratios(generator)
 
 
@@ -251,22 +287,25 @@ def main():
     parser.add_argument("--img-size", type=int, default=96,
                         help="face size of the networks and batches (96 * 2^a * 3^b)")
     parser.add_argument("--dp-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--expert-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
     WIDTH["value"], SIZE["value"] = args.width_mult, args.img_size
     if args.dp_worker:
         return dp_worker(args.dp_worker, args.steps)
+    if args.measure:
+        return measure_worker(args.measure, args.steps, args.expert_path)
 
     from ppgan.inference.precision import cpu_isa
     from ppgan.models.discriminators.syncnet import SyncNetColor
     from ppgan.utils.weights import save_weights_file
-    expert_batch, generator_batch = random_batches()
     report = {"date": datetime.date.today().isoformat(), "cores": os.cpu_count(),
               "isa": list(cpu_isa()),
               "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
               "steps": args.steps, "width_mult": args.width_mult, "img_size": args.img_size,
               "expert": {"batch": EXPERT_BATCH}, "generator": {"clips": CLIPS, "frames": FRAMES}}
     if args.only != "generator":
-        measure_expert(report["expert"], expert_batch, args.steps)
+        measure_expert(report["expert"], args.steps)
     else:
         del report["expert"]
     if args.only != "expert":
@@ -274,7 +313,7 @@ def main():
             expert_path = os.path.join(tmp, "expert.pdparams")
             save_weights_file(SyncNetColor(args.width_mult, img_size=args.img_size).state_dict(),
                               expert_path)
-            measure_generator(report["generator"], generator_batch, expert_path, args.steps)
+            measure_generator(report["generator"], expert_path, args.steps)
     else:
         del report["generator"]
     print(json.dumps(report, indent=2))
