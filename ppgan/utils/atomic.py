@@ -12,21 +12,24 @@ A process killed with SIGKILL cannot clean up: ``remove_stale_temps`` removes th
 of a given target name, for writers to call when they start.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import glob
 import os
 import tempfile
+from typing import IO, Any, Dict, Iterator, List, Optional
 
 from .errors import OutputError
 
 
-def temp_prefix(path):
+def temp_prefix(path: str) -> str:
     """The name prefix of ``atomic_write``'s temporary files for ``path``."""
     return f".{os.path.basename(path)}."
 
 
-def fsync_folder(folder):
+def fsync_folder(folder: str) -> None:
     """Make a rename inside ``folder`` durable (no-op where folders cannot be opened)."""
     try:
         handle = os.open(folder, os.O_RDONLY)
@@ -40,20 +43,21 @@ def fsync_folder(folder):
         os.close(handle)
 
 
-def output_error(path, exc):
+def output_error(path: str, exc: OSError) -> OutputError:
     """The ``OutputError`` for an ``OSError`` raised while writing ``path``."""
     reason = exc.strerror or str(exc)
-    hint = {errno.ENOSPC: "free some space (the disk is full)",
-            errno.EDQUOT: "free some space (the disk quota is used up)",
-            errno.EACCES: "choose a folder you can write to",
-            errno.EROFS: "choose a writable folder",
-            errno.ENOTDIR: "a file stands where a folder of that path belongs",
-            errno.EEXIST: "a file stands where a folder of that path belongs"}.get(
-        exc.errno, "check the path and the disk")
+    hints: Dict[Optional[int], str] = {  # errno (None for some OSErrors) -> what to do
+        errno.ENOSPC: "free some space (the disk is full)",
+        errno.EDQUOT: "free some space (the disk quota is used up)",
+        errno.EACCES: "choose a folder you can write to",
+        errno.EROFS: "choose a writable folder",
+        errno.ENOTDIR: "a file stands where a folder of that path belongs",
+        errno.EEXIST: "a file stands where a folder of that path belongs"}
+    hint = hints.get(exc.errno, "check the path and the disk")
     return OutputError(f"cannot write {path}: {reason}; {hint} (nothing was replaced)")
 
 
-def prepare_folder(path):
+def prepare_folder(path: str) -> str:
     """Create the folder of ``path``; a file standing in its way is an ``OutputError``."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -66,7 +70,7 @@ def prepare_folder(path):
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="wb", encoding=None):
+def atomic_write(path: str, mode: str = "wb", encoding: Optional[str] = None) -> Iterator[IO[Any]]:
     """Context manager yielding a file object whose content replaces ``path`` only on success.
 
     Args:
@@ -97,12 +101,12 @@ def atomic_write(path, mode="wb", encoding=None):
         raise
 
 
-def _remove_quietly(path):
+def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
 
 
-def remove_stale_temps(folder, name_pattern):
+def remove_stale_temps(folder: str, name_pattern: str) -> List[str]:
     """Remove ``atomic_write`` temporary files left by killed writers of names matching a glob.
 
     Args:
@@ -111,7 +115,7 @@ def remove_stale_temps(folder, name_pattern):
     Returns:
         The removed paths.
     """
-    removed = []
+    removed: List[str] = []
     for temp in glob.glob(os.path.join(glob.escape(folder), f".{name_pattern}.*.tmp")):
         with contextlib.suppress(OSError):
             os.remove(temp)

@@ -8,9 +8,12 @@ At 16 kHz that is 80 mel frames per second, and video frame i at ``fps`` starts 
 ``ppgan.data.contract``.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import wave
+from typing import Any, Union, overload
 
 import numpy as np
 
@@ -34,12 +37,12 @@ MEL_STEP_SIZE = 16  # mel frames in one network window
 _DECODE_BLOCK = 32768  # samples per resampling call in load_audio
 
 
-def _mono(frame):
+def _mono(frame: Any) -> np.ndarray:
     """(N,) float32 average of a planar float frame's channels."""
     return frame.to_ndarray().mean(axis=0, dtype=np.float32)
 
 
-def load_audio(path, sample_rate=SAMPLE_RATE):
+def load_audio(path: Union[str, "os.PathLike[str]"], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any audio file, or the audio track of a video, to mono float32 at ``sample_rate``.
 
     Args:
@@ -54,7 +57,7 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
     path = str(path)
     if not os.path.isfile(path):
         raise MediaError(f"audio file not found: {path}")
-    chunks = []
+    chunks: list = []
     try:
         with av.open(path) as container:
             if not container.streams.audio:
@@ -86,7 +89,7 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
     return wav
 
 
-def to_pcm16(wav):
+def to_pcm16(wav: np.ndarray) -> np.ndarray:
     """Quantise float audio in [-1, 1] to 16-bit PCM, the inverse of how decoding scales it.
 
     Decoders (PyAV/FFmpeg) map an int16 sample k to k / 32768, so scaling by 32768 here (and
@@ -102,7 +105,7 @@ def to_pcm16(wav):
     return np.clip(scaled, -32768, 32767).astype(np.int16)
 
 
-def save_wav(path, wav, sample_rate=SAMPLE_RATE):
+def save_wav(path: str, wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write mono float audio in [-1, 1] as 16-bit PCM wav (atomically: temp file + rename)."""
     pcm = to_pcm16(wav).astype("<i2")
     tmp = f"{path}.tmp{os.getpid()}"
@@ -120,7 +123,7 @@ def save_wav(path, wav, sample_rate=SAMPLE_RATE):
         raise
 
 
-def preemphasis(wav, coef=PREEMPHASIS):
+def preemphasis(wav: np.ndarray, coef: float = PREEMPHASIS) -> np.ndarray:
     """y[n] = x[n] - coef * x[n-1] with y[0] = x[0] (a first-order FIR, zero initial state)."""
     wav = np.asarray(wav, dtype=np.float64)
     out = wav.copy()
@@ -129,13 +132,13 @@ def preemphasis(wav, coef=PREEMPHASIS):
 
 
 @functools.lru_cache(maxsize=None)
-def mel_basis():
+def mel_basis() -> np.ndarray:
     """(80, 401) Slaney mel filter bank (area-normalised), computed once."""
     import librosa
     return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=NUM_MELS, fmin=FMIN, fmax=FMAX)
 
 
-def melspectrogram(wav):
+def melspectrogram(wav: np.ndarray) -> np.ndarray:
     """Mel spectrogram of 16 kHz mono audio, exactly as the reference Wav2Lip computes it.
 
     Args:
@@ -156,12 +159,16 @@ def melspectrogram(wav):
     return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
 
 
-def num_mel_steps(num_samples):
+def num_mel_steps(num_samples: int) -> int:
     """Length of the mel of ``num_samples`` samples: 1 + N // 200 (centred frames)."""
     return 1 + int(num_samples) // HOP_SIZE
 
 
-def mel_index(frame_index, fps):
+@overload
+def mel_index(frame_index: int, fps: float) -> int: ...
+@overload
+def mel_index(frame_index: np.ndarray, fps: float) -> np.ndarray: ...
+def mel_index(frame_index: Union[int, np.ndarray], fps: float) -> Union[int, np.ndarray]:
     """First mel step of video frame ``frame_index`` at ``fps``: int(80 * i / fps).
 
     Args:
@@ -174,6 +181,6 @@ def mel_index(frame_index, fps):
     return np.trunc(MEL_FPS * np.asarray(frame_index, dtype=np.float64) / fps).astype(np.int64)
 
 
-def num_video_frames(num_samples, fps, sample_rate=SAMPLE_RATE):
+def num_video_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
     """How many video frames at ``fps`` the given number of audio samples covers (rounded)."""
     return int(round(num_samples * fps / sample_rate))

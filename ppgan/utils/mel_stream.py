@@ -11,6 +11,10 @@ Hann window, real FFT, magnitude, Slaney filter bank, dB, normalisation), one co
 so the result does not depend on how the audio was cut into chunks.
 """
 
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
 
 from .audio import HOP_SIZE, MAX_ABS_VALUE, MIN_LEVEL_DB, N_FFT, NUM_MELS, PREEMPHASIS, \
@@ -20,13 +24,13 @@ from .errors import MediaError
 _HALF = N_FFT // 2  # centring pad of the STFT: 400 samples
 
 
-def _window():
+def _window() -> np.ndarray:
     """The periodic Hann window librosa's stft uses (float64)."""
     from scipy.signal import get_window
     return get_window("hann", WIN_SIZE, fftbins=True).astype(np.float64)
 
 
-def mel_columns(frames):
+def mel_columns(frames: np.ndarray) -> np.ndarray:
     """Mel steps of windowed-frame inputs.
 
     Args:
@@ -56,16 +60,16 @@ class MelStream:
     (``num_mel_steps(samples)`` of them).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.samples = 0          # samples pushed
         self.steps = 0            # mel steps produced
         self.finished = False
-        self._last_raw = None     # last raw sample (pre-emphasis state)
+        self._last_raw: Optional[float] = None     # last raw sample (pre-emphasis state)
         self._tail = np.zeros(0, np.float64)  # pre-emphasised samples [_tail_start, samples)
         self._tail_start = 0
         self._head = np.zeros(0, np.float64)  # the first _HALF + 1 pre-emphasised samples
 
-    def push(self, samples):
+    def push(self, samples: np.ndarray) -> np.ndarray:
         """Add samples; returns the mel steps they made final, (80, k) float32 (k may be 0).
 
         Raises:
@@ -73,14 +77,14 @@ class MelStream:
         """
         if self.finished:
             raise MediaError("audio pushed after the stream was finished")
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1) if np.ndim(samples) <= 1 else None
-        if samples is None:
+        chunk = np.asarray(samples, dtype=np.float32).reshape(-1) if np.ndim(samples) <= 1 else None
+        if chunk is None:
             raise MediaError("audio chunks must be 1-D (mono) arrays of 16 kHz samples")
-        if not np.isfinite(samples).all():
+        if not np.isfinite(chunk).all():
             raise MediaError("audio chunk holds NaN or infinite samples")
-        if samples.size == 0:
+        if chunk.size == 0:
             return np.zeros((NUM_MELS, 0), np.float32)
-        raw = samples.astype(np.float64)
+        raw = chunk.astype(np.float64)
         emphasised = raw.copy()
         emphasised[1:] -= PREEMPHASIS * raw[:-1]
         if self._last_raw is not None:
@@ -89,13 +93,13 @@ class MelStream:
         if self._head.size <= _HALF:
             self._head = np.concatenate([self._head, emphasised[:_HALF + 1 - self._head.size]])
         self._tail = np.concatenate([self._tail, emphasised])
-        self.samples += samples.size
+        self.samples += chunk.size
         # Step t is final when samples up to 200 t + 400 are in, and (for the start reflection)
         # at least 401 samples have arrived.
         ready = (self.samples - _HALF) // HOP_SIZE + 1 if self.samples > _HALF else 0
         return self._emit(ready, None)
 
-    def finish(self):
+    def finish(self) -> np.ndarray:
         """End of audio: returns the remaining steps (those touching the end reflection).
 
         Raises:
@@ -108,7 +112,7 @@ class MelStream:
         self.finished = True
         return self._emit(num_mel_steps(self.samples), self.samples)
 
-    def _sample(self, positions, total):
+    def _sample(self, positions: np.ndarray, total: Optional[int]) -> np.ndarray:
         """Pre-emphasised samples at padded positions (reflected at the start, and at the end
         when ``total`` is known)."""
         positions = np.abs(positions)                 # start reflection: -p -> p
@@ -127,7 +131,8 @@ class MelStream:
         values[rest] = self._tail[positions[rest] - self._tail_start]
         return values
 
-    def _emit(self, ready, total):
+    def _emit(self, ready: int, total: Optional[int]) -> np.ndarray:
+        """Mel steps [steps, ready) from the samples held (``total`` known once finished)."""
         if ready <= self.steps:
             return np.zeros((NUM_MELS, 0), np.float32)
         starts = np.arange(self.steps, ready) * HOP_SIZE - _HALF
