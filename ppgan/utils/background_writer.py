@@ -7,23 +7,26 @@ makes ``write`` wait instead of piling frames up in memory); the child owns the 
 The child is started with "spawn": it never inherits the parent's oneDNN/OpenMP threads.
 """
 
+from __future__ import annotations
+
 import multiprocessing
 import queue
 import time
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from .errors import MediaError
-from .video import CloseOrAbort
+from .video import CloseOrAbort, VideoWriter
 
 _JOIN_SECONDS = 60
 
 
-def _serve(path, fps, options, inbox, outbox):
+def _serve(path: str, fps: float, options: Dict[str, Any], inbox: Any, outbox: Any) -> None:
     """Child process: run a VideoWriter from messages until "close" or "abort"."""
-    from .video import VideoWriter
-
-    writer, failure, busy = None, None, 0.0
+    writer: Optional[VideoWriter] = None
+    failure: Optional[str] = None
+    busy = 0.0
     while True:
         kind, payload = inbox.get()
         if kind == "abort" or (kind == "close" and failure is not None):
@@ -37,6 +40,7 @@ def _serve(path, fps, options, inbox, outbox):
         try:
             if writer is None:
                 writer = VideoWriter(path, fps, **options)
+            # Queue messages: ("frame", image), ("audio", samples), ("close" | "abort", None).
             if kind == "frame":
                 writer.write(payload)
             elif kind == "audio":
@@ -70,11 +74,11 @@ class BackgroundVideoWriter(CloseOrAbort):
         encode_seconds: the child's busy time (known after ``close``).
     """
 
-    def __init__(self, path, fps, max_pending=16, **options):
+    def __init__(self, path: str, fps: float, max_pending: int = 16, **options: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self.path = str(path)
         self.frames_written = 0
-        self.encode_seconds = None
+        self.encode_seconds: Optional[float] = None
         self._inbox = context.Queue(maxsize=max_pending)
         self._outbox = context.Queue()
         self._process = context.Process(target=_serve, args=(self.path, fps, options, self._inbox,
@@ -82,7 +86,8 @@ class BackgroundVideoWriter(CloseOrAbort):
         self._process.start()
         self._closed = False
 
-    def _send(self, kind, payload=None):
+    def _send(self, kind: str, payload: Any = None) -> None:
+        """Queue one message for the child, waiting while the queue is full (the child is slower)."""
         if self._closed:
             raise RuntimeError(f"BackgroundVideoWriter for {self.path} is already closed")
         while True:
@@ -95,7 +100,7 @@ class BackgroundVideoWriter(CloseOrAbort):
                     raise MediaError(f"cannot write {self.path}: the encoding process ended "
                                      f"(exit code {self._process.exitcode})") from None
 
-    def write(self, frame):
+    def write(self, frame: np.ndarray) -> None:
         """Queue one (H, W, 3) uint8 BGR frame."""
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -103,11 +108,11 @@ class BackgroundVideoWriter(CloseOrAbort):
         self._send("frame", np.ascontiguousarray(frame))
         self.frames_written += 1
 
-    def add_audio(self, samples):
+    def add_audio(self, samples: np.ndarray) -> None:
         """Queue mono float samples for a ``live_audio`` track."""
         self._send("audio", np.asarray(samples, dtype=np.float32).reshape(-1))
 
-    def close(self):
+    def close(self) -> None:
         """Wait for the child to finish the file.
 
         Raises:
@@ -122,7 +127,7 @@ class BackgroundVideoWriter(CloseOrAbort):
             raise MediaError(payload or f"cannot write {self.path}: the encoding process failed")
         self.frames_written, self.encode_seconds = payload
 
-    def abort(self):
+    def abort(self) -> None:
         """Drop the output: the child removes its temporary file."""
         if self._closed:
             return
@@ -136,7 +141,8 @@ class BackgroundVideoWriter(CloseOrAbort):
             if self._process.is_alive():
                 self._process.terminate()
 
-    def _result(self):
+    def _result(self) -> Tuple[str, Any]:
+        """The child's answer ``(status, payload)``, waiting at most ``_JOIN_SECONDS``."""
         try:
             result = self._outbox.get(timeout=_JOIN_SECONDS)
         except queue.Empty:

@@ -5,8 +5,12 @@ like Ctrl-C: they raise ``Terminated``, a ``KeyboardInterrupt``, so every cleanu
 runs on Ctrl-C (partial videos, temporary files, loader workers) runs for them too.
 """
 
+from __future__ import annotations
+
 import signal
 import sys
+from types import FrameType
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 from .errors import PPGanError
 
@@ -17,16 +21,16 @@ _TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM or SIGHUP."""
 
-    def __init__(self, signum):
+    def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(signum: int, frame: Optional[FrameType]) -> NoReturn:
     raise Terminated(signum)
 
 
-def install_termination_handlers():
+def install_termination_handlers() -> Dict[int, Any]:
     """Make SIGTERM / SIGHUP raise ``Terminated`` in the main thread; returns the old handlers."""
     # Importing Paddle installs its own C-level SIGTERM handler (a FatalError report, then an
     # abort that skips every cleanup), replacing a Python handler set before: import it first.
@@ -35,7 +39,7 @@ def install_termination_handlers():
     return {signum: signal.signal(signum, _raise_terminated) for signum in _TERMINATING}
 
 
-def run_main(main, argv=None):
+def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None) -> NoReturn:
     """Run ``main(argv)``; a ``PPGanError`` prints ``error: <message>`` to stderr and exits 2
     (or its ``exit_code``: 130 for a training stopped by Ctrl-C after its checkpoint).
 

@@ -3,9 +3,12 @@
 Rank 0 writes ``<output_dir>/log.txt``; rank N writes ``<output_dir>/log.txt.rankN``.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import sys
+from typing import Optional
 
 from .comm import get_rank
 
@@ -14,7 +17,7 @@ _FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
 _DATEFMT = "%m/%d %H:%M:%S"
 
 
-def setup_logger(output_dir=None, name=LOGGER_NAME, level=logging.INFO):
+def setup_logger(output_dir: Optional[str] = None, name: str = LOGGER_NAME, level: int = logging.INFO) -> logging.Logger:
     """Configure and return the logger (safe to call again: old handlers are replaced).
 
     Args:
@@ -49,7 +52,7 @@ class _LogFileHandler(logging.FileHandler):
     the first record (``delay``), so a run that fails before logging leaves none.
     """
 
-    def handleError(self, record):
+    def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]
         if not isinstance(error, OSError):
             super().handleError(record)
@@ -65,7 +68,7 @@ class _LogFileHandler(logging.FileHandler):
         logging.getLogger(LOGGER_NAME).removeHandler(self)
 
 
-def get_logger(name=LOGGER_NAME):
+def get_logger(name: str = LOGGER_NAME) -> logging.Logger:
     """The project logger; configured with a console handler on first use if nobody set it up."""
     logger = logging.getLogger(name)
     if not logger.handlers:

@@ -6,6 +6,8 @@ are hidden through ``GLOG_minloglevel=1``, which must be set before Paddle is im
 WARNING and ERROR lines stay. A value the user set is kept.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import warnings
@@ -26,7 +28,7 @@ HARMLESS_WARNINGS = (
 )
 
 
-def silence_known_harmless_warnings():
+def silence_known_harmless_warnings() -> None:
     """Install the filters of ``HARMLESS_WARNINGS`` and hide Paddle's C++ INFO lines."""
     os.environ.setdefault("GLOG_minloglevel", "1")
     for prefix, _ in HARMLESS_WARNINGS:

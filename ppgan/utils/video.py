@@ -7,9 +7,12 @@ Writing goes to a temporary file beside the destination and is renamed on succes
 or empty write never leaves a half-written video behind.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import fractions
 import os
+from typing import Any, Iterable, Iterator, List, Literal, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
 
@@ -23,13 +26,19 @@ CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matro
 _TIME_TOLERANCE = 5e-4
 _AUDIO_CHUNK = 1024  # samples per encoded audio frame; PyAV re-chunks to the codec's frame size
 
+# PyAV containers, streams and frames. PyAV is imported where it runs (importing this module stays
+# cheap), so these private helpers take them as Any.
+AVObject = Any
+# A media file name as str or path object (``str()`` reads both).
+PathLike = Union[str, "os.PathLike[str]"]
 
-def is_image_file(path):
+
+def is_image_file(path: PathLike) -> bool:
     """True when ``path`` has a still-image extension (jpg, jpeg, png, bmp, webp, tif, tiff)."""
     return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path):
+def read_image(path: PathLike) -> np.ndarray:
     """Read a still image as BGR.
 
     Returns:
@@ -67,7 +76,7 @@ class VideoInfo:
     has_audio: bool
 
 
-def _open_input(path):
+def _open_input(path: PathLike) -> AVObject:
     """Open a media file for reading, turning every failure into a one-line MediaError."""
     import av
 
@@ -80,21 +89,21 @@ def _open_input(path):
         raise MediaError(f"cannot read video {path}: {exc}") from None
 
 
-def _video_stream(container, path):
+def _video_stream(container: AVObject, path: PathLike) -> AVObject:
     if not container.streams.video:
         container.close()
         raise MediaError(f"no video stream in {path}: give a video file (or an image for a still face)")
     return container.streams.video[0]
 
 
-def _stream_fps(stream, path):
+def _stream_fps(stream: AVObject, path: PathLike) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or float(rate) <= 0:
         raise MediaError(f"cannot tell the frame rate of {path}: re-encode it with a constant frame rate")
     return float(rate)
 
 
-def _stream_duration(stream, container):
+def _stream_duration(stream: AVObject, container: AVObject) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -102,7 +111,7 @@ def _stream_duration(stream, container):
     return 0.0
 
 
-def probe_video(path):
+def probe_video(path: PathLike) -> VideoInfo:
     """Read a video's metadata (no frame decoding).
 
     Returns:
@@ -125,7 +134,7 @@ def probe_video(path):
                          duration=duration, has_audio=bool(container.streams.audio))
 
 
-def video_rotation(path):
+def video_rotation(path: PathLike) -> int:
     """Clockwise quarter-turn (0, 90, 180 or 270 degrees) that shows a video upright.
 
     Phone recordings store frames sideways with a display matrix saying how to turn them; players
@@ -148,7 +157,7 @@ def video_rotation(path):
     return int(round(-counter_clockwise / 90.0)) % 4 * 90
 
 
-def bgr_to_video_frame(frame):
+def bgr_to_video_frame(frame: np.ndarray) -> AVObject:
     """(H, W, 3) BGR uint8 with even sides -> yuv420p VideoFrame.
 
     OpenCV's BT.601 conversion is used in both directions because PyAV's default swscale path
@@ -157,10 +166,11 @@ def bgr_to_video_frame(frame):
     import cv2
 
     yuv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2YUV_I420)
-    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    # cv2's stubs drop the dtype: the I420 image of a uint8 frame is uint8.
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")  # type: ignore[arg-type]
 
 
-def frame_to_bgr(frame):
+def frame_to_bgr(frame: AVObject) -> np.ndarray:
     """Decoded VideoFrame -> (H, W, 3) BGR uint8 (OpenCV conversion for yuv420p, see above)."""
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         import cv2
@@ -168,7 +178,8 @@ def frame_to_bgr(frame):
     return frame.to_ndarray(format="bgr24")
 
 
-def _decode_timed(container, stream, path, source_fps):
+def _decode_timed(container: AVObject, stream: AVObject, path: PathLike,
+                  source_fps: float) -> Iterator[Tuple[float, np.ndarray]]:
     """Yield (seconds since the first frame, (H, W, 3) BGR uint8) for every decoded frame."""
     import av
 
@@ -187,7 +198,7 @@ def _decode_timed(container, stream, path, source_fps):
         container.close()
 
 
-def _resample(timed_frames, fps, source_fps):
+def _resample(timed_frames: Iterable[Tuple[float, np.ndarray]], fps: float, source_fps: float) -> Iterator[np.ndarray]:
     """Bring frames to ``fps``: output instant k/fps shows the source frame on screen at that time.
 
     A source frame is on screen from its timestamp until the next frame's, and the last one for one
@@ -210,7 +221,7 @@ def _resample(timed_frames, fps, source_fps):
         index += 1
 
 
-def iter_frames(path, fps=None):
+def iter_frames(path: PathLike, fps: Optional[float] = None) -> Iterator[np.ndarray]:
     """Decode a video lazily, one frame at a time.
 
     Args:
@@ -239,7 +250,7 @@ def iter_frames(path, fps=None):
     return _resample(timed, fps, source_fps)
 
 
-def read_video(path, fps=None, max_frames=None):
+def read_video(path: PathLike, fps: Optional[float] = None, max_frames: Optional[int] = None) -> np.ndarray:
     """Decode a whole video (or its first ``max_frames``) into memory.
 
     Returns:
@@ -247,7 +258,7 @@ def read_video(path, fps=None, max_frames=None):
     Raises:
         MediaError: as ``iter_frames``, or when the video has no decodable frame.
     """
-    frames = []
+    frames: List[np.ndarray] = []
     for image in iter_frames(path, fps=fps):
         if max_frames is not None and len(frames) >= max_frames:
             break
@@ -257,12 +268,12 @@ def read_video(path, fps=None, max_frames=None):
     return np.stack(frames)
 
 
-def _frame_rate(fps):
+def _frame_rate(fps: float) -> fractions.Fraction:
     """fps as an exact fraction; 29.97002997 becomes 30000/1001 as the NTSC rates are."""
     return fractions.Fraction(fps).limit_denominator(1001)
 
 
-def _audio_frame_format(codec_name):
+def _audio_frame_format(codec_name: str) -> str:
     """Packed sample format fed to the encoder: int16 for codecs that take it (so lossless codecs
     store exactly the int16 samples a wav would), float otherwise (PyAV converts to the codec's layout)."""
     import av
@@ -280,15 +291,27 @@ class CloseOrAbort:
     """Context-manager protocol of the video writers: ``close()`` (publish the file) when the block
     ends normally, ``abort()`` (leave no file) when it raises, so no half-written video survives."""
 
-    def __enter__(self):
+    def __enter__(self: _Writer) -> _Writer:
         return self
 
-    def __exit__(self, exc_type, exc, traceback):
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 traceback: Any) -> Literal[False]:
         if exc_type is None:
             self.close()
         else:
             self.abort()
         return False
+
+    def close(self) -> None:
+        """Publish the file."""
+        raise NotImplementedError  # abstract: every writer implements it
+
+    def abort(self) -> None:
+        """Leave no file behind."""
+        raise NotImplementedError  # abstract: every writer implements it
+
+
+_Writer = TypeVar("_Writer", bound=CloseOrAbort)
 
 
 class VideoWriter(CloseOrAbort):
@@ -311,8 +334,9 @@ class VideoWriter(CloseOrAbort):
     renamed on success and removed on any error or when no frame was written.
     """
 
-    def __init__(self, path, fps, audio=None, sample_rate=SAMPLE_RATE, crf=20, audio_codec="aac",
-                 preset="veryfast", live_audio=False):
+    def __init__(self, path: PathLike, fps: float, audio: Optional[np.ndarray] = None,
+                 sample_rate: int = SAMPLE_RATE, crf: int = 20, audio_codec: str = "aac",
+                 preset: str = "veryfast", live_audio: bool = False) -> None:
         self.path = str(path)
         folder, name = os.path.split(os.path.abspath(self.path))
         extension = os.path.splitext(name)[1].lower()
@@ -342,14 +366,16 @@ class VideoWriter(CloseOrAbort):
         self.frames_written = 0
         self._format = CONTAINER_FORMATS[extension]
         self._tmp = os.path.join(folder, f".{name}.partial{os.getpid()}{extension}")
-        self._container = None
-        self._video = None
-        self._audio_stream = None
+        # PyAV objects, created by ``_open`` at the first frame (None before).
+        self._container: AVObject = None
+        self._video: AVObject = None
+        self._audio_stream: AVObject = None
         self._audio_done = 0
-        self._size = None  # (height, width) of the frames given, before even-padding
+        self._size: Optional[Tuple[int, ...]] = None  # (height, width) of the frames given, before even-padding
         self._closed = False
 
-    def _open(self, height, width):
+    def _open(self, height: int, width: int) -> None:
+        """Create the container and its streams for frames of ``height`` x ``width``."""
         import av
 
         try:
@@ -366,7 +392,7 @@ class VideoWriter(CloseOrAbort):
             self.abort()
             raise MediaError(f"cannot create {self.path}: {exc}") from None
 
-    def write(self, frame):
+    def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) BGR uint8 frame."""
         import av
 
@@ -395,7 +421,7 @@ class VideoWriter(CloseOrAbort):
             self.abort()
             raise MediaError(f"cannot write {self.path}: {exc}") from None
 
-    def _write_audio(self, until):
+    def _write_audio(self, until: int) -> None:
         """Encode audio samples [already written, until) into the audio track."""
         import av
 
@@ -414,7 +440,7 @@ class VideoWriter(CloseOrAbort):
             self._container.mux(self._audio_stream.encode(audio_frame))
             self._audio_done = stop
 
-    def add_audio(self, samples):
+    def add_audio(self, samples: np.ndarray) -> None:
         """Append mono float samples in [-1, 1] to a ``live_audio`` track.
 
         They are encoded as the video reaches them (or at ``close``), so audio may run ahead of
@@ -429,7 +455,7 @@ class VideoWriter(CloseOrAbort):
         if self._container is not None:  # frames already written: catch the audio up with them
             self._write_audio(int(round(self.frames_written * self.sample_rate / self.fps)))
 
-    def close(self):
+    def close(self) -> None:
         """Flush the encoders and move the finished file into place.
 
         Raises:
@@ -454,7 +480,7 @@ class VideoWriter(CloseOrAbort):
             raise MediaError(f"cannot finish {self.path}: {exc}") from None
         self._closed = True
 
-    def abort(self):
+    def abort(self) -> None:
         """Drop everything written so far: close quietly and remove the temporary file."""
         self._closed = True
         if self._container is not None:
@@ -467,7 +493,8 @@ class VideoWriter(CloseOrAbort):
             os.remove(self._tmp)
 
 
-def write_video(path, frames, fps, audio=None, **writer_options):
+def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, audio: Optional[np.ndarray] = None,
+                **writer_options: Any) -> int:
     """Write an iterable of (H, W, 3) BGR uint8 frames (and optional mono audio) to ``path``.
 
     Returns:

@@ -7,13 +7,16 @@ the folder named by the ``PPGAN_HOME`` environment variable. This module only lo
 is never used at run time.
 """
 
+from __future__ import annotations
+
 import os
+from typing import List, Optional
 
 HOME_VARIABLE = "PPGAN_HOME"
 RELEASE_PAGE = "https://github.com/PaddlePaddle/PaddleGAN"  # where the released files are listed
 
 
-def weights_folders():
+def weights_folders() -> List[str]:
     """Folders searched for released weights, in order: ``$PPGAN_HOME`` (when set),
     ``~/.cache/ppgan``, ``~/.cache/paddle/hapi/weights``."""
     folders = []
@@ -24,7 +27,7 @@ def weights_folders():
     return folders
 
 
-def find_released_weights(filename):
+def find_released_weights(filename: str) -> Optional[str]:
     """The first ``<folder>/<filename>`` that exists among ``weights_folders()``, or None."""
     for folder in weights_folders():
         path = os.path.join(folder, filename)
@@ -33,7 +36,7 @@ def find_released_weights(filename):
     return None
 
 
-def missing_weights_message(filename, flag):
+def missing_weights_message(filename: str, flag: str) -> str:
     """One line saying where ``filename`` was looked for and how to provide it."""
     return (f"no {flag} given and {filename} is not in {' or '.join(weights_folders())}: "
             f"pass {flag}, or put PaddleGAN's released {filename} (listed at {RELEASE_PAGE}) "
