@@ -4,14 +4,20 @@ A config block ``{name: X, k: v}`` builds ``REGISTRY.get("X")(k=v, ...)``. Unkno
 listing the registered ones; keys the class does not accept fail naming the closest accepted key.
 """
 
+from __future__ import annotations
+
 import copy
 import difflib
 import inspect
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar
+
+# A registered class or function: whatever builds the object of a config block.
+_Obj = TypeVar("_Obj", bound=Callable[..., Any])
 
 from .errors import ConfigError
 
 
-def closest(word, candidates):
+def closest(word: object, candidates: Iterable[object]) -> Optional[str]:
     """Return the candidate most similar to ``word``, or None when nothing is close."""
     found = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.5)
     return found[0] if found else None
@@ -24,14 +30,14 @@ class Registry:
     name twice is an error, so two modules can never silently shadow each other.
     """
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
-        self._items = {}
+        self._items: Dict[str, Callable[..., Any]] = {}
 
-    def register(self, name=None):
+    def register(self, name: Optional[str] = None) -> Callable[[_Obj], _Obj]:
         """Decorator registering a class or function under ``name`` (default: its ``__name__``)."""
 
-        def decorator(obj):
+        def decorator(obj: _Obj) -> _Obj:
             key = name or obj.__name__
             if key in self._items:
                 raise KeyError(f"{key!r} is already registered in the {self.name} registry "
@@ -41,26 +47,31 @@ class Registry:
 
         return decorator
 
-    def get(self, name):
-        """Return the object registered as ``name``; unknown names list the registered ones."""
-        if name not in self._items:
+    def get(self, name: object) -> Callable[..., Any]:
+        """Return the object registered as ``name``; unknown names list the registered ones.
+
+        ``name`` is typed ``object`` because it comes straight from a config block (any YAML
+        value); only registered strings pass.
+        """
+        if not isinstance(name, str) or name not in self._items:
             hint = closest(name, self._items)
             hint = f" Did you mean {hint!r}?" if hint else ""
             raise ConfigError(f"unknown {self.name} name {name!r}; registered: "
                               f"{', '.join(sorted(self._items)) or '(none)'}.{hint}")
         return self._items[name]
 
-    def names(self):
+    def names(self) -> List[str]:
+        """The registered names, sorted."""
         return sorted(self._items)
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._items
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Registry({self.name!r}, {self.names()})"
 
 
-def accepted_keys(obj):
+def accepted_keys(obj: Callable[..., Any]) -> Optional[List[str]]:
     """Keyword names ``obj`` (a class or function) accepts, or None if it takes ``**kwargs``."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     params = inspect.signature(target).parameters.values()
@@ -70,7 +81,7 @@ def accepted_keys(obj):
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def build_from_config(cfg, registry, where=None, **default_args):
+def build_from_config(cfg: Any, registry: Registry, where: Optional[str] = None, **default_args: Any) -> Any:
     """Build the object a ``{name: X, ...}`` block describes.
 
     Args:
