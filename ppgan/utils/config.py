@@ -12,9 +12,12 @@ A top-level ``dataroot`` (when not null) is the corpus of every ``dataset`` bloc
 their own ``dataroot``, so a corpus path is given once (``-o dataroot=data/my_speaker``).
 """
 
+from __future__ import annotations
+
 import copy
 import os
 import re
+from typing import IO, Any, Dict, FrozenSet, Iterable, List, Mapping, MutableMapping, Optional, Tuple, Union
 
 import yaml
 from easydict import EasyDict
@@ -40,12 +43,13 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def parse_yaml(text):
+def parse_yaml(text: Union[str, IO[str]]) -> Any:
     """Parse YAML text with the project's loader."""
     return yaml.load(text, Loader=_Loader)
 
 
-def _read_yaml(path):
+def _read_yaml(path: str) -> Dict[str, Any]:
+    """The mapping at the top of a YAML file (ConfigError for a missing file, bad YAML or no mapping)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -64,7 +68,7 @@ def _read_yaml(path):
     return data
 
 
-def merge_dicts(base, child):
+def merge_dicts(base: Dict[str, Any], child: Mapping[str, Any]) -> Dict[str, Any]:
     """Return ``base`` updated by ``child``: dicts merge recursively, other values replace."""
     merged = copy.deepcopy(base)
     for key, value in child.items():
@@ -75,7 +79,8 @@ def merge_dicts(base, child):
     return merged
 
 
-def _load_with_bases(path, seen):
+def _load_with_bases(path: str, seen: FrozenSet[str]) -> Dict[str, Any]:
+    """The config at ``path`` merged over its ``_base_`` chain (``seen``: files up the chain)."""
     path = os.path.abspath(path)
     if path in seen:
         raise ConfigError(f"config {path} inherits from itself through _base_")
@@ -83,14 +88,14 @@ def _load_with_bases(path, seen):
     bases = data.pop(BASE_KEY, [])
     if isinstance(bases, str):
         bases = [bases]
-    merged = {}
+    merged: Dict[str, Any] = {}
     for base in bases:
         base_path = os.path.join(os.path.dirname(path), base)
         merged = merge_dicts(merged, _load_with_bases(base_path, seen | {path}))
     return merge_dicts(merged, data)
 
 
-def parse_override(text):
+def parse_override(text: str) -> Tuple[List[str], Any]:
     """Split ``"a.b.c=value"`` into (["a", "b", "c"], parsed value)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub.key=value")
@@ -104,7 +109,7 @@ def parse_override(text):
     return key.split("."), value
 
 
-def apply_override(cfg, text):
+def apply_override(cfg: MutableMapping[str, Any], text: str) -> None:
     """Set one ``a.b.c=value`` override in place; the key must already exist."""
     keys, value = parse_override(text)
     node = cfg
@@ -129,7 +134,7 @@ def apply_override(cfg, text):
             node = node[key]
 
 
-def load_config(path, overrides=()):
+def load_config(path: str, overrides: Optional[Iterable[str]] = ()) -> AttrDict:
     """Load a YAML config with its ``_base_`` chain and apply ``a.b.c=value`` overrides.
 
     Args:
@@ -147,7 +152,7 @@ def load_config(path, overrides=()):
     return AttrDict(data)
 
 
-def _share_dataroot(data):
+def _share_dataroot(data: MutableMapping[str, Any]) -> None:
     """Copy a non-null top-level ``dataroot`` into every dataset block (see the module doc)."""
     root = data.get("dataroot")
     if root is None:
@@ -160,7 +165,7 @@ def _share_dataroot(data):
             block["dataroot"] = root
 
 
-def to_plain(obj):
+def to_plain(obj: Any) -> Any:
     """Convert AttrDicts (and nested containers) to plain dicts and lists for dumping."""
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
@@ -169,7 +174,7 @@ def to_plain(obj):
     return obj
 
 
-def dump_config(cfg, path=None):
+def dump_config(cfg: Mapping[str, Any], path: Optional[str] = None) -> str:
     """Return the resolved config as YAML text and, if ``path`` is given, write it there."""
     text = yaml.safe_dump(to_plain(cfg), sort_keys=False, default_flow_style=False)
     if path:
