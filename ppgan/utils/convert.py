@@ -10,6 +10,10 @@ Each network's module registers its converter (``register_converter``) where the
 defined, so this module imports nothing above ``ppgan.utils``.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+
 import numpy as np
 
 from .errors import WeightsError
@@ -17,12 +21,15 @@ from .registry import Registry
 
 CONVERTERS = Registry("weights converter")
 # arch -> zero-argument callable building the Paddle network the converted dict must fit
-REFERENCE_NETWORKS = {}
+REFERENCE_NETWORKS: Dict[str, Callable[[], Any]] = {}
+# A converter: {PyTorch name: array} after the generic steps -> {Paddle name: array}.
+_Converter = TypeVar("_Converter", bound=Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]])
 _BATCHNORM_RENAMES = {"running_mean": "_mean", "running_var": "_variance"}
 _CHECKPOINT_WRAPPERS = ("state_dict", "model", "net")
 
 
-def register_converter(arch, network_factory=None):
+def register_converter(arch: str, network_factory: Optional[Callable[[], Any]] = None
+                       ) -> Callable[[_Converter], _Converter]:
     """Decorator: register ``convert(state) -> state`` for ``arch``.
 
     Args:
@@ -32,7 +39,7 @@ def register_converter(arch, network_factory=None):
     The function receives the PyTorch state dict after the generic steps (prefix stripped,
     batch-norm statistics renamed) as ``{name: ndarray}`` and returns Paddle's ``{name: ndarray}``.
     """
-    def decorator(fn):
+    def decorator(fn: _Converter) -> _Converter:
         CONVERTERS.register(arch)(fn)
         if network_factory is not None:
             REFERENCE_NETWORKS[arch] = network_factory
@@ -40,7 +47,7 @@ def register_converter(arch, network_factory=None):
     return decorator
 
 
-def torch_state_dict(obj, path="the checkpoint"):
+def torch_state_dict(obj: Any, path: str = "the checkpoint") -> Dict[str, np.ndarray]:
     """The model state dict of a read PyTorch checkpoint, with generic renames applied.
 
     Args:
@@ -58,7 +65,7 @@ def torch_state_dict(obj, path="the checkpoint"):
             not all(isinstance(v, np.ndarray) for v in obj.values()):
         raise WeightsError(f"{path} holds no model state dict (a dict of tensors, possibly under "
                            f"'state_dict'); expected an original PyTorch checkpoint")
-    state = {}
+    state: Dict[str, np.ndarray] = {}
     for name, value in obj.items():
         name = name[len("module."):] if name.startswith("module.") else name
         prefix, _, leaf = name.rpartition(".")
@@ -70,7 +77,7 @@ def torch_state_dict(obj, path="the checkpoint"):
     return state
 
 
-def keep_names(state):
+def keep_names(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The converter of networks built with the original module names (``conv_block.0``, ...):
     after the generic batch-norm renames nothing is left to map."""
     return dict(state)

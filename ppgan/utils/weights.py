@@ -10,10 +10,13 @@ Handled formats (parsed without executing anything, see ``ppgan.utils.safe_unpic
 ``load_weights`` is the one loader used by training, inference, evaluation and export.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import pickle
 from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -29,8 +32,13 @@ _PADDLE_SPLIT_PARAMS = "UnpackBigParamInfor@@"
 _REPORT_ITEMS = 4  # how many keys of each kind an error message lists before "..."
 CHECKSUM_KEY = "checksum"  # in this project's checkpoints: "sha256:<hex>" over their arrays
 
+# A weights file name as str or path object.
+PathLike = Union[str, "os.PathLike[str]"]
+# One network's flat state dict as read from a file: {parameter name: numpy array}.
+StateDict = Dict[str, np.ndarray]
 
-def _merge_paddle_split_params(obj):
+
+def _merge_paddle_split_params(obj: Any) -> Any:
     """Undo paddle.save's splitting of >1 GiB arrays and drop its parameter-name table."""
     if not isinstance(obj, dict):
         return obj
@@ -41,7 +49,7 @@ def _merge_paddle_split_params(obj):
     return obj
 
 
-def read_weights_file(path):
+def read_weights_file(path: PathLike) -> Any:
     """Read a weights or checkpoint file without executing anything from it.
 
     Args:
@@ -53,7 +61,7 @@ def read_weights_file(path):
         WeightsError: missing, empty, corrupt or truncated file, not a weights file, or a file
             that asks to run code (naming the refused global).
     """
-    path = os.fspath(path)
+    path = os.fspath(path)  # (read objects are Any: dicts, lists, arrays and plain values)
     if os.path.isdir(path):
         raise WeightsError(f"{path} is a folder; expected {EXPECTED}")
     if not os.path.isfile(path):
@@ -79,7 +87,7 @@ def read_weights_file(path):
 
 # ----------------------------------------------------------------------------- checksums
 
-def tensor_checksum(obj):
+def tensor_checksum(obj: Any) -> str:
     """"sha256:<hex>" over every array of ``obj`` (with its key path, dtype and shape), in order.
 
     ``obj`` is a checkpoint as stored (dicts / lists / tuples of arrays and plain values); its
@@ -87,7 +95,7 @@ def tensor_checksum(obj):
     """
     digest = hashlib.sha256()
 
-    def walk(node, where):
+    def walk(node: Any, where: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 if not (where == "" and key == CHECKSUM_KEY):
@@ -98,13 +106,14 @@ def tensor_checksum(obj):
         elif isinstance(node, np.ndarray):
             array = np.ascontiguousarray(node)
             digest.update(f"{where}:{array.dtype.str}:{array.shape};".encode())
-            digest.update(memoryview(array.reshape(-1)).cast("B"))
+            # ndarray is a buffer; numpy declares __buffer__ for Python >= 3.12 only.
+            digest.update(memoryview(array.reshape(-1)).cast("B"))  # type: ignore[arg-type]
 
     walk(obj, "")
     return "sha256:" + digest.hexdigest()
 
 
-def verify_checksum(obj, path):
+def verify_checksum(obj: Any, path: str) -> None:
     """Fail when one of this project's checkpoints no longer matches its stored checksum.
 
     Files without a checksum (other frameworks', older ones) pass unchecked.
@@ -120,7 +129,7 @@ def verify_checksum(obj, path):
 
 # ----------------------------------------------------------------------------- writing
 
-def _to_storable(obj, where="checkpoint"):
+def _to_storable(obj: Any, where: str = "checkpoint") -> Any:
     """Tensors -> numpy, dict subclasses -> dict; refuse anything ``read_weights_file`` or
     ``paddle.load`` could not read back, so a checkpoint never fails only when reloaded."""
     if isinstance(obj, paddle.Tensor):
@@ -139,7 +148,7 @@ def _to_storable(obj, where="checkpoint"):
                     f"dicts, lists, tuples, numbers, strings and arrays/tensors are allowed")
 
 
-def save_weights_file(obj, path):
+def save_weights_file(obj: Any, path: str) -> None:
     """Write ``obj`` (tensors converted to numpy) as a protocol-4 pickle, atomically.
 
     The file reads back with ``read_weights_file`` and with ``paddle.load``. It is written with
@@ -164,12 +173,13 @@ def save_weights_file(obj, path):
 
 # ----------------------------------------------------------------------------- selecting
 
-def _is_flat_state(obj):
+def _is_flat_state(obj: Any) -> bool:
+    """True for a non-empty dict of numpy arrays (one network's state)."""
     return isinstance(obj, dict) and bool(obj) and \
         all(isinstance(v, np.ndarray) for v in obj.values())
 
 
-def select_state_dict(obj, net_name=None, path=None):
+def select_state_dict(obj: Any, net_name: Optional[str] = None, path: Optional[str] = None) -> StateDict:
     """Pick one network's flat state dict out of a read weights file.
 
     Accepts a flat dict (PaddleGAN's ``wav2lip_hq.pdparams``, a converted ``.pth``), a dict of
@@ -213,17 +223,18 @@ class LoadReport:
     source: str
     network: str
     loaded: int = 0
-    missing: list = field(default_factory=list)
-    unexpected: list = field(default_factory=list)
-    mismatched: list = field(default_factory=list)  # (key, file shape, network shape)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)  # (key, file shape, network shape)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
+        """True when every entry matched in name and shape."""
         return not (self.missing or self.unexpected or self.mismatched)
 
-    def summary(self):
+    def summary(self) -> str:
         """One line listing the first few problems of each kind, with counts."""
-        def listed(items):
+        def listed(items: Sequence[object]) -> str:
             head = ", ".join(map(str, items[:_REPORT_ITEMS]))
             return head + (", ..." if len(items) > _REPORT_ITEMS else "")
         parts = []
@@ -237,7 +248,8 @@ class LoadReport:
         return "; ".join(parts) or f"all {self.loaded} entries match"
 
 
-def match_state_dict(expected_shapes, state, source, network):
+def match_state_dict(expected_shapes: Mapping[str, Sequence[int]], state: Mapping[str, Any], source: str,
+                     network: str) -> LoadReport:
     """Compare ``{name: shape}`` a network expects with a ``{name: array}`` state dict."""
     report = LoadReport(source=source, network=network)
     report.missing = [k for k in expected_shapes if k not in state]
@@ -251,7 +263,7 @@ def match_state_dict(expected_shapes, state, source, network):
     return report
 
 
-def mismatch_error(report, hint=""):
+def mismatch_error(report: LoadReport, hint: str = "") -> WeightsError:
     """The one-line ``WeightsError`` for a failed match (shared by loading and conversion)."""
     expected = report.loaded + len(report.missing) + len(report.mismatched)
     found = report.loaded + len(report.unexpected) + len(report.mismatched)
@@ -268,7 +280,8 @@ def mismatch_error(report, hint=""):
                         f"file, {expected} expected): {cause}" + (f"; {hint}" if hint else ""))
 
 
-def load_weights(net, source, net_name=None, strict=True, where=None):
+def load_weights(net: paddle.nn.Layer, source: Any, net_name: Optional[str] = None, strict: bool = True,
+                 where: Optional[str] = None) -> LoadReport:
     """Load weights into ``net``: THE loader for training, inference, evaluation and export.
 
     Args:
@@ -298,22 +311,22 @@ def load_weights(net, source, net_name=None, strict=True, where=None):
     matched = {key: state[key].astype(_numpy_dtype(target[key]), copy=False)
                for key in target if key in state and tuple(state[key].shape) == tuple(target[key].shape)}
     check_finite_weights(matched, where)
-    net.set_state_dict(matched)
+    net.set_state_dict(matched)  # type: ignore[arg-type]  # takes numpy arrays too (stub: Tensors)
     return report
 
 
-def non_finite_keys(state):
+def non_finite_keys(state: Mapping[str, np.ndarray]) -> List[str]:
     """Keys of a ``{name: numpy array}`` state dict whose values hold NaN or Inf."""
     return [key for key, value in state.items()
             if value.dtype.kind in "fc" and not np.isfinite(value).all()]
 
 
-def listed_keys(keys):
+def listed_keys(keys: Sequence[object]) -> str:
     """The first few keys, comma-separated, with "..." when there are more."""
     return ", ".join(map(str, keys[:_REPORT_ITEMS])) + (", ..." if len(keys) > _REPORT_ITEMS else "")
 
 
-def check_finite_weights(state, where):
+def check_finite_weights(state: Mapping[str, np.ndarray], where: str) -> None:
     """Refuse a state dict holding NaN or Inf values (what a diverged run saves).
 
     Raises:
@@ -326,6 +339,6 @@ def check_finite_weights(state, where):
                            f"earlier checkpoint")
 
 
-def _numpy_dtype(tensor):
+def _numpy_dtype(tensor: paddle.Tensor) -> np.dtype:
     """The numpy dtype of a paddle tensor, without copying its data."""
     return np.dtype(str(tensor.dtype).replace("paddle.", ""))
