@@ -12,12 +12,15 @@ turns that into dicts / lists / tuples of numpy arrays. ``ppgan.utils.weights.re
 is the public entry point; it adds the file checks and the one-line errors.
 """
 
+from __future__ import annotations
+
 import io
 import os
 import pickle
 import struct
 import zipfile
 from collections import OrderedDict
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -433,7 +436,8 @@ class _TreeWalk:
         return obj
 
 
-def resolve_tensors(obj, storages, where, max_nodes=None, max_tensor_bytes=None):
+def resolve_tensors(obj: Any, storages: Dict[Any, np.ndarray], where: str, max_nodes: Optional[float] = None,
+                    max_tensor_bytes: Optional[float] = None) -> Any:
     """Turn the unpickled tree into plain dicts / lists / tuples of numpy arrays.
 
     Args:
@@ -455,7 +459,7 @@ def resolve_tensors(obj, storages, where, max_nodes=None, max_tensor_bytes=None)
     return _TreeWalk(storages, where, max_nodes, max_tensor_bytes)(obj)
 
 
-def unpickle_weights(path):
+def unpickle_weights(path: str) -> Tuple[Any, Dict[Any, np.ndarray]]:
     """Parse a weights file with the restricted unpickler, whatever its pickle layout.
 
     Args:
