@@ -14,6 +14,10 @@ saturation multiply by 1 + draw, scale zooms by 1 + draw about the centre, and s
 draw * side in x and y independently.
 """
 
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
 import numpy as np
 
 from ..utils.errors import ConfigError
@@ -35,14 +39,15 @@ class WindowAugment:
         shift: max translation as a fraction of the side, per axis. Default: 0.
     """
 
-    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, scale=0.0, shift=0.0):
+    def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, scale: float = 0.0,
+                 shift: float = 0.0) -> None:
         self.ranges = dict(brightness=brightness, contrast=contrast, saturation=saturation,
                            scale=scale, shift=shift)
         for key, value in self.ranges.items():
             if not isinstance(value, (int, float)) or not 0 <= value <= _LIMITS[key]:
                 raise ConfigError(f"augment.{key} must be a number in [0, {_LIMITS[key]}], got {value!r}")
 
-    def sample(self, rng):
+    def sample(self, rng: np.random.Generator) -> Dict[str, float]:
         """Draw one parameter set from ``rng`` (a ``numpy.random.Generator``)."""
         draw = {key: float(rng.uniform(-v, v)) if v > 0 else 0.0 for key, v in self.ranges.items()}
         # shift has two axes; the second draw is only taken when shifting is on.
@@ -50,7 +55,7 @@ class WindowAugment:
             if self.ranges["shift"] > 0 else 0.0
         return draw
 
-    def apply(self, frames, params):
+    def apply(self, frames: np.ndarray, params: Dict[str, float]) -> np.ndarray:
         """Apply one parameter set to every frame.
 
         Args:
@@ -71,7 +76,8 @@ class WindowAugment:
         return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
     @staticmethod
-    def _warp(frames, params):
+    def _warp(frames: np.ndarray, params: Dict[str, float]) -> np.ndarray:
+        """The frames zoomed and shifted by ``params`` (a float32 copy when neither applies)."""
         import cv2
 
         zoom = 1.0 + params["scale"]
@@ -87,7 +93,7 @@ class WindowAugment:
                                         borderMode=cv2.BORDER_REFLECT_101) for frame in frames])
 
 
-def build_augment(cfg):
+def build_augment(cfg: Any) -> Optional[WindowAugment]:
     """``WindowAugment`` from a config mapping; None, False or an empty mapping turn it off."""
     if not cfg:
         return None

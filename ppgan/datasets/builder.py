@@ -22,8 +22,11 @@ of a batch (tensor creation, worker shared memory) costs about 1 ms per MB on th
 the float32 frames are 4-6x bigger than the uint8 ones (see benchmarks/BENCHMARKS.md, "Data").
 """
 
+from __future__ import annotations
+
 import copy
 import math
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 import paddle
@@ -39,14 +42,16 @@ DATASETS = Registry("dataset")
 LOADER_KEYS = ("batch_size", "num_workers")
 
 
-def _positive_int(cfg, key, default, where, minimum=1):
+def _positive_int(cfg: Mapping[str, Any], key: str, default: int, where: str, minimum: int = 1) -> int:
+    """``cfg[key]`` (``default`` when unset) checked to be an int >= ``minimum``."""
     value = cfg.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
-def build_dataset(cfg, is_train=True, seed=0, config_dir=None, where=None):
+def build_dataset(cfg: Mapping[str, Any], is_train: bool = True, seed: int = 0, config_dir: Optional[str] = None,
+                  where: Optional[str] = None) -> paddle.io.Dataset:
     """Build the dataset a config block describes (loader keys are ignored).
 
     Args:
@@ -73,7 +78,8 @@ class SeededDistributedBatchSampler(DistributedBatchSampler):
     batches (collective calls need that); at most world - 1 samples are seen twice.
     """
 
-    def __init__(self, dataset, batch_size, num_replicas=1, rank=0, shuffle=False, drop_last=False, seed=0):
+    def __init__(self, dataset: paddle.io.Dataset, batch_size: int, num_replicas: int = 1, rank: int = 0,
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0) -> None:
         super().__init__(dataset, batch_size, num_replicas=num_replicas, rank=rank,
                          shuffle=shuffle, drop_last=drop_last)
         self.seed = int(seed)
@@ -83,7 +89,7 @@ class SeededDistributedBatchSampler(DistributedBatchSampler):
             self.num_samples = int(math.ceil(len(dataset) / self.nranks))
         self.total_size = self.num_samples * self.nranks
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[List[int]]:
         count = len(self.dataset)
         order = np.arange(count)
         if self.shuffle:
@@ -102,13 +108,13 @@ class SeededDistributedBatchSampler(DistributedBatchSampler):
 class _CompactItems(paddle.io.Dataset):
     """What the loader fetches: a dataset's compact items, by the same indices."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Dict[str, np.ndarray]:
         return self.dataset.compact_item(index)
 
 
@@ -124,7 +130,13 @@ class ExpandingDataLoader(paddle.io.DataLoader):
     itself, so ``set_epoch`` and indexing work on it as with a plain loader.
     """
 
-    def __iter__(self):
+    # Duck-typed beyond Paddle's stubs: datasets may add compact_item / expand_batch / set_epoch,
+    # and build_dataloader's sampler adds seed / epoch / set_epoch.
+    dataset: Any
+    batch_sampler: Any
+
+    # Paddle's stub names its own iterator class; this one also yields from a generator.
+    def __iter__(self) -> Iterator[Dict[str, paddle.Tensor]]:  # type: ignore[override]
         compact = hasattr(self.dataset, "compact_item")
         opencv_once = single_threaded_opencv_while_forking(self.num_workers > 0)  # the workers start in it
         if compact and self.num_workers > 0:
@@ -139,17 +151,18 @@ class ExpandingDataLoader(paddle.io.DataLoader):
             # dataset is the compact view (the sampler and all other settings are shared).
             fetching = copy.copy(self)
             fetching.dataset = _CompactItems(self.dataset)
-            fetching.collate_fn = self._collate_expanded
+            # Paddle's _CollateFn protocol lists per-element overloads; a dict-batch collate is fine.
+            fetching.collate_fn = self._collate_expanded  # type: ignore[assignment]
         with opencv_once:
             return paddle.io.DataLoader.__iter__(fetching)
 
-    def _collate_expanded(self, samples):
+    def _collate_expanded(self, samples: List[Dict[str, np.ndarray]]) -> Dict[str, paddle.Tensor]:
         """Compact samples -> one float32 batch of CPU Tensors (in the reader thread)."""
         batch = self.dataset.expand_batch({key: np.stack([s[key] for s in samples]) for key in samples[0]})
         return {key: _as_tensor(value, paddle.CPUPlace()) for key, value in batch.items()}
 
 
-def _as_tensor(value, place):
+def _as_tensor(value: Any, place: Any) -> Any:
     """An array as a Tensor on ``place`` (Tensors pass through)."""
     if not isinstance(value, np.ndarray):
         return value
@@ -160,7 +173,8 @@ def _as_tensor(value, place):
     return paddle.to_tensor(value, place=place)
 
 
-def build_dataloader(cfg, is_train=True, seed=0, config_dir=None, where=None):
+def build_dataloader(cfg: Mapping[str, Any], is_train: bool = True, seed: int = 0, config_dir: Optional[str] = None,
+                     where: Optional[str] = None) -> ExpandingDataLoader:
     """Build a ``paddle.io.DataLoader`` for one rank from a dataset config block.
 
     Args:
@@ -196,7 +210,7 @@ def build_dataloader(cfg, is_train=True, seed=0, config_dir=None, where=None):
     return ExpandingDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
 
 
-def set_loader_epoch(loader, epoch):
+def set_loader_epoch(loader: ExpandingDataLoader, epoch: int) -> None:
     """Start epoch ``epoch``: new shard order and new per-sample draws, reproducibly."""
     loader.batch_sampler.set_epoch(epoch)
     if hasattr(loader.dataset, "set_epoch"):

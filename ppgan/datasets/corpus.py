@@ -30,6 +30,8 @@ A clip with an undecodable JPEG is not cached and is read frame by frame, so the
 skipped, counted and reported.
 """
 
+from __future__ import annotations
+
 import collections
 import os
 from typing import Dict, List, Optional, Set
@@ -40,7 +42,7 @@ from ..utils.audio import NUM_MELS, load_audio, melspectrogram
 from ..utils.config_paths import resolve_config_path
 from ..utils.errors import DataError, MediaError
 from ..utils.logger import get_logger
-from .frame_cache import (CachedFrames, UnreadableFrame, build_frame_cache, decode_frame, find_frame_cache,
+from .frame_cache import (CachedFrames, JpgListing, UnreadableFrame, build_frame_cache, decode_frame, find_frame_cache,
                           npy_header, scan_jpgs)
 
 _MEL_CACHE_BYTES = 64 << 20  # per process: a few hundred LRS2 clips' mels
@@ -166,7 +168,7 @@ class CorpusReader:
         self._store_mel(clip_dir, mel)
         return mel.shape[1]
 
-    def _store_mel(self, clip_dir, mel):
+    def _store_mel(self, clip_dir: str, mel: np.ndarray) -> None:
         """Keep a computed mel: written to ``cache_dir`` when set and writable, else in memory."""
         folder = self.cache_folder(clip_dir)
         if folder is not None:
@@ -207,7 +209,7 @@ class CorpusReader:
             self._mel_bytes -= self._mels.popitem(last=False)[1].nbytes
         return mel
 
-    def _recompute_mel(self, clip, path):
+    def _recompute_mel(self, clip: int, path: str) -> np.ndarray:
         """A mel cache holding NaN/Inf (a damaged file) is rebuilt from the clip's audio.wav.
 
         Raises:
@@ -237,7 +239,7 @@ class CorpusReader:
         if cache is None or not cache.read(start, out):
             self._decode_run(clip, start, out)
 
-    def _decode_run(self, clip, start, out):
+    def _decode_run(self, clip: int, start: int, out: np.ndarray) -> None:
         """Decode frames start .. start+len(out)-1 of a clip from their JPEGs into ``out``."""
         for k in range(len(out)):
             path = os.path.join(self.clip_dirs[clip], f"{start + k}.jpg")
@@ -262,7 +264,7 @@ class CorpusReader:
         self._frame_caches[clip] = cache
         return cache
 
-    def _build_frame_cache(self, clip_dir, folder, listing):
+    def _build_frame_cache(self, clip_dir: str, folder: Optional[str], listing: JpgListing) -> Optional[CachedFrames]:
         """Build a missing frame cache into ``folder`` (``cache_dir``'s); None when not asked or failed."""
         if not self._cache_writable:
             if self.cache_dir is None and not self._uncached_warned:

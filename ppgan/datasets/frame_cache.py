@@ -20,10 +20,13 @@ never sees half a cache and an interrupted build leaves no cache at all. On LRS2
 takes about 27.6 kB per frame, several times the JPEGs; datasets and preprocessing can turn it off.
 """
 
+from __future__ import annotations
+
 import collections
 import itertools
 import os
 import zlib
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,14 +43,16 @@ int64 byte sizes, and the newest modification time among them (ns; 0 when there 
 class UnreadableFrame(Exception):
     """A frame (or mel) of a window could not be read; the sample is skipped."""
 
-    def __init__(self, path, reason):
+    def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = path, reason
 
 
-def scan_jpgs(clip_dir):
+def scan_jpgs(clip_dir: str) -> JpgListing:
     """List a clip's ``<id>.jpg`` files with their sizes and newest mtime (one stat per file)."""
-    ids, sizes, newest = [], [], 0
+    ids: List[int] = []
+    sizes: List[int] = []
+    newest = 0
     with os.scandir(clip_dir) as entries:
         for entry in entries:
             stem = entry.name[:-4]
@@ -60,7 +65,7 @@ def scan_jpgs(clip_dir):
     return JpgListing(np.array(ids, dtype=np.int64)[order], np.array(sizes, dtype=np.int64)[order], newest)
 
 
-def cache_file_name(img_size, listing):
+def cache_file_name(img_size: int, listing: JpgListing) -> str:
     """``frames_<S>_<signature>.npy`` for crops of side ``img_size`` and the jpgs in ``listing``."""
     # The resampling policy is part of what a cache holds (crops stored at another size are resized).
     signature = zlib.crc32(np.stack([listing.ids, listing.sizes]).astype("<i8").tobytes(),
@@ -68,7 +73,7 @@ def cache_file_name(img_size, listing):
     return f"{CACHE_PREFIX}{int(img_size)}_{signature:08x}.npy"
 
 
-def npy_header(path):
+def npy_header(path: str) -> Optional[Tuple[Tuple[int, ...], np.dtype, bool, int]]:
     """(shape, dtype, fortran_order, data offset) from a .npy header, or None if unreadable.
 
     Only the header is read: checking a 100 MB cache costs the same as checking a 10 kB mel.
@@ -87,7 +92,7 @@ def npy_header(path):
         return None
 
 
-def decode_frame(path, img_size):
+def decode_frame(path: str, img_size: int) -> np.ndarray:
     """One crop as (S, S, 3) uint8 BGR, resized to ``img_size`` when stored at another size.
 
     Raises:
@@ -108,7 +113,7 @@ def decode_frame(path, img_size):
     return resize_face(image, img_size, img_size)
 
 
-def write_jpg(path, image, quality=95):
+def write_jpg(path: str, image: np.ndarray, quality: int = 95) -> np.ndarray:
     """Encode ``image`` (H, W, 3) uint8 BGR as JPEG into ``path``.
 
     Returns:
@@ -123,7 +128,8 @@ def write_jpg(path, image, quality=95):
         raise OSError(f"OpenCV could not encode {path}")
     with open(path, "wb") as f:
         f.write(encoded.tobytes())
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    # cv2 types imdecode as optional; the bytes it just encoded always decode.
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # type: ignore[return-value]
 
 
 class CachedFrames:
@@ -132,14 +138,14 @@ class CachedFrames:
     Each read opens the file, so any number of clips can be in use without holding descriptors.
     """
 
-    def __init__(self, path, data_offset, ids, img_size):
+    def __init__(self, path: str, data_offset: int, ids: np.ndarray, img_size: int) -> None:
         self.path, self.data_offset = path, int(data_offset)
         self.frame_bytes = img_size * img_size * 3
         self.first_id, self.count = (int(ids[0]), len(ids)) if len(ids) else (0, 0)
         # Almost every clip holds frames 0..N-1: then the row of a frame is arithmetic.
         self.ids = None if len(ids) == 0 or ids[-1] - ids[0] == len(ids) - 1 else np.asarray(ids)
 
-    def row_of(self, first_id, count):
+    def row_of(self, first_id: int, count: int) -> Optional[int]:
         """Row of frame ``first_id`` when frames first_id .. first_id+count-1 are all cached, else None."""
         if self.ids is None:
             row = first_id - self.first_id
@@ -150,7 +156,7 @@ class CachedFrames:
             return row
         return None
 
-    def read(self, first_id, out):
+    def read(self, first_id: int, out: np.ndarray) -> bool:
         """Fill ``out`` (C-contiguous (n, 3, S, S) uint8) with frames first_id .. first_id+n-1.
 
         Returns:
@@ -164,7 +170,9 @@ class CachedFrames:
             # Raw descriptor and one positioned read: a Python file object costs more than the read.
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                return os.preadv(fd, [memoryview(out).cast("B")], self.data_offset + row * self.frame_bytes) \
+                # (ndarray is a buffer; numpy declares __buffer__ for Python >= 3.12 only)
+                return os.preadv(fd, [memoryview(out).cast("B")],  # type: ignore[arg-type]
+                                 self.data_offset + row * self.frame_bytes) \
                     == out.nbytes
             finally:
                 os.close(fd)
@@ -172,7 +180,7 @@ class CachedFrames:
             return False
 
 
-def find_frame_cache(clip_dir, img_size, listing):
+def find_frame_cache(clip_dir: str, img_size: int, listing: JpgListing) -> Optional[CachedFrames]:
     """The clip's cache if it is up to date with ``listing`` (see the module docstring), else None."""
     if len(listing.ids) == 0:
         return None
@@ -207,7 +215,7 @@ class FrameCacheWriter:
         OSError: the folder is not writable.
     """
 
-    def __init__(self, clip_dir, count, img_size, out_dir=None):
+    def __init__(self, clip_dir: str, count: int, img_size: int, out_dir: Optional[str] = None) -> None:
         self.clip_dir, self.count, self.img_size, self.written = clip_dir, int(count), int(img_size), 0
         self.out_dir = out_dir or clip_dir
         os.makedirs(self.out_dir, exist_ok=True)
@@ -223,17 +231,18 @@ class FrameCacheWriter:
             raise
         self.data_offset = self._file.tell()
 
-    def append(self, frame):
+    def append(self, frame: np.ndarray) -> None:
         """Write the next frame, given as an (S, S, 3) uint8 image (stored as its 3 planes)."""
         if frame.shape != (self.img_size, self.img_size, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame cache rows are ({self.img_size}, {self.img_size}, 3) uint8 images, "
                              f"got {frame.shape} {frame.dtype}")
         if self.written == self.count:
             raise ValueError(f"frame cache of {self.clip_dir} announced {self.count} frames, got more")
-        self._file.write(memoryview(np.ascontiguousarray(frame.transpose(2, 0, 1))).cast("B"))
+        # ndarray is a buffer; numpy declares __buffer__ for Python >= 3.12 only.
+        self._file.write(memoryview(np.ascontiguousarray(frame.transpose(2, 0, 1))).cast("B"))  # type: ignore[arg-type]
         self.written += 1
 
-    def commit(self, listing=None):
+    def commit(self, listing: Optional[JpgListing] = None) -> Optional[CachedFrames]:
         """Move the finished cache into place and delete the clip's other caches of this size.
 
         Args:
@@ -259,7 +268,7 @@ class FrameCacheWriter:
                     pass  # another process removed it first, or a read-only file: stale but harmless
         return CachedFrames(final, self.data_offset, listing.ids, self.img_size)
 
-    def abort(self):
+    def abort(self) -> None:
         """Drop the temp file (safe to call more than once)."""
         self._file.close()
         try:
@@ -267,14 +276,15 @@ class FrameCacheWriter:
         except FileNotFoundError:
             pass
 
-    def __enter__(self):
+    def __enter__(self) -> FrameCacheWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.abort()  # after a commit the temp file is gone and this does nothing
 
 
-def build_frame_cache(clip_dir, img_size, listing=None, out_dir=None):
+def build_frame_cache(clip_dir: str, img_size: int, listing: Optional[JpgListing] = None,
+                      out_dir: Optional[str] = None) -> Optional[CachedFrames]:
     """Decode every jpg of a clip once and write its cache (into ``out_dir``, default the clip folder).
 
     Returns:
@@ -292,7 +302,7 @@ def build_frame_cache(clip_dir, img_size, listing=None, out_dir=None):
         return writer.commit(listing)
 
 
-def write_frame_cache(clip_dir, frames):
+def write_frame_cache(clip_dir: str, frames: np.ndarray) -> Optional[CachedFrames]:
     """Write the cache of a clip whose N jpgs are already on disk.
 
     Args:

@@ -17,6 +17,8 @@ Ordering, errors and shutdown:
   parent has gone exits by itself.
 """
 
+from __future__ import annotations
+
 import contextlib
 import mmap
 import multiprocessing
@@ -25,6 +27,7 @@ import pickle
 import queue
 import random
 import traceback
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,17 +38,22 @@ ALIGN = 64  # bytes; every array in a slot starts on a cache line
 PREFETCH_PER_WORKER = 2  # batches in flight per worker, as Paddle's default prefetch factor
 POLL_SECONDS = 1.0  # how often a waiting process checks that the other side is still alive
 
+# Where ``write_batch`` put each array in a slot: (key, dtype str, shape, byte offset).
+Layout = List[Tuple[str, str, Tuple[int, ...], int]]
+# A worker's failure as it crosses processes: (pickled exception or None, summary, traceback text).
+WorkerError = Tuple[Optional[bytes], str, str]
 
-def _aligned(size):
+
+def _aligned(size: int) -> int:
     return (size + ALIGN - 1) // ALIGN * ALIGN
 
 
-def slot_bytes_for(item, batch_size):
+def slot_bytes_for(item: Mapping[str, Any], batch_size: int) -> int:
     """Bytes one slot needs for a batch of ``batch_size`` items shaped like ``item`` (dict of arrays)."""
     return sum(_aligned(np.asarray(value).nbytes * batch_size) for value in item.values())
 
 
-def write_batch(items, buffer, offset, capacity):
+def write_batch(items: Sequence[Mapping[str, Any]], buffer: Any, offset: int, capacity: int) -> Optional[Layout]:
     """Stack compact items into ``buffer[offset:offset + capacity]``.
 
     Args:
@@ -54,7 +62,8 @@ def write_batch(items, buffer, offset, capacity):
     Returns:
         Layout [(key, dtype str, shape, offset)], or None when the batch does not fit the slot.
     """
-    layout, position = [], offset
+    layout: Layout = []
+    position = offset
     arrays = {key: [np.asarray(item[key]) for item in items] for key in items[0]}
     needed = sum(_aligned(sum(a.nbytes for a in values)) for values in arrays.values())
     if needed > capacity or any(a.shape != values[0].shape for values in arrays.values() for a in values):
@@ -67,24 +76,25 @@ def write_batch(items, buffer, offset, capacity):
     return layout
 
 
-def read_batch(layout, buffer):
+def read_batch(layout: Layout, buffer: Any) -> Dict[str, np.ndarray]:
     """The arrays ``write_batch`` wrote, as views on ``buffer`` (valid until the slot is reused)."""
     return {key: np.ndarray(shape, dtype=np.dtype(dtype), buffer=buffer, offset=position)
             for key, dtype, shape, position in layout}
 
 
-def _portable_error(error):
+def _portable_error(error: BaseException) -> WorkerError:
     """(pickled exception or None, 'Type: message', worker traceback text)."""
     text = "".join(traceback.format_exception(error))
     try:
         blob = pickle.dumps(error)
         pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt
     except Exception:
-        blob = None
+        blob = None  # (the summary and traceback still travel)
     return blob, f"{type(error).__name__}: {error}", text
 
 
-def _worker_loop(dataset, worker_id, seed, tasks, results, buffer, slot_size, parent):
+def _worker_loop(dataset: Any, worker_id: int, seed: int, tasks: Any, results: Any, buffer: Any, slot_size: int,
+                 parent: int) -> None:
     """Body of one worker: fetch (batch number, slot, indices) tasks until told to stop."""
     default_termination()
     # Forked workers share the parent's global RNG states; give each its own stream.
@@ -99,7 +109,7 @@ def _worker_loop(dataset, worker_id, seed, tasks, results, buffer, slot_size, pa
         return
 
 
-def _serve_one_task(dataset, tasks, results, buffer, slot_size, parent):
+def _serve_one_task(dataset: Any, tasks: Any, results: Any, buffer: Any, slot_size: int, parent: int) -> bool:
     """Wait for one task and answer it; False when the worker should stop."""
     try:
         task = tasks.get(timeout=POLL_SECONDS)
@@ -118,7 +128,8 @@ def _serve_one_task(dataset, tasks, results, buffer, slot_size, parent):
     return True
 
 
-def _raise_worker_error(worker_error):
+def _raise_worker_error(worker_error: WorkerError) -> None:
+    """Raise a worker's failure here: its own PPGanError (with the worker traceback) or a DataError."""
     blob, summary, text = worker_error
     error = pickle.loads(blob) if blob is not None else None
     if isinstance(error, PPGanError):
@@ -142,15 +153,17 @@ class SharedMemoryWorkers:
     Iterating yields ``finish`` of every batch, in the sampler's order.
     """
 
-    def __init__(self, dataset, batch_sampler, num_workers, finish, seed=0, fork_context=None):
+    def __init__(self, dataset: Any, batch_sampler: Iterable[Sequence[int]], num_workers: int,
+                 finish: Callable[[Dict[str, np.ndarray]], Dict[str, Any]], seed: int = 0,
+                 fork_context: Optional[ContextManager[Any]] = None) -> None:
         self.dataset, self.finish = dataset, finish
         self.indices = iter(batch_sampler)
         self.batch_size = getattr(batch_sampler, "batch_size", None) or 0  # slot size; 0: the first batch's
         self.num_workers, self.seed = int(num_workers), int(seed)
         self.fork_context = fork_context
-        self.workers = []
+        self.workers: List[Any] = []  # multiprocessing.Process objects of the fork context
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
         first = next(self.indices, None)
         if first is None:
             return
@@ -168,7 +181,8 @@ class SharedMemoryWorkers:
         finally:
             self._stop_workers(tasks, results, idle=finished)
 
-    def _start_workers(self, ctx, tasks, results, buffer, slot_size):
+    def _start_workers(self, ctx: Any, tasks: Any, results: Any, buffer: Any, slot_size: int) -> None:
+        """Fork the workers (inside ``fork_context``)."""
         with self.fork_context or contextlib.nullcontext():
             for worker_id in range(self.num_workers):
                 process = ctx.Process(target=_worker_loop, daemon=True, name=f"ppgan-loader-{worker_id}",
@@ -177,11 +191,14 @@ class SharedMemoryWorkers:
                 process.start()
                 self.workers.append(process)
 
-    def _batches(self, first, tasks, results, buffer, slot_size, slots):
-        pending, free, arrived = [first], list(range(slots)), {}
+    def _batches(self, first: Sequence[int], tasks: Any, results: Any, buffer: Any, slot_size: int,
+                 slots: int) -> Iterator[Dict[str, Any]]:
+        """Keep every slot busy and yield ``finish`` of each batch in order."""
+        pending, free = [first], list(range(slots))
+        arrived: Dict[int, Tuple[Any, ...]] = {}
         sent = received = 0
 
-        def send_next():
+        def send_next() -> None:
             nonlocal sent
             indices = pending.pop() if pending else next(self.indices, None)
             if indices is not None:
@@ -211,7 +228,7 @@ class SharedMemoryWorkers:
             send_next()
             yield batch
 
-    def _receive(self, results):
+    def _receive(self, results: Any) -> Tuple[Any, ...]:
         """The next result message; DataError if a worker died instead of answering."""
         while True:
             try:
@@ -223,7 +240,7 @@ class SharedMemoryWorkers:
                             f"DataLoader worker {worker_id} exited unexpectedly (exit code {process.exitcode}): "
                             "it may have run out of memory or been killed; lower num_workers or use 0") from None
 
-    def _stop_workers(self, tasks, results, idle):
+    def _stop_workers(self, tasks: Any, results: Any, idle: bool) -> None:
         """Idle workers (the pass is complete) are told to stop; busy ones (broken off) are terminated."""
         if idle:
             for _ in self.workers:

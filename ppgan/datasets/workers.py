@@ -7,12 +7,15 @@ opencv-python 4.14). So the parent shrinks the pool to one thread just while it 
 children inherit the setting without touching the pool.
 """
 
+from __future__ import annotations
+
 import contextlib
 import signal
+from typing import Iterator
 
 
 @contextlib.contextmanager
-def single_threaded_opencv_while_forking(enabled=True):
+def single_threaded_opencv_while_forking(enabled: bool = True) -> Iterator[None]:
     """Run the block (the fork) with OpenCV at one thread; restore the parent's count afterwards."""
     if not enabled:
         yield
@@ -27,7 +30,7 @@ def single_threaded_opencv_while_forking(enabled=True):
         cv2.setNumThreads(previous)
 
 
-def default_termination():
+def default_termination() -> None:
     """In a forked worker: let SIGTERM just end the process.
 
     The worker inherits Paddle's handler from the parent, which prints a C++ "FatalError" report
