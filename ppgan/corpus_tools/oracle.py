@@ -11,9 +11,12 @@ when B is longer), or source frame 0 for a still image. Driven by its own audio,
 clip is exactly the frames the corpus drew (before JPEG compression).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
+from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
@@ -26,7 +29,7 @@ PLAN_FILE = "oracle.json"
 PLAN_FORMAT = 1
 
 
-def plan_to_dict(plan):
+def plan_to_dict(plan: ClipPlan) -> Dict[str, Any]:
     """A JSON-ready dict of a ``ClipPlan`` (floats are stored exactly: JSON keeps their repr)."""
     poses = {field.name: [float(getattr(p, field.name)) for p in plan.poses]
              for field in dataclasses.fields(HeadPose)}
@@ -40,7 +43,7 @@ def plan_to_dict(plan):
     return data
 
 
-def plan_from_dict(data, source="the plan"):
+def plan_from_dict(data: Any, source: str = "the plan") -> ClipPlan:
     """The ``ClipPlan`` of ``plan_to_dict``'s output.
 
     Raises:
@@ -53,8 +56,8 @@ def plan_from_dict(data, source="the plan"):
         if data["units"] != [unit.name for unit in UNITS]:
             raise DataError(f"{source} was written with units {data['units']}, this code draws "
                             f"{[u.name for u in UNITS]}: regenerate the corpus")
-        speaker = Speaker(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in data["speaker"].items()})
+        speaker_fields: Dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["speaker"].items()}
+        speaker = Speaker(**speaker_fields)
         track = np.asarray(data["track"], dtype=np.int64)
         columns = [data["poses"][field.name] for field in dataclasses.fields(HeadPose)]
     except (KeyError, TypeError, AttributeError) as exc:
@@ -68,7 +71,7 @@ def plan_from_dict(data, source="the plan"):
                     raw=data.get("raw"))
 
 
-def write_clip_plan(clip_dir, plan):
+def write_clip_plan(clip_dir: str, plan: ClipPlan) -> str:
     """Write ``<clip_dir>/oracle.json`` (through a temporary name, never half a file)."""
     path = os.path.join(clip_dir, PLAN_FILE)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -78,7 +81,7 @@ def write_clip_plan(clip_dir, plan):
     return path
 
 
-def load_clip_plan(clip_dir):
+def load_clip_plan(clip_dir: str) -> ClipPlan:
     """The ``ClipPlan`` stored in a synthetic clip folder.
 
     Raises:
@@ -97,20 +100,21 @@ def load_clip_plan(clip_dir):
     return plan_from_dict(data, source=path)
 
 
-def is_synthetic_corpus(dataroot, keys):
+def is_synthetic_corpus(dataroot: str, keys: Iterable[str]) -> bool:
     """True when every clip ``dataroot/<key>`` carries an oracle plan."""
-    keys = list(keys)
-    return bool(keys) and all(os.path.isfile(os.path.join(dataroot, k, PLAN_FILE)) for k in keys)
+    listed = list(keys)
+    return bool(listed) and all(os.path.isfile(os.path.join(dataroot, k, PLAN_FILE)) for k in listed)
 
 
-def dub_source_indices(num_output, num_source, still=False):
+def dub_source_indices(num_output: int, num_source: int, still: bool = False) -> np.ndarray:
     """(num_output,) source frame shown at each output frame, as ``Wav2LipPredictor`` plays it."""
     if still:
         return np.zeros(num_output, dtype=np.int64)
     return np.array([pingpong_index(i, num_source) for i in range(num_output)], dtype=np.int64)
 
 
-def render_oracle(face_plan, audio_plan, still=False, num_frames=None):
+def render_oracle(face_plan: ClipPlan, audio_plan: ClipPlan, still: bool = False,
+                  num_frames: Optional[int] = None) -> np.ndarray:
     """The ground truth of dubbing: ``face_plan``'s speaker and poses, ``audio_plan``'s mouths.
 
     Args:
@@ -131,7 +135,7 @@ def render_oracle(face_plan, audio_plan, still=False, num_frames=None):
     return render_faces(face_plan.speaker, shapes, poses, face_plan.img_size)
 
 
-def source_frames(face_plan, num_frames, still=False):
+def source_frames(face_plan: ClipPlan, num_frames: int, still: bool = False) -> np.ndarray:
     """(T, S, S, 3) the face clip's own frames in output order: the input left unchanged (floor)."""
     sources = dub_source_indices(num_frames, face_plan.num_frames, still)
     shapes = mouth_shapes(face_plan.track)[sources]
@@ -139,7 +143,7 @@ def source_frames(face_plan, num_frames, still=False):
                         face_plan.img_size)
 
 
-def raw_oracle_frames(face_plan, faces):
+def raw_oracle_frames(face_plan: ClipPlan, faces: np.ndarray) -> np.ndarray:
     """Full raw frames: oracle crops ``faces`` pasted into the face clip's raw scene.
 
     Raises:

@@ -7,9 +7,12 @@ measurable. Everything derives from the seed: clip (s, c) uses the generator see
 (seed, s, c), so a clip does not change when more speakers or clips are requested.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -22,7 +25,8 @@ from .synthetic_faces import compose_raw_frame, draw_raw_scene, plan_raw_layout,
 from .synthetic_voice import FPS, random_speaker
 
 
-def split_clips(keys_by_speaker, fractions, rng):
+def split_clips(keys_by_speaker: Sequence[Sequence[str]], fractions: Sequence[float],
+                rng: np.random.Generator) -> Dict[str, List[str]]:
     """Assign clips to train / val / test, every split non-empty.
 
     Val and test clips are taken one per speaker in turn, never a speaker's last clip while any
@@ -45,7 +49,7 @@ def split_clips(keys_by_speaker, fractions, rng):
     while counts["val"] + counts["test"] > total - 1:
         counts["val" if counts["val"] >= counts["test"] else "test"] -= 1
     remaining = [list(rng.permutation(keys)) for keys in keys_by_speaker]
-    result = {"val": [], "test": []}
+    result: Dict[str, List[str]] = {"val": [], "test": []}
     turn = 0
     for name in ("test", "val"):
         while len(result[name]) < counts[name]:
@@ -58,7 +62,9 @@ def split_clips(keys_by_speaker, fractions, rng):
     return {name: sorted(result[name]) for name in ("train", "val", "test")}
 
 
-def _check_params(speakers, clips, seed, min_frames, max_frames, img_size, raw_videos, raw_frame_size):
+def _check_params(speakers: int, clips: int, seed: int, min_frames: int, max_frames: int, img_size: int,
+                  raw_videos: bool, raw_frame_size: Sequence[int]) -> None:
+    """ConfigError for parameters no corpus can be made with."""
     if speakers < 1 or clips < 1:
         raise ConfigError(f"need at least 1 speaker and 1 clip, got speakers={speakers} clips={clips}")
     if seed < 0:
@@ -73,7 +79,7 @@ def _check_params(speakers, clips, seed, min_frames, max_frames, img_size, raw_v
                           f"img_size ({img_size}) on both sides")
 
 
-def _prepare_staging(out_dir, overwrite):
+def _prepare_staging(out_dir: str, overwrite: bool) -> str:
     """Fresh hidden folder beside ``out_dir``; the corpus appears under its name only when complete."""
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise DataError(f"output folder {out_dir} already exists and is not empty: "
@@ -86,7 +92,7 @@ def _prepare_staging(out_dir, overwrite):
     return staging
 
 
-def _publish(staging, out_dir):
+def _publish(staging: str, out_dir: str) -> None:
     """Move the finished corpus into place (replacing an old one only now that the new one exists)."""
     out_dir = os.path.abspath(out_dir)
     if os.path.isdir(out_dir):
@@ -98,7 +104,7 @@ def _publish(staging, out_dir):
         os.rename(staging, out_dir)
 
 
-def _write_clip(folder, frames, wav):
+def _write_clip(folder: str, frames: np.ndarray, wav: np.ndarray) -> np.ndarray:
     """Write {0..T-1}.jpg, their frame cache, audio.wav and mel.npy; returns the stored samples."""
     os.makedirs(folder)
     decoded = [write_jpg(os.path.join(folder, f"{index}.jpg"), frame) for index, frame in enumerate(frames)]
@@ -110,9 +116,11 @@ def _write_clip(folder, frames, wav):
     return stored
 
 
-def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, max_frames=75,
-                          img_size=FACE_SIZE, raw_videos=False, raw_frame_size=(160, 160),
-                          splits=(0.7, 0.15, 0.15), progress=True, overwrite=False):
+def make_synthetic_corpus(out_dir: str, speakers: int = 4, clips: int = 6, seed: int = 0, min_frames: int = 50,
+                          max_frames: int = 75, img_size: int = FACE_SIZE, raw_videos: bool = False,
+                          raw_frame_size: Tuple[int, int] = (160, 160),
+                          splits: Sequence[float] = (0.7, 0.15, 0.15), progress: bool = True,
+                          overwrite: bool = False) -> Dict[str, Any]:
     """Write a synthetic corpus in the preprocessed LRS2 layout.
 
     Layout under ``out_dir``: ``<speaker>/<clip>/{0..T-1}.jpg`` (img_size^2 BGR crops),
@@ -138,7 +146,9 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
     _check_params(speakers, clips, seed, min_frames, max_frames, img_size, raw_videos, raw_frame_size)
     staging = _prepare_staging(out_dir, overwrite)
     try:
-        lengths, boxes, keys_by_speaker = {}, {}, []
+        lengths: Dict[str, int] = {}
+        boxes: Dict[str, List[int]] = {}
+        keys_by_speaker: List[List[str]] = []
         bar = tqdm(total=speakers * clips, desc="synthetic corpus", unit="clip", disable=not progress)
         for s in range(speakers):
             speaker = random_speaker(np.random.default_rng([seed, s]), name=f"speaker{s:02d}")
@@ -185,7 +195,8 @@ def make_synthetic_corpus(out_dir, speakers=4, clips=6, seed=0, min_frames=50, m
     return dict(summary, out_dir=os.path.abspath(out_dir))
 
 
-def _write_raw_video(staging, key, frames, stored_wav, layout):
+def _write_raw_video(staging: str, key: str, frames: np.ndarray, stored_wav: np.ndarray,
+                     layout: Dict[str, Any]) -> List[int]:
     """Paste the crops into the layout's scene and write the mp4; returns the box."""
     from ..utils.video import write_video
 

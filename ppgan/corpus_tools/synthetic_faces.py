@@ -6,8 +6,10 @@ either side of a unit boundary. A ``ClipPlan`` holds everything a clip's frames 
 (the oracle stores it per clip); raw scenes place a crop in a larger frame.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,7 +28,7 @@ class HeadPose:
     eye_open: float  # 1 open, 0 closed
 
 
-def _head_poses(rng, num_frames, img_size):
+def _head_poses(rng: np.random.Generator, num_frames: int, img_size: int) -> List[HeadPose]:
     """Per-frame small head motion (a couple of pixels, +-2 % scale) and blinks every 1.5-4 s."""
     t = np.arange(num_frames) / FPS
     unit = img_size / FACE_SIZE  # the drawing is designed at 96 px and scales with the crop
@@ -45,11 +47,14 @@ def _head_poses(rng, num_frames, img_size):
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: sub-pixel positions keep small motion smooth
 
 
-def _fixed(value):
+def _fixed(value: float) -> int:
+    """``value`` in OpenCV's fixed-point subpixel units (``_SHIFT`` fractional bits)."""
     return int(round(value * (1 << _SHIFT)))
 
 
-def _ellipse(image, centre, axes, colour, thickness=-1, start=0, end=360):
+def _ellipse(image: np.ndarray, centre: Sequence[float], axes: Sequence[float], colour: Tuple[int, ...],
+             thickness: int = -1, start: int = 0, end: int = 360) -> None:
+    """An anti-aliased ellipse with subpixel centre and axes."""
     import cv2
 
     cv2.ellipse(image, (_fixed(centre[0]), _fixed(centre[1])),
@@ -57,7 +62,8 @@ def _ellipse(image, centre, axes, colour, thickness=-1, start=0, end=360):
                 thickness, cv2.LINE_AA, _SHIFT)
 
 
-def _draw_mouth(image, centre, shape, speaker, size):
+def _draw_mouth(image: np.ndarray, centre: Tuple[float, float], shape: Sequence[float], speaker: Speaker,
+                size: float) -> None:
     """Lips, and when open the dark cavity, upper teeth and tongue, in the face's lower half."""
     height, width, roundness = shape
     half_width = size * (0.06 + 0.12 * width)
@@ -76,14 +82,15 @@ def _draw_mouth(image, centre, shape, speaker, size):
         _ellipse(image, tongue_centre, (0.6 * half_width, 0.35 * half_height), (90, 80, 185))
 
 
-def _face_geometry(speaker, pose, img_size):
+def _face_geometry(speaker: Speaker, pose: HeadPose, img_size: int) -> Tuple[float, float, float, float, float]:
     """(size, cx, cy, rx, ry) of a face drawn at ``pose``: scaled side, centre and half axes."""
     size = img_size * pose.scale
     cx, cy = img_size * 0.5 + pose.dx, img_size * 0.53 + pose.dy
     return size, cx, cy, speaker.face_rx * size, speaker.face_ry * size
 
 
-def mouth_box(speaker, shape, pose, img_size):
+def mouth_box(speaker: Speaker, shape: Sequence[float], pose: HeadPose,
+              img_size: int) -> Tuple[float, float, float, float]:
     """(left, top, right, bottom) float pixel bounds of the lips drawn for ``shape`` at ``pose``
     (anti-aliasing may touch one more pixel on each side)."""
     size, cx, cy, _, ry = _face_geometry(speaker, pose, img_size)
@@ -95,7 +102,7 @@ def mouth_box(speaker, shape, pose, img_size):
     return cx - half_width, centre_y - half_height, cx + half_width, centre_y + half_height
 
 
-def draw_face(speaker, shape, pose, img_size):
+def draw_face(speaker: Speaker, shape: Sequence[float], pose: HeadPose, img_size: int) -> np.ndarray:
     """Render one face crop.
 
     Args:
@@ -138,21 +145,24 @@ class ClipPlan:
 
     speaker: Speaker
     track: np.ndarray
-    poses: list
+    poses: List[HeadPose]
     img_size: int
-    raw: Optional[dict] = None  # the raw video's layout (``plan_raw_layout``) when one was written
+    raw: Optional[Dict[str, Any]] = None  # the raw video's layout (``plan_raw_layout``) when one was written
 
     @property
-    def num_frames(self):
+    def num_frames(self) -> int:
+        """T, the clip's length in frames."""
         return len(self.track)
 
 
-def render_faces(speaker, shapes, poses, img_size):
+def render_faces(speaker: Speaker, shapes: np.ndarray, poses: Sequence[HeadPose],
+                 img_size: int) -> np.ndarray:
     """(T, img_size, img_size, 3) uint8 BGR frames: frame i draws ``shapes[i]`` at ``poses[i]``."""
     return np.stack([draw_face(speaker, shape, pose, img_size) for shape, pose in zip(shapes, poses)])
 
 
-def plan_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
+def plan_clip(rng: np.random.Generator, speaker: Speaker, num_frames: int,
+              img_size: int = FACE_SIZE) -> Tuple[ClipPlan, np.ndarray]:
     """Draw a clip's hidden track, its voice and its head poses (in this order from ``rng``).
 
     Returns:
@@ -166,14 +176,16 @@ def plan_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
     return ClipPlan(speaker=speaker, track=track, poses=poses, img_size=int(img_size)), wav
 
 
-def synthesize_clip_plan(rng, speaker, num_frames, img_size=FACE_SIZE):
+def synthesize_clip_plan(rng: np.random.Generator, speaker: Speaker, num_frames: int,
+                         img_size: int = FACE_SIZE) -> Tuple[ClipPlan, np.ndarray, np.ndarray]:
     """``plan_clip`` and the frames it draws: (ClipPlan, frames (T, S, S, 3) uint8, wav)."""
     plan, wav = plan_clip(rng, speaker, num_frames, img_size)
     frames = render_faces(speaker, mouth_shapes(plan.track), plan.poses, img_size)
     return plan, frames, wav
 
 
-def synthesize_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
+def synthesize_clip(rng: np.random.Generator, speaker: Speaker, num_frames: int,
+                    img_size: int = FACE_SIZE) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One talking-face clip in memory.
 
     Returns:
@@ -185,7 +197,7 @@ def synthesize_clip(rng, speaker, num_frames, img_size=FACE_SIZE):
     return frames, wav, mouth_shapes(plan.track)[:, 0].copy()
 
 
-def plan_raw_layout(rng, frame_size, crop):
+def plan_raw_layout(rng: np.random.Generator, frame_size: Sequence[int], crop: int) -> Dict[str, Any]:
     """Where a raw video's crop sits and what surrounds it (drawn from ``rng`` in this order).
 
     Returns:
@@ -205,7 +217,7 @@ def plan_raw_layout(rng, frame_size, crop):
             "gradient": gradient, "blocks": blocks}
 
 
-def draw_raw_scene(layout):
+def draw_raw_scene(layout: Dict[str, Any]) -> np.ndarray:
     """(H, W, 3) uint8 static backdrop of a raw video (``plan_raw_layout``): a gradient and blocks."""
     import cv2
 
@@ -218,7 +230,7 @@ def draw_raw_scene(layout):
     return scene
 
 
-def compose_raw_frame(scene, face, box):
+def compose_raw_frame(scene: np.ndarray, face: np.ndarray, box: Sequence[int]) -> np.ndarray:
     """A raw frame: ``face`` pasted into a copy of ``scene`` at ``box`` = [top, bottom, left, right]."""
     top, bottom, left, right = box
     raw = scene.copy()

@@ -7,7 +7,10 @@ resonances, with short crossfades between units; silence is exactly zero, the na
 low murmur, open vowels are the loudest. Video frame i covers audio samples [i * 640, (i + 1) * 640).
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import Iterable, Tuple
 
 import numpy as np
 
@@ -72,12 +75,12 @@ class Speaker:
     harmonic_phases: tuple  # fixed per voice; random phases keep the waveform's peaks low
 
 
-def bgr_tuple(values):
+def bgr_tuple(values: Iterable[float]) -> Tuple[int, ...]:
     """Three numbers clipped to 0..255 as an int tuple: a colour OpenCV draws with."""
     return tuple(int(np.clip(v, 0, 255)) for v in values)
 
 
-def random_speaker(rng, name="speaker00"):
+def random_speaker(rng: np.random.Generator, name: str = "speaker00") -> Speaker:
     """Draw one speaker's voice (pitch, tract length, loudness) and look (colours, face shape)."""
     low_voice = rng.random() < 0.5
     skin = np.array(_SKIN_TONES[rng.integers(len(_SKIN_TONES))]) + rng.integers(-12, 13, 3)
@@ -101,7 +104,7 @@ def random_speaker(rng, name="speaker00"):
     )
 
 
-def sample_unit_track(rng, num_frames):
+def sample_unit_track(rng: np.random.Generator, num_frames: int) -> np.ndarray:
     """(T,) int array of unit indices into ``UNITS``: runs of 2-6 frames, never the same unit twice
     in a row (so every run boundary is a visible and audible change)."""
     weights = np.array([unit.weight for unit in UNITS])
@@ -119,7 +122,7 @@ def sample_unit_track(rng, num_frames):
     return track
 
 
-def mouth_shapes(track):
+def mouth_shapes(track: np.ndarray) -> np.ndarray:
     """(T, 3) mouth [height, width, roundness] per frame.
 
     Lips move during a transition, so the frames on either side of a unit boundary are blended
@@ -134,14 +137,14 @@ def mouth_shapes(track):
     return blended
 
 
-def _smooth_curve(rng, num_samples, knots_per_second, amount):
+def _smooth_curve(rng: np.random.Generator, num_samples: int, knots_per_second: float, amount: float) -> np.ndarray:
     """(N,) slow random curve in [-amount, amount]: random knots, linearly interpolated."""
     knots = int(num_samples / SAMPLE_RATE * knots_per_second) + 2
     values = rng.uniform(-amount, amount, knots)
     return np.interp(np.linspace(0, knots - 1, num_samples), np.arange(knots), values)
 
 
-def _harmonic_amplitudes(unit, speaker, num_harmonics):
+def _harmonic_amplitudes(unit: Unit, speaker: Speaker, num_harmonics: int) -> np.ndarray:
     """(K,) amplitudes of harmonics 1..K for ``unit`` in ``speaker``'s voice, scaled to its RMS."""
     if unit.loudness == 0:
         return np.zeros(num_harmonics)
@@ -156,7 +159,7 @@ def _harmonic_amplitudes(unit, speaker, num_harmonics):
     return amplitudes * (unit.loudness * speaker.loudness / rms)
 
 
-def synthesize_audio(rng, speaker, track):
+def synthesize_audio(rng: np.random.Generator, speaker: Speaker, track: np.ndarray) -> np.ndarray:
     """Voice for a unit track.
 
     Args:
