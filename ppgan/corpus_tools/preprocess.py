@@ -5,6 +5,8 @@ workers, then the split lists ``<out>/{train,val,test}.txt`` are rewritten from 
 video. Resumable: each finished video leaves ``<out>/.preprocess/<key>.json``; later runs skip it.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
@@ -12,7 +14,7 @@ import shutil
 import time
 import traceback
 import zlib
-from typing import Any, Dict
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..datasets.workers import default_termination, single_threaded_opencv_while_forking
 from ..utils.errors import DataError, PPGanError
@@ -25,14 +27,15 @@ SPLITS = ("train", "val", "test")
 _WORKER: Dict[str, Any] = {}  # per process: detector spec, output root, options, built detector
 
 
-def _init_worker(spec, out_root, options, forked=False):
+def _init_worker(spec: DetectorSpec, out_root: str, options: PreprocessOptions, forked: bool = False) -> None:
+    """Set up this process's ``_WORKER`` (in a forked pool worker, SIGTERM just ends it)."""
     if forked:
         default_termination()
     _WORKER.clear()
     _WORKER.update(spec=spec, out_root=out_root, options=options, cache={})
 
 
-def _run_job(job):
+def _run_job(job: Tuple[str, str]) -> VideoResult:
     """Process one (key, path); every failure becomes a 'failed' result carrying its reason."""
     key, path = job
     try:
@@ -45,10 +48,10 @@ def _run_job(job):
         return VideoResult(key, "failed", f"{type(exc).__name__}: {exc} [{' | '.join(detail[-3:])}]")
 
 
-def _finished_videos(out_root):
+def _finished_videos(out_root: str) -> Dict[str, List[str]]:
     """{video key: its clip names} for every video a run has finished in ``out_root``."""
     status_root = os.path.join(out_root, STATUS_DIR)
-    finished = {}
+    finished: Dict[str, List[str]] = {}
     for folder, _, files in os.walk(status_root):
         for name in files:
             if name.endswith(".json"):
@@ -58,7 +61,8 @@ def _finished_videos(out_root):
     return finished
 
 
-def assign_splits(video_keys, splits_dir=None, val_fraction=0.05, test_fraction=0.05):
+def assign_splits(video_keys: Iterable[str], splits_dir: Optional[str] = None, val_fraction: float = 0.05,
+                  test_fraction: float = 0.05) -> Dict[str, List[str]]:
     """Put each video in train, val or test (all pieces of a video go together).
 
     With ``splits_dir`` (a folder with train.txt / val.txt / test.txt listing video keys, e.g.
@@ -85,11 +89,12 @@ def assign_splits(video_keys, splits_dir=None, val_fraction=0.05, test_fraction=
             "train": sorted(ranked[n_test + n_val:])}
 
 
-def write_split_lists(out_root, splits_dir=None, val_fraction=0.05, test_fraction=0.05):
+def write_split_lists(out_root: str, splits_dir: Optional[str] = None, val_fraction: float = 0.05,
+                      test_fraction: float = 0.05) -> Dict[str, int]:
     """Rewrite ``<out_root>/{train,val,test}.txt`` from every finished video; returns clip counts."""
     finished = _finished_videos(out_root)
     by_split = assign_splits(list(finished), splits_dir, val_fraction, test_fraction)
-    counts = {}
+    counts: Dict[str, int] = {}
     for split, keys in by_split.items():
         clips = [clip for key in keys for clip in finished[key]]
         path = os.path.join(out_root, f"{split}.txt")
@@ -106,18 +111,20 @@ def write_split_lists(out_root, splits_dir=None, val_fraction=0.05, test_fractio
 class PreprocessSummary:
     """What a run did; ``str()`` gives the report the tool prints."""
 
-    results: list
-    splits: dict
+    results: List[VideoResult]
+    splits: Dict[str, int]
     seconds: float
 
-    def count(self, status):
+    def count(self, status: str) -> int:
+        """How many videos ended with ``status`` (done / resumed / skipped / failed)."""
         return sum(r.status == status for r in self.results)
 
     @property
-    def frames(self):
+    def frames(self) -> int:
+        """Frames written over all videos."""
         return sum(r.frames for r in self.results)
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = [f"videos: {self.count('done')} done, {self.count('resumed')} already done, "
                  f"{self.count('skipped')} skipped, {self.count('failed')} failed "
                  f"({self.seconds:.1f} s, {self.frames / max(self.seconds, 1e-9):.1f} frames/s)",
@@ -130,8 +137,10 @@ class PreprocessSummary:
         return "\n".join(lines)
 
 
-def preprocess_corpus(data_root, out_root, detector=None, workers=1, options=None, splits_dir=None,
-                      val_fraction=0.05, test_fraction=0.05, progress=True):
+def preprocess_corpus(data_root: str, out_root: str, detector: Optional[DetectorSpec] = None, workers: int = 1,
+                      options: Optional[PreprocessOptions] = None, splits_dir: Optional[str] = None,
+                      val_fraction: float = 0.05, test_fraction: float = 0.05,
+                      progress: bool = True) -> PreprocessSummary:
     """Preprocess every video under ``data_root`` into ``out_root``; resumes an interrupted run.
 
     Args:
@@ -163,7 +172,7 @@ def preprocess_corpus(data_root, out_root, detector=None, workers=1, options=Non
     bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not progress)
     if workers <= 1 or len(todo) <= 1:
         _init_worker(detector, out_root, options)
-        outcomes = map(_run_job, todo)
+        outcomes: Iterable[VideoResult] = map(_run_job, todo)
         pool = None
     else:
         import multiprocessing

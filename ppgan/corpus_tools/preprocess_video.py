@@ -14,19 +14,21 @@ Each finished video leaves ``<out>/.preprocess/<key>.json`` (what resumed runs s
 output is written to ``<out>/.partial/`` and moved into place only when complete.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import json
 import os
 import shutil
-from typing import Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..data.contract import FACE_SIZE, check_face_size, crop_face
 from ..datasets.frame_cache import FrameCacheWriter, write_jpg
 from ..faceutils.boxes import fill_missing, pad_box, pick_face, smooth_boxes
-from ..faceutils.detector import build_detector
+from ..faceutils.detector import FaceDetector, build_detector
 from ..utils.audio import SAMPLE_RATE, load_audio, melspectrogram, save_wav
 from ..utils.errors import ConfigError, DataError, MediaError
 from ..utils.video import iter_frames, probe_video
@@ -57,7 +59,7 @@ class PreprocessOptions:
 
     fps: float = 25.0
     img_size: int = FACE_SIZE
-    pads: tuple = (0, 0, 0, 0)
+    pads: Tuple[int, ...] = (0, 0, 0, 0)
     smooth_window: int = 5
     max_gap: int = 5
     min_frames: int = 15
@@ -66,7 +68,8 @@ class PreprocessOptions:
     jpeg_quality: int = 95
     frame_cache: bool = True
 
-    def check(self):
+    def check(self) -> None:
+        """ConfigError for options no video can be preprocessed with."""
         if not self.fps > 0:
             raise ConfigError(f"need fps > 0, got fps={self.fps}")
         if self.img_size != 0:  # 0 keeps every crop's own size
@@ -86,7 +89,7 @@ class VideoResult:
     key: str
     status: str
     reason: str = ""
-    clips: list = dataclasses.field(default_factory=list)
+    clips: List[str] = dataclasses.field(default_factory=list)
     frames: int = 0  # crops written
     interpolated: int = 0  # frames whose box was interpolated from neighbours
     dropped: int = 0  # decoded frames not written (long gaps, short pieces)
@@ -97,11 +100,12 @@ class DetectorSpec:
     """Which detector to use: a registered one by name, or one fixed box per clip."""
 
     name: str = "haar"
-    kwargs: dict = dataclasses.field(default_factory=dict)
-    boxes: Optional[dict] = None  # key -> [top, bottom, left, right]
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    boxes: Optional[Dict[str, List[int]]] = None  # key -> [top, bottom, left, right]
     boxes_path: str = ""
 
-    def build(self, key, cache):
+    def build(self, key: str, cache: Dict[str, FaceDetector]) -> FaceDetector:
+        """The detector for video ``key``: its fixed box, else the named one (built once per ``cache``)."""
         if self.boxes is not None:
             if key not in self.boxes:
                 raise DataError(f"no box for {key} in {self.boxes_path}: add it or use --detector")
@@ -111,7 +115,7 @@ class DetectorSpec:
         return cache["detector"]
 
 
-def load_boxes_json(path):
+def load_boxes_json(path: str) -> Dict[str, List[int]]:
     """``{"<key>": [top, bottom, left, right], ...}`` as written beside the synthetic raw videos."""
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -123,12 +127,12 @@ def load_boxes_json(path):
     return boxes
 
 
-def find_videos(data_root):
+def find_videos(data_root: str) -> List[Tuple[str, str]]:
     """All videos under ``data_root`` as sorted (key, path); LRS2's ``main/`` is entered if present."""
     if not os.path.isdir(data_root):
         raise DataError(f"input folder {data_root} does not exist: pass the folder holding the videos")
     root = os.path.join(data_root, "main") if os.path.isdir(os.path.join(data_root, "main")) else data_root
-    found = {}
+    found: Dict[str, str] = {}
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(files):
@@ -142,12 +146,12 @@ def find_videos(data_root):
     return sorted(found.items())
 
 
-def status_path(out_root, key):
+def status_path(out_root: str, key: str) -> str:
     """``<out_root>/.preprocess/<key>.json``: the record a finished video leaves."""
     return os.path.join(out_root, STATUS_DIR, key + ".json")
 
 
-def write_json(path, data):
+def write_json(path: str, data: Any) -> None:
     """Write ``data`` as JSON atomically (temp file renamed into place), creating its folder."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -156,11 +160,15 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
-def _detect_boxes(path, detector, options, keep_frames):
+def _detect_boxes(path: str, detector: FaceDetector, options: PreprocessOptions, keep_frames: bool
+                  ) -> Tuple[List[Optional[np.ndarray]], Optional[List[np.ndarray]], int]:
     """Decode once, detecting in batches. Returns (boxes per frame or None, frames or None, count)."""
-    boxes, kept, batch, previous = [], [], [], None
+    boxes: List[Optional[np.ndarray]] = []
+    kept: List[np.ndarray] = []
+    batch: List[np.ndarray] = []
+    previous: Optional[np.ndarray] = None
 
-    def flush():
+    def flush() -> None:
         nonlocal previous
         for detections in detector.detect_batch(batch):
             box = pick_face(detections, previous)
@@ -179,9 +187,10 @@ def _detect_boxes(path, detector, options, keep_frames):
     return boxes, (kept if keep_frames else None), len(boxes)
 
 
-def _pieces(boxes, min_frames):
+def _pieces(boxes: List[Optional[np.ndarray]], min_frames: int) -> Tuple[List[Tuple[int, int]], int]:
     """Maximal runs [start, end) of frames that have a box, split into (kept, dropped_frames)."""
-    runs, start = [], None
+    runs: List[Tuple[int, int]] = []
+    start: Optional[int] = None
     for i, box in enumerate(boxes + [None]):
         if box is not None and start is None:
             start = i
@@ -192,20 +201,24 @@ def _pieces(boxes, min_frames):
     return kept, len(boxes) - sum(b - a for a, b in kept)
 
 
-def _crop(frame, box, options):
+def _crop(frame: np.ndarray, box: np.ndarray, options: PreprocessOptions) -> np.ndarray:
+    """The padded box of ``frame``, resized to ``options.img_size`` (kept at its size when 0)."""
     x1, y1, x2, y2 = box = pad_box(box, options.pads, frame.shape)
     if not options.img_size:
         return frame[y1:y2, x1:x2]
     return crop_face(frame, box, options.img_size)
 
 
-def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
+def _write_pieces(path: str, frames: Optional[Sequence[np.ndarray]], pieces: Sequence[Tuple[int, int]],
+                  boxes: Sequence[Optional[np.ndarray]], wav: np.ndarray, staging: str, names: Sequence[str],
+                  options: PreprocessOptions) -> None:
     """Write every kept piece's crops, frame cache, audio and mel into ``staging/<name>``."""
     piece_of = np.full(len(boxes), -1)
-    smoothed = [None] * len(boxes)
+    smoothed: List[Optional[np.ndarray]] = [None] * len(boxes)  # set for the frames of a piece
     for k, (a, b) in enumerate(pieces):
         piece_of[a:b] = k
-        smoothed[a:b] = list(smooth_boxes(np.stack(boxes[a:b]), options.smooth_window))
+        # A piece spans frames that all have a box (``_pieces``).
+        smoothed[a:b] = list(smooth_boxes(np.stack(boxes[a:b]), options.smooth_window))  # type: ignore[arg-type]
         os.makedirs(os.path.join(staging, names[k]))
     source = frames if frames is not None else iter_frames(path, fps=options.fps)
     with contextlib.ExitStack() as open_caches:
@@ -222,7 +235,9 @@ def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
             if k >= 0:
                 target = os.path.join(staging, names[k], f"{i - pieces[k][0]}.jpg")
                 try:
-                    decoded = write_jpg(target, _crop(frame, smoothed[i], options), options.jpeg_quality)
+                    # frame i is in piece k, so it has a box
+                    decoded = write_jpg(target, _crop(frame, smoothed[i], options),  # type: ignore[arg-type]
+                                        options.jpeg_quality)
                 except OSError as exc:
                     raise MediaError(f"cannot write {target} ({exc}): is the output disk full?") from None
                 if caches:
@@ -240,7 +255,7 @@ def _write_pieces(path, frames, pieces, boxes, wav, staging, names, options):
         np.save(os.path.join(staging, names[k], "mel.npy"), melspectrogram(wav[begin:end]))
 
 
-def process_video(key, path, out_root, detector, options):
+def process_video(key: str, path: str, out_root: str, detector: FaceDetector, options: PreprocessOptions) -> VideoResult:
     """Preprocess one video into ``out_root`` (see the module docstring).
 
     Returns:
