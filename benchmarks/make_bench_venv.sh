@@ -5,6 +5,7 @@
 # (Paddle 3, numpy, librosa, OpenCV) through a .pth file, plus imageio-ffmpeg for an ffmpeg binary.
 #     sh benchmarks/make_bench_venv.sh [/work/bench-venv]
 set -eu
+# (the final import check runs from / so a ppgan folder in the working directory cannot shadow it)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${1:-/work/bench-venv}
 MAIN_SITE=$("$HERE/.venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
@@ -17,4 +18,4 @@ WHEELS=$(mktemp -d)
 "$TARGET/bin/pip" download -q ppgan==2.1.0 --no-deps -d "$WHEELS"
 "$TARGET/bin/pip" install -q --no-deps "$WHEELS"/ppgan-2.1.0-py3-none-any.whl imageio-ffmpeg
 rm -rf "$WHEELS"
-"$TARGET/bin/python" -c "import ppgan, os; assert 'site-packages' in ppgan.__file__, ppgan.__file__; print('PaddleGAN', ppgan.__version__, 'in', os.path.dirname(ppgan.__file__))"
+(cd / && "$TARGET/bin/python" -c "import ppgan, os; assert 'site-packages' in ppgan.__file__, ppgan.__file__; print('PaddleGAN', ppgan.__version__, 'in', os.path.dirname(ppgan.__file__))")
