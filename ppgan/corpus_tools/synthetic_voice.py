@@ -35,8 +35,8 @@ class Unit:
 
     name: str
     kind: str
-    formants: tuple
-    gains: tuple
+    formants: Tuple[float, float, float]
+    gains: Tuple[float, float, float]
     loudness: float
     height: float
     width: float
@@ -65,14 +65,14 @@ class Speaker:
     pitch_hz: float
     formant_scale: float
     loudness: float
-    skin: tuple
-    background: tuple
-    hair: tuple
-    lips: tuple
-    iris: tuple
+    skin: Tuple[int, ...]  # BGR colours
+    background: Tuple[int, ...]
+    hair: Tuple[int, ...]
+    lips: Tuple[int, ...]
+    iris: Tuple[int, ...]
     face_rx: float
     face_ry: float
-    harmonic_phases: tuple  # fixed per voice; random phases keep the waveform's peaks low
+    harmonic_phases: Tuple[float, ...]  # fixed per voice; random phases keep the waveform's peaks low
 
 
 def bgr_tuple(values: Iterable[float]) -> Tuple[int, ...]:

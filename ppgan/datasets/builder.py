@@ -51,7 +51,7 @@ def _positive_int(cfg: Mapping[str, Any], key: str, default: int, where: str, mi
 
 
 def build_dataset(cfg: Mapping[str, Any], is_train: bool = True, seed: int = 0, config_dir: Optional[str] = None,
-                  where: Optional[str] = None) -> paddle.io.Dataset:
+                  where: Optional[str] = None) -> paddle.io.Dataset[Any]:
     """Build the dataset a config block describes (loader keys are ignored).
 
     Args:
@@ -78,7 +78,7 @@ class SeededDistributedBatchSampler(DistributedBatchSampler):
     batches (collective calls need that); at most world - 1 samples are seen twice.
     """
 
-    def __init__(self, dataset: paddle.io.Dataset, batch_size: int, num_replicas: int = 1, rank: int = 0,
+    def __init__(self, dataset: paddle.io.Dataset[Any], batch_size: int, num_replicas: int = 1, rank: int = 0,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0) -> None:
         super().__init__(dataset, batch_size, num_replicas=num_replicas, rank=rank,
                          shuffle=shuffle, drop_last=drop_last)
@@ -105,7 +105,7 @@ class SeededDistributedBatchSampler(DistributedBatchSampler):
             yield batch
 
 
-class _CompactItems(paddle.io.Dataset):
+class _CompactItems(paddle.io.Dataset[Dict[str, np.ndarray]]):
     """What the loader fetches: a dataset's compact items, by the same indices."""
 
     def __init__(self, dataset: Any) -> None:

@@ -46,7 +46,7 @@ class SyncNetDataset(LipSyncWindows):
 
     def __init__(self, dataroot: str, filelist: str, img_size: int = FACE_SIZE, syncnet_T: int = SYNC_T,
                  mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, min_offset: int = 5, seed: int = 0,
-                 augment: Optional[dict] = None, is_train: bool = True, frame_cache: bool = True,
+                 augment: Optional[Dict[str, float]] = None, is_train: bool = True, frame_cache: bool = True,
                  cache_dir: Optional[str] = None, config_dir: Optional[str] = None):
         if not isinstance(min_offset, int) or min_offset < 1:
             raise ConfigError(f"dataset.min_offset must be a positive integer (frames), got {min_offset!r}")
@@ -119,7 +119,7 @@ class Wav2LipDataset(LipSyncWindows):
 
     def __init__(self, dataroot: str, filelist: str, img_size: int = FACE_SIZE, syncnet_T: int = SYNC_T,
                  mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, mel_frame_offset: int = TRAIN_MEL_FRAME_OFFSET,
-                 seed: int = 0, augment: Optional[dict] = None, is_train: bool = True, frame_cache: bool = True,
+                 seed: int = 0, augment: Optional[Dict[str, float]] = None, is_train: bool = True, frame_cache: bool = True,
                  cache_dir: Optional[str] = None, config_dir: Optional[str] = None):
         if not isinstance(mel_frame_offset, int):
             raise ConfigError(f"dataset.mel_frame_offset must be an integer (frames), got {mel_frame_offset!r}")

@@ -39,7 +39,7 @@ def window_starts(ids: np.ndarray, length: int) -> np.ndarray:
     return ids[:len(ids) - length + 1][ids[length - 1:] - ids[:len(ids) - length + 1] == length - 1]
 
 
-class LipSyncWindows(CorpusReader, Dataset):
+class LipSyncWindows(CorpusReader, Dataset[Dict[str, np.ndarray]]):
     """Shared machinery of the two datasets: window index, reproducible draws, frame and mel windows.
 
     Subclasses define ``_usable_starts`` (which windows they can build a sample at),
@@ -48,7 +48,7 @@ class LipSyncWindows(CorpusReader, Dataset):
     """
 
     def __init__(self, dataroot: str, filelist: str, img_size: int = FACE_SIZE, syncnet_T: int = SYNC_T,
-                 mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, seed: int = 0, augment: Optional[dict] = None,
+                 mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, seed: int = 0, augment: Optional[Dict[str, float]] = None,
                  is_train: bool = True, frame_cache: bool = True, cache_dir: Optional[str] = None,
                  config_dir: Optional[str] = None):
         check_face_size(img_size, "dataset.img_size")

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -50,7 +50,7 @@ INFO_SUFFIX = ".info.json"
 # batches and the last one), so a small cap keeps memory bounded without recompiling.
 ONEDNN_SHAPE_CACHE = 8
 
-_fallbacks_logged: set = set()  # component names already warned about
+_fallbacks_logged: Set[str] = set()  # component names already warned about
 
 
 def check_engine(engine: str, precision: str = "fp32") -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Tuple
+from typing import Set, Tuple
 
 import numpy as np
 
@@ -25,7 +25,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 BF16_ISA_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "ALL")
 MIN_BF16_PSNR = 35.0  # dB against fp32 on the same frames (issue 16's guard)
 
-_logged: set = set()  # (component, precision) pairs already warned about
+_logged: Set[Tuple[str, str]] = set()  # (component, precision) pairs already warned about
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Any, ContextManager, Dict, Iterable, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, Iterable, Mapping, Optional, Set, Tuple
 
 import paddle
 
@@ -68,7 +68,7 @@ class BaseModel:
 
     def __init__(self) -> None:
         self.nets: Dict[str, paddle.nn.Layer] = {}
-        self.frozen: set = set()
+        self.frozen: Set[str] = set()
         self.scalers: Dict[str, paddle.amp.GradScaler] = {}
 
     # ------------------------------------------------------------------ nets

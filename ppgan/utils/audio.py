@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import wave
-from typing import Any, Union, overload
+from typing import Any, List, Union, overload
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def load_audio(path: Union[str, "os.PathLike[str]"], sample_rate: int = SAMPLE_R
     path = str(path)
     if not os.path.isfile(path):
         raise MediaError(f"audio file not found: {path}")
-    chunks: list = []
+    chunks: List[np.ndarray] = []
     try:
         with av.open(path) as container:
             if not container.streams.audio:
