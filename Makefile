@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # PaddleGAN's own package (also named ppgan), test-only: the yardstick of the GPEN parity tests.
 # Installed beside the venv's packages without its pinned dependencies and imported only by
-# tests/paddlegan_reference.py in a subprocess.
+# tests/integration/paddlegan_reference.py in a subprocess.
 PADDLEGAN_REF := $(VENV)/paddlegan-ref/.installed
 
 .PHONY: demo test typecheck install clean-demo

@@ -2,8 +2,8 @@
 
 Every import counts, at module scope and inside functions (a lazy import still couples two
 packages; it only hides the coupling from a load-time check), and so does a module named by a
-string given to ``importlib.import_module``. ``tests/test_layers.py`` fails on the violations found
-here; ``benchmarks/code_metrics.py`` counts them.
+string given to ``importlib.import_module``. ``tests/integration/test_layers.py`` fails on the
+violations found here; ``benchmarks/code_metrics.py`` counts them.
 
 The intended architecture is one order of layers (``LAYERS``, lowest first): a subpackage may import
 from the layers below its own and not from its own layer's peers or from above. The engine is

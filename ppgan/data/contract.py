@@ -2,7 +2,7 @@
 
 Preprocessing, the frame cache, the datasets, the training models, the predictor and the LSE
 scorer all build their arrays with these functions, so the same frame and audio give the same
-network input whichever path produced it (``tests/test_contract.py`` checks that end to end).
+network input whichever path produced it (``tests/data/test_contract.py`` checks that end to end).
 
 - **Face size** ``S``: square BGR crops; ``FACE_SIZE`` = 96 is the published networks' size.
   The networks also take ``96 * 2^a * 3^b`` (192, 288, 384, ...): ``face_size_factors`` says
