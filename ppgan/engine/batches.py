@@ -30,6 +30,11 @@ class EpochBatches:
         self.loader.batch_sampler = _SkipFirst(self.sampler, skip) if skip else self.sampler
         self._iter = iter(self.loader)
 
+    def close(self) -> None:
+        """Stop the current epoch's reader (training may end mid-epoch)."""
+        from ..datasets.builder import close_iterator
+        close_iterator(self._iter)
+
     def __next__(self) -> Any:
         try:
             return next(self._iter)

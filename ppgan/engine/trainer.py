@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import numpy as np
 import paddle
 
+from ..datasets.builder import close_iterator
 from ..models.base_model import BaseModel, unwrap
 from ..models.builder import MODELS, build_model
 from ..modules.onednn_conv import onednn_kernels
@@ -237,6 +238,7 @@ class Trainer:
                 hook.after_train(self)
         finally:
             stop.uninstall()
+            batches.close()
             self.close()
         self._log_digest()
 
@@ -305,12 +307,16 @@ class Trainer:
         self.model.sync_batch_norm_stats()
         self.model.eval()
         bar = _eval_bar(loader, max_steps, self.eval_split(), show)
-        for step, batch in enumerate(loader):
-            if max_steps and step >= max_steps:
-                break
-            self.model.setup_input(batch)
-            self.model.test_iter()
-            bar.update(1)
+        batches = iter(loader)
+        try:
+            for step, batch in enumerate(batches):
+                if max_steps and step >= max_steps:
+                    break
+                self.model.setup_input(batch)
+                self.model.test_iter()
+                bar.update(1)
+        finally:
+            close_iterator(batches)  # a bounded evaluation leaves its reader mid-split
         bar.close()
         metrics = self.model.eval_metrics()
         self.model.train()
