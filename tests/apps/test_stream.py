@@ -1,7 +1,6 @@
 """Streaming: the chunked mel equals the whole-file mel, and Wav2LipStream yields the predictor's
 frames whatever the chunk sizes, in order, with bounded memory."""
 
-import importlib.util
 import io
 import os
 import subprocess
@@ -18,7 +17,7 @@ from ppgan.utils.errors import MediaError
 from ppgan.utils.video import probe_video
 from ppgan.utils.mel_stream import MelStream
 from tests.apps.test_predictor import astronaut, index_video, make_speech, make_tiny_weights, write_image
-from tests import REPO_ROOT
+from tests import REPO_ROOT, load_tool
 
 
 def push_randomly(push, wav, rng, largest=3000):
@@ -213,10 +212,7 @@ TOOL = os.path.join(str(REPO_ROOT), "tools",
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("wav2lip_stream_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("wav2lip_stream")
 
 
 def test_tool_streams_a_file_and_reports_latency(tool, media, tmp_path, capsys):

@@ -2,7 +2,6 @@
 enhancement checked against PaddleGAN's own GPEN (the ``ppgan`` package from PyPI) on random
 weights."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from ppgan.utils.cli import run_main
 from tests.integration.paddlegan_reference import reference_available, run_reference
 from tests.apps.test_predictor import astronaut, make_speech, make_tiny_weights, write_image
-from tests import REPO_ROOT
+from tests import REPO_ROOT, load_tool
 
 REPO_ROOT = str(REPO_ROOT)
 needs_reference = pytest.mark.skipif(not reference_available(),
@@ -20,10 +19,7 @@ needs_reference = pytest.mark.skipif(not reference_available(),
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("wav2lip_tool", os.path.join(REPO_ROOT, "tools", "wav2lip.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("wav2lip")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 writes a lip-synced video. Most cases call the tool's ``main`` through ``run_main`` in-process (as
 ``python tools/wav2lip.py`` does); two run it as a real subprocess."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from ppgan.utils.cli import run_main
 from tests.apps.test_predictor import astronaut, make_speech, make_tiny_weights, write_image
-from tests import REPO_ROOT
+from tests import REPO_ROOT, load_tool
 
 REPO_ROOT = str(REPO_ROOT)
 TOOL = os.path.join(REPO_ROOT, "tools", "wav2lip.py")
@@ -21,10 +20,7 @@ TOOL = os.path.join(REPO_ROOT, "tools", "wav2lip.py")
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("wav2lip_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("wav2lip")
 
 
 @pytest.fixture(scope="module")
