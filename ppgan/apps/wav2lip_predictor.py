@@ -54,7 +54,6 @@ RELEASED_S3FD = "s3fd_paddle.pdparams"
 # Frame rates a still face may be given: below 1 fps the mouth cannot follow speech; above 120
 # each second of audio only costs more generator calls (100000 fps ran for minutes).
 FPS_RANGE = (1.0, 120.0)
-# Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
 # A media file name as str or path object.
 PathLike = Union[str, "os.PathLike[str]"]
 # Wall seconds per stage name (``STAGES``).
@@ -63,6 +62,7 @@ StageSeconds = Dict[str, float]
 BatchItem = Tuple[int, Optional[np.ndarray], np.ndarray]
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
+# Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
 UNSUPPORTED_IMAGE_EXTENSIONS = (".svg", ".heic", ".heif", ".avif", ".jxl", ".psd", ".ico", ".eps",
                                 ".raw", ".dng", ".cr2", ".nef", ".arw")
 
@@ -100,6 +100,14 @@ def _same_file(path: str, other: str) -> bool:
         return os.path.samefile(path, other)
     except OSError:  # ``other`` does not exist yet
         return False
+
+
+def _checked_fps(fps: float) -> float:
+    """``fps`` if it is within ``FPS_RANGE``, else ``ConfigError`` (also for nan and inf)."""
+    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise ConfigError(f"--fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} "
+                          f"frames per second, got {fps:g}")
+    return fps
 
 
 def _four_ints(value: Any, name: str) -> Tuple[int, int, int, int]:
@@ -207,19 +215,13 @@ class Wav2LipPredictor:
         if self.fps is None:
             # A still face has no frame rate of its own: use the one the checkpoint was trained
             # at, so its mel windows step as in training (25 for PaddleGAN / original weights).
-            self.fps = float(spec.get("fps", DEFAULT_FPS))
-            self._check_fps()
+            self.fps = _checked_fps(float(spec.get("fps", DEFAULT_FPS)))
         # The face size the generator was built for: crops are cut and pasted back at it.
         self.img_size = int(getattr(self.generator, "img_size", FACE_SIZE))
 
-    def _check_fps(self) -> None:
-        if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:  # type: ignore[operator]  # set when called
-            raise ConfigError(f"--fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} "
-                              f"frames per second, got {self.fps:g}")
-
     def _check_options(self) -> None:
         if self.fps is not None:  # checked before any weights are loaded
-            self._check_fps()
+            _checked_fps(self.fps)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1 (leave it out to use all cores), "
                               f"got {self.threads}")

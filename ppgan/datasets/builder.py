@@ -144,7 +144,7 @@ class ExpandingDataLoader(paddle.io.DataLoader):
             seed = getattr(sampler, "seed", 0) * 1000003 + getattr(sampler, "epoch", 0)
             pool = SharedMemoryWorkers(self.dataset, sampler, self.num_workers, self.dataset.expand_batch,
                                        seed=seed, fork_context=opencv_once)
-            return ({key: _as_tensor(value, paddle.CPUPlace()) for key, value in batch.items()} for batch in pool)
+            return ({key: _as_cpu_tensor(value) for key, value in batch.items()} for batch in pool)
         fetching = self
         if compact:
             # Paddle's iterator fetches from ``loader.dataset``: give it a copy of this loader whose
@@ -159,18 +159,18 @@ class ExpandingDataLoader(paddle.io.DataLoader):
     def _collate_expanded(self, samples: List[Dict[str, np.ndarray]]) -> Dict[str, paddle.Tensor]:
         """Compact samples -> one float32 batch of CPU Tensors (in the reader thread)."""
         batch = self.dataset.expand_batch({key: np.stack([s[key] for s in samples]) for key in samples[0]})
-        return {key: _as_tensor(value, paddle.CPUPlace()) for key, value in batch.items()}
+        return {key: _as_cpu_tensor(value) for key, value in batch.items()}
 
 
-def _as_tensor(value: Any, place: Any) -> Any:
-    """An array as a Tensor on ``place`` (Tensors pass through)."""
+def _as_cpu_tensor(value: Any) -> Any:
+    """An array as a CPU Tensor (anything else passes through)."""
     if not isinstance(value, np.ndarray):
         return value
     # A copy, not a zero-copy DLPack view: a view's memory is released by numpy's DLPack deleter,
     # which Paddle may run on one of its pool threads while holding its deleter lock; that thread
     # then waits for the GIL while the main thread, holding the GIL, waits for the lock (a
     # deadlock seen in training). The copy costs about 1 ms per MB, against steps of 0.1-10 s.
-    return paddle.to_tensor(value, place=place)
+    return paddle.to_tensor(value, place=paddle.CPUPlace())
 
 
 def close_iterator(iterator: Any) -> None:

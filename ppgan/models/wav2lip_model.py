@@ -119,9 +119,7 @@ class Wav2LipModel(BaseModel):
 
     def sync_term(self, losses: Mapping[str, paddle.Tensor]) -> Union[float, paddle.Tensor]:
         """``syncnet_wt * sync_loss``, or 0.0 when the step computed no sync loss (weight 0)."""
-        if "sync_loss" not in losses or self.syncnet_wt == 0:
-            return 0.0
-        return self.syncnet_wt * losses["sync_loss"]
+        return self.syncnet_wt * losses["sync_loss"] if "sync_loss" in losses else 0.0
 
     def train_iter(self, optimizers: Optimizers) -> Dict[str, float]:
         with self.autocast():
