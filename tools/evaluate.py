@@ -22,6 +22,7 @@ Without --weights only the oracle report (<out>/oracle.*) is written.
 import argparse
 import os
 
+from ppgan.inference.engine import PRECISIONS
 from ppgan.utils.cli import run_main
 
 
@@ -53,7 +54,7 @@ def parse_args(argv=None):
     oracle.add_argument("--mel-frame-offset", type=int,
                         help="audio alignment of the generator (default: the one it was trained "
                              "with, from its checkpoint's config)")
-    oracle.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    oracle.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="arithmetic of the generator's inference program (bf16: CPUs with "
                              "native bf16; else fp32 after one log line); default: %(default)s")
     return parser.parse_args(argv)

@@ -44,7 +44,8 @@ def main(argv=None):
     result = predictor.run(args.face, args.audio, args.outfile)
     print(f"wrote {result.outfile}: {result.frames} frames at {result.fps:.3f} fps in "
           f"{result.total_seconds:.1f} s (faces detected {result.faces_detected}, interpolated "
-          f"{result.faces_interpolated}, unchanged {result.frames_kept})")
+          f"{result.faces_interpolated}, unchanged {result.frames_kept}; generator precision "
+          f"{getattr(predictor.generator, 'precision', 'fp32')})")
     return 0
 
 

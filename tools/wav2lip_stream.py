@@ -151,7 +151,8 @@ def main(argv=None, stdin=None):
     rates = ", ".join(f"{size}: {rate:.1f}" for size, rate in stream.batch_rates.items())
     print(f"wrote {args.outfile}: {frames} frames at {avatar.fps:g} fps for {audio_seconds:.2f} s of "
           f"audio; avatar prepared in {prepared:.2f} s ({avatar.source_frames} source frames); "
-          f"generator batch {stream.batch_size}" + (f" (measured frames/s by batch: {rates})" if rates else ""))
+          f"generator batch {stream.batch_size}" + (f" (measured frames/s by batch: {rates})" if rates else "")
+          + f", precision {stream.precision}")
     print(f"first frame {first_frame - first_chunk:.3f} s after the first audio chunk; sustained "
           f"{sustained:.1f} fps; {total:.2f} s from the first chunk to the end (real-time factor "
           f"{total / audio_seconds:.2f}); stage time and share of that: {shares}")

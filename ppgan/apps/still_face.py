@@ -65,7 +65,7 @@ class StillFaceGenerator:
 
     def __init__(self, net: paddle.nn.Layer, faces: np.ndarray, engine: str = "auto", threads: Optional[int] = None,
                  precision: str = "fp32") -> None:
-        from ..inference.engine import StaticRunner, build_runner, check_engine
+        from ..inference.engine import DynamicRunner, build_runner, check_engine
 
         check_engine(engine, precision)
         faces = np.ascontiguousarray(faces, dtype=np.float32)
@@ -74,7 +74,12 @@ class StillFaceGenerator:
         self.img_size = faces.shape[-1]
         self._run = build_runner(_still_layer(net, faces), {"mel": (1, 80, 16)}, engine, threads,
                                  precision, what="still-face generator")
-        self.engine = "static" if isinstance(self._run, StaticRunner) else "dynamic"
+        self.engine = "dynamic" if isinstance(self._run, DynamicRunner) else "static"
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in ("auto" until an auto runner's first call)."""
+        return self._run.precision
 
     def __call__(self, mels: np.ndarray) -> np.ndarray:
         mels = np.ascontiguousarray(mels, dtype=np.float32)
@@ -96,7 +101,7 @@ def still_face_generator(generator: object, faces: np.ndarray) -> Optional[Still
 
     if isinstance(generator, GeneratorOnFirstUse):
         return StillFaceGenerator(generator.net, faces, generator.requested, generator.threads,
-                                  generator.precision)
+                                  generator.requested_precision)
     if isinstance(generator, DynamicGenerator):
         return StillFaceGenerator(generator.net, faces, "dynamic")
     return None

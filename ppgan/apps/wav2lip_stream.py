@@ -151,10 +151,14 @@ class Wav2LipStream:
             faces = generator_inputs(crops[0][None], np.zeros((1, 80, MEL_STEP_SIZE), np.float32))[1]
             self._still = still_face_generator(predictor.generator, faces)
         seconds["generate"] += time.perf_counter() - started
+        started = time.perf_counter()
         if self.requested_batch_size == "auto":
-            started = time.perf_counter()
             self.batch_size, self.batch_rates = self._measure_batch_size()
             seconds["measure"] = time.perf_counter() - started
+        elif any(crop is not None for crop in crops):
+            # the export, oneDNN's kernels and an auto precision's probe, before any audio waits
+            self._generate(*self._silent_batch(1))
+            seconds["warm-up"] = time.perf_counter() - started
         # A track has at least one frame (finalize_track raises otherwise), so shape is set.
         self.avatar = Avatar(fps=fps, source_frames=len(track.boxes), frame_size=tuple(shape),  # type: ignore[arg-type]
                              faces_detected=track.detected, faces_interpolated=track.interpolated,
@@ -165,14 +169,20 @@ class Wav2LipStream:
 
     def _measure_batch_size(self) -> Tuple[int, Dict[int, float]]:
         """Time the generator on this avatar's faces (silent mel windows) at doubling sizes."""
-        with_face = [crop for crop in self._crops if crop is not None]
-
-        def sample(count: int) -> Tuple[np.ndarray, np.ndarray]:
-            crops = np.stack([with_face[i % len(with_face)] for i in range(count)])
-            return crops, np.full((count, 80, MEL_STEP_SIZE), MEL_SILENCE, np.float32)
-
-        return measure_batch_size(lambda batch: self._generate(*batch), sample,
+        return measure_batch_size(lambda batch: self._generate(*batch), self._silent_batch,
                                   largest=max(1, self.predictor.batch_size))
+
+    def _silent_batch(self, count: int) -> Tuple[np.ndarray, np.ndarray]:
+        """``count`` of the avatar's face crops (N, S, S, 3) with silent mel windows (N, 80, 16)."""
+        with_face = [crop for crop in self._crops if crop is not None]
+        crops = np.stack([with_face[i % len(with_face)] for i in range(count)])
+        return crops, np.full((count, 80, MEL_STEP_SIZE), MEL_SILENCE, np.float32)
+
+    @property
+    def precision(self) -> str:
+        """What the generator computes in (the still-face network's, for a cached still)."""
+        generator = self._still if self._still is not None else self.predictor.generator
+        return str(getattr(generator, "precision", "fp32"))
 
     def reset(self) -> None:
         """Start a new audio stream on the prepared avatar (from its first frame)."""

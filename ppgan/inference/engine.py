@@ -14,7 +14,8 @@ that silent slowdown is logged once per component and reason.
 ``precision`` is the numeric format the static runner computes in: "fp32", or "bf16" through
 oneDNN where the CPU computes bf16 natively (``ppgan.inference.precision``). A precision that is
 not supported, or whose first run fails, falls back to fp32 with one log line; ``precision`` on
-a runner says what actually runs.
+a runner says what actually runs. "auto" measures the supported precisions at the first call and
+keeps the fastest within the quality guard (``ppgan.inference.auto_precision``; image outputs).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from ..utils.atomic import fsync_folder, output_error, prepare_folder
 from ..utils.errors import ConfigError, OutputError, WeightsError
 from ..utils.logger import get_logger
+from .auto_precision import AutoPrecisionRunner
 from .precision import log_precision_fallback, precision_support
 from .rewrite import direct_convolutions
 
@@ -40,7 +42,8 @@ if TYPE_CHECKING:  # paddle is imported where it runs: importing this module sta
 InputShapes = Mapping[str, Sequence[int]]
 
 ENGINES = ("auto", "static", "dynamic")
-PRECISIONS = ("fp32", "bf16")
+RUNNER_PRECISIONS = ("fp32", "bf16")  # what one program runs in
+PRECISIONS = RUNNER_PRECISIONS + ("auto",)
 PROGRAM_SUFFIX = ".json"      # what paddle.jit.save writes in Paddle 3.x (PIR programs)
 PARAMS_SUFFIX = ".pdiparams"
 # JSON beside the program: its input shapes (Paddle Inference does not report them before a run)
@@ -171,7 +174,7 @@ class StaticRunner:
         path_prefix: what ``export_program`` was given.
         threads: math-library threads. Default: all cores (``os.cpu_count()``).
         use_onednn: oneDNN kernels (much faster on x86). Default: True.
-        precision: "fp32" or "bf16" (see the module doc).
+        precision: "fp32" or "bf16" (see the module doc; "auto" is ``load_static``'s).
         what: the component's name, for messages.
     Attributes:
         input_names: the program's inputs, in the order ``__call__`` takes them.
@@ -182,6 +185,9 @@ class StaticRunner:
     def __init__(self, path_prefix: str, threads: Optional[int] = None, use_onednn: bool = True,
                  precision: str = "fp32", what: str = "program") -> None:
         check_engine("static", precision)
+        if precision not in RUNNER_PRECISIONS:
+            raise ConfigError(f"a StaticRunner computes in one of {', '.join(RUNNER_PRECISIONS)}, "
+                              f"got {precision!r}; load_static handles 'auto'")
         program, params = path_prefix + PROGRAM_SUFFIX, path_prefix + PARAMS_SUFFIX
         for path in (program, params):
             if not os.path.isfile(path):
@@ -279,8 +285,22 @@ class DynamicRunner:
                 self.layer.train()
 
 
+# A loaded program: one precision, or the measured choice among them.
+StaticProgram = Union[StaticRunner, AutoPrecisionRunner]
+
+
+def load_static(path_prefix: str, threads: Optional[int] = None, precision: str = "fp32",
+                what: str = "program") -> StaticProgram:
+    """A ``StaticRunner`` of the exported program in ``precision``, or for "auto" an
+    ``AutoPrecisionRunner`` over every precision this machine supports."""
+    if precision == "auto":
+        return AutoPrecisionRunner(lambda chosen: StaticRunner(path_prefix, threads=threads, precision=chosen,
+                                                               what=what), what)
+    return StaticRunner(path_prefix, threads=threads, precision=precision, what=what)
+
+
 def compile_static(layer: paddle.nn.Layer, inputs: InputShapes, threads: Optional[int] = None,
-                   precision: str = "fp32", what: str = "program") -> StaticRunner:
+                   precision: str = "fp32", what: str = "program") -> StaticProgram:
     """Export ``layer`` to a temporary program and load it in a ``StaticRunner``.
 
     The temporary files are removed at once: the predictor holds the program in memory.
@@ -288,8 +308,7 @@ def compile_static(layer: paddle.nn.Layer, inputs: InputShapes, threads: Optiona
     folder = tempfile.mkdtemp(prefix="ppgan-inference-")
     try:
         export_program(layer, os.path.join(folder, "model"), inputs)
-        return StaticRunner(os.path.join(folder, "model"), threads=threads, precision=precision,
-                            what=what)
+        return load_static(os.path.join(folder, "model"), threads, precision, what)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -301,7 +320,7 @@ def _on_cpu() -> bool:
 
 
 # What ``build_runner`` returns: ``run(*float32 arrays) -> first output array``.
-Runner = Union[StaticRunner, DynamicRunner]
+Runner = Union[StaticRunner, AutoPrecisionRunner, DynamicRunner]
 
 
 def build_runner(layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "auto",
@@ -314,7 +333,7 @@ def build_runner(layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "aut
         engine: "auto" | "static" | "dynamic" (module doc).
         threads: CPU threads of the static runner (default: all cores); the dynamic graph's
             thread count is left as Paddle set it.
-        precision: "fp32" or "bf16" (module doc).
+        precision: "fp32", "bf16" or "auto" (module doc).
         what: the component's name for the fall-back warning.
     Raises:
         ConfigError: unknown engine / precision.
@@ -344,13 +363,18 @@ class CompileOnFirstUse:
                  threads: Optional[int] = None, precision: str = "fp32", what: str = "network") -> None:
         check_engine(engine, precision)
         self.layer, self.inputs, self.requested = layer, inputs, engine
-        self.threads, self.precision, self.what = threads, precision, what
+        self.threads, self.requested_precision, self.what = threads, precision, what
         self.engine: Optional[str] = None
         self._run: Optional[Runner] = None
+
+    @property
+    def precision(self) -> str:
+        """What the runner computes in; the requested precision before the first call."""
+        return self.requested_precision if self._run is None else self._run.precision
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         if self._run is None:
             self._run = build_runner(self.layer, self.inputs, self.requested, self.threads,
-                                     self.precision, self.what)
-            self.engine = "static" if isinstance(self._run, StaticRunner) else "dynamic"
+                                     self.requested_precision, self.what)
+            self.engine = "dynamic" if isinstance(self._run, DynamicRunner) else "static"
         return self._run(*arrays)

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..data.contract import FACE_SIZE, MEL_STEP_SIZE
 from ..utils.errors import WeightsError
-from .engine import CompileOnFirstUse, DynamicRunner, StaticRunner, check_engine, export_program
+from .engine import (CompileOnFirstUse, DynamicRunner, StaticProgram, StaticRunner, check_engine, export_program,
+                     load_static)
 from .spec import SPEC_KEY, check_spec, reference_spec, to_dict
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class StaticGenerator:
         path_prefix: what ``export_generator`` was given.
         threads: math-library threads. Default: all cores.
         use_onednn: oneDNN kernels (much faster on x86). Default: True.
-        precision: "fp32" (``ppgan.inference.engine``).
+        precision: "fp32", "bf16" or "auto" (``ppgan.inference.engine``).
     Attributes:
         img_size: the face size S, read from the program's input shape.
         spec: the inference spec stored at export (the reference spec for older programs).
@@ -80,8 +81,11 @@ class StaticGenerator:
 
     def __init__(self, path_prefix: str, threads: Optional[int] = None, use_onednn: bool = True,
                  precision: str = "fp32") -> None:
-        self.runner = StaticRunner(path_prefix, threads=threads, use_onednn=use_onednn,
-                                   precision=precision, what="generator")
+        if use_onednn:
+            self.runner: StaticProgram = load_static(path_prefix, threads, precision, "generator")
+        else:  # oneDNN is what runs reduced precisions: without it, fp32 (StaticRunner logs why)
+            self.runner = StaticRunner(path_prefix, threads=threads, use_onednn=False,
+                                       precision="fp32" if precision == "auto" else precision, what="generator")
         if sorted(self.runner.input_names) != ["faces", "mel"]:
             raise WeightsError(f"{path_prefix} is not a generator exported by export_generator "
                                f"(inputs {self.runner.input_names}, expected mel, faces)")
@@ -91,6 +95,11 @@ class StaticGenerator:
         stored = self.runner.info.get(SPEC_KEY)
         self.spec = check_spec(stored, path_prefix) if stored else dict(reference_spec(), img_size=self.img_size)
         self.config = self.runner.info.get("config")
+
+    @property
+    def precision(self) -> str:
+        """What the program computes in ("auto" until an auto runner's first call)."""
+        return self.runner.precision
 
     def __call__(self, mels: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Generate faces.

@@ -3,6 +3,7 @@ frames whatever the chunk sizes, in order, with bounded memory."""
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -215,15 +216,18 @@ def tool():
     return load_tool("wav2lip_stream")
 
 
-def test_tool_streams_a_file_and_reports_latency(tool, media, tmp_path, capsys):
+@pytest.mark.parametrize("engine, precision", [("dynamic", "fp32"), ("static", "auto")])
+def test_tool_streams_a_file_and_reports_latency(tool, media, tmp_path, capsys, engine, precision):
     out = tmp_path / "stream.mp4"
     with pytest.raises(SystemExit) as done:
         run_main(tool.main, ["--face", media["photo"], "--audio", media["speech"], "--checkpoint_path",
-                             media["weights"], "--outfile", str(out), "--engine", "dynamic",
-                             "--chunk_ms", "30", "--box", "60", "200", "60", "200"])
+                             media["weights"], "--outfile", str(out), "--engine", engine,
+                             "--precision", precision, "--chunk_ms", "30", "--box", "60", "200", "60", "200"])
     assert done.value.code == 0
     printed = capsys.readouterr().out
     assert "first frame" in printed and "sustained" in printed and "generate" in printed
+    # auto has chosen by the time frames flow (during prepare's batch measurement)
+    assert re.search(r"precision (fp32|bf16)\b", printed)
     info = probe_video(out)
     assert info.num_frames == 32 and info.has_audio
     assert 0 <= len(load_audio(str(out))) - 16000 * 1.3 < 1024  # AAC ends on a whole 1024-sample frame
