@@ -20,11 +20,12 @@ keeps the fastest within the quality guard (``ppgan.inference.auto_precision``; 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def export_program(layer: paddle.nn.Layer, path_prefix: str, inputs: InputShapes
         raise output_error(params, exc) from None
     try:
         # Stride-1 transposed convs saved as the equivalent convs: oneDNN's bf16 path fails on them.
-        with direct_convolutions(layer):
+        with direct_convolutions(layer), _trace_records_dropped():
             paddle.jit.save(layer, os.path.join(staging, "model"), input_spec=spec)
             _check_staged_params(os.path.join(staging, "model"), layer, params)
         record = dict(info or {}, inputs={name: [int(v) for v in shape] for name, shape in inputs.items()})
@@ -122,6 +123,33 @@ def export_program(layer: paddle.nn.Layer, path_prefix: str, inputs: InputShapes
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path_prefix + PROGRAM_SUFFIX, params
+
+
+@contextlib.contextmanager
+def _trace_records_dropped() -> Iterator[None]:
+    """Within the block, a failed trace leaves nothing in Paddle's global tracing records.
+
+    Paddle 3.3.1 records each traced program's tensor -> Value map under ``id(program)`` and
+    ``id(tensor)`` and forgets it only when the trace succeeds. After a failed export (the "auto"
+    engine then falls back to the dynamic graph) the stale map stays; once a later program and
+    tensor reuse those addresses, the next export reads a Value of a destroyed program and the
+    process dies with a segmentation fault in ``paddle.jit.save``. Entries added during the
+    block are removed at its end (a successful trace has removed its own already).
+    """
+    from paddle.jit.dy2static import parameter_recorder
+
+    records = [getattr(parameter_recorder, name, None)
+               for name in ("_global_parameter_recorder", "_global_inplace_map")]
+    tables = [table for record in records for table in (getattr(record, "params_dict", None),
+                                                        getattr(record, "tensor2value", None))
+              if isinstance(table, dict)]
+    before = [set(table) for table in tables]
+    try:
+        yield
+    finally:
+        for table, keys in zip(tables, before):
+            for key in set(table) - keys:
+                table.pop(key, None)
 
 
 def _fsync_file(path: str) -> None:

@@ -107,6 +107,21 @@ def test_auto_falls_back_to_dynamic_with_one_warning(monkeypatch):
         build_runner(Untraceable(), {"x": (4,)}, "static")  # static never falls back
 
 
+def test_failed_exports_leave_no_stale_trace_records():
+    # Paddle keeps a failed trace's tensor -> Value map under reusable ids; a later export that
+    # met those ids read a destroyed program's Values and crashed the process.
+    from paddle.jit.dy2static.parameter_recorder import _global_parameter_recorder
+
+    before = dict(_global_parameter_recorder.params_dict)
+    for engine in ("auto", "static"):
+        try:
+            build_runner(Untraceable(), {"x": (4,)}, engine, what="test net")
+        except Exception:
+            pass
+    assert _global_parameter_recorder.params_dict == before
+    assert _global_parameter_recorder.tensor2value.keys() == before.keys()
+
+
 def test_dynamic_runner_restores_train_mode():
     layer = TwoInputs()
     layer.train()
