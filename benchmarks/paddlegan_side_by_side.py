@@ -1,7 +1,8 @@
 """Benchmark: PaddleGAN 2.1.0's Wav2Lip predictor against ours, same weights, inputs and face box.
 
     sh benchmarks/make_bench_venv.sh /work/bench-venv        # once: PaddleGAN in its own venv
-    .venv/bin/python -m benchmarks.paddlegan_side_by_side --cases still10 video10 video60 --repeats 3
+    .venv/bin/python -m benchmarks.paddlegan_side_by_side --cases still10 video10 video60 --repeats 3 \
+        --precisions fp32 bf16
 
 Cases: ``still10`` a 512 px photograph (skimage's astronaut) with 10 s of synthetic speech,
 ``video10`` / ``video60`` the 1280x720 25 fps drifting-astronaut clip of ``benchmarks/inference.py``
@@ -13,7 +14,9 @@ runs are interleaved (PaddleGAN, ours, ours, PaddleGAN, ...) so load drifts hit 
 Reported per run: wall seconds, real-time factor, CPU seconds (user + system, from ``wait4``:
 robust to other jobs on the machine), peak RSS of the process tree; per case, the mean absolute
 difference between the two outputs' mouth regions (lower half of the box) over their common
-frames, in 8-bit levels. PaddleGAN's shims are listed in the output (``paddlegan_runner.py``).
+frames, in 8-bit levels. Ours runs once per ``--precisions`` entry and also reports its stages and
+how far its run and its whole process are from the generator's own time. PaddleGAN's shims are
+listed in the output (``paddlegan_runner.py``).
 """
 
 import argparse
@@ -98,13 +101,19 @@ def run_paddlegan(python, item, weights, outfile):
     return {"wall": wall, "cpu": cpu, "peak_rss_mib": report["peak_rss_mib"], "shims": report["shims"]}
 
 
-def run_ours(item, weights, outfile):
+def run_ours(item, weights, outfile, precision):
+    """tools/wav2lip.py at ``precision``: the process's wall/CPU time plus its own report (stages,
+    the predictor's run time), and how far the run and the whole process are from the generator's
+    own time (1.0 = nothing but generation)."""
     command = [sys.executable, os.path.join(HERE, "side_by_side_ours.py"), "--face", item["face"],
                "--audio", item["audio"], "--checkpoint_path", weights, "--outfile", outfile, "--box",
-               *map(str, item["box"]), "--blend", "hard"]
+               *map(str, item["box"]), "--blend", "hard", "--precision", precision]
     stdout, wall, cpu = run_measured(command)
     report = json.loads(stdout.strip().splitlines()[-1])
-    return {"wall": wall, "cpu": cpu, "peak_rss_mib": report["peak_rss_mib"]}
+    generate = report["stages"]["generate"]
+    return {"wall": wall, "cpu": cpu, "peak_rss_mib": report["peak_rss_mib"], "frames": report["frames"],
+            "precision": report["precision"], "stages": report["stages"], "run_seconds": report["run_seconds"],
+            "run_over_generate": report["run_seconds"] / generate, "wall_over_generate": wall / generate}
 
 
 def mouth_difference(ours, theirs, box):
@@ -128,6 +137,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["still10", "video10", "video60"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16", "auto"), default=["fp32"],
+                        help="run ours at each of these (systems ours-<precision>)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="shorten every case to this many seconds (a quick look on a busy machine)")
     parser.add_argument("--bench-python", default="/work/bench-venv/bin/python",
@@ -144,19 +155,21 @@ def main():
     for repeat in range(args.repeats):
         for case in args.cases:
             item = inputs[case]
-            order = ("paddlegan", "ours") if (repeat + args.cases.index(case)) % 2 == 0 else ("ours", "paddlegan")
+            systems = ["paddlegan"] + [f"ours-{precision}" for precision in args.precisions]
+            order = systems if (repeat + args.cases.index(case)) % 2 == 0 else systems[::-1]
             for system in order:
                 out = os.path.join(args.folder, f"{case}_{system}.mp4")
                 if system == "paddlegan":
                     result = run_paddlegan(args.bench_python, item, weights, out)
                     shims = result.pop("shims")
                 else:
-                    result = run_ours(item, weights, out)
+                    result = run_ours(item, weights, out, system.split("-", 1)[1])
                 result.update(case=case, system=system, repeat=repeat,
                               rtf=result["wall"] / item["seconds"])
                 rows.append(result)
                 print(json.dumps(result), file=sys.stderr, flush=True)
-    differences = {case: mouth_difference(os.path.join(args.folder, f"{case}_ours.mp4"),
+    # The mouth regions agree or not whatever our precision: compare the first one's output.
+    differences = {case: mouth_difference(os.path.join(args.folder, f"{case}_ours-{args.precisions[0]}.mp4"),
                                           os.path.join(args.folder, f"{case}_paddlegan.mp4"),
                                           inputs[case]["box"]) for case in args.cases}
     from ppgan.inference.precision import cpu_isa

@@ -45,7 +45,7 @@ def main(argv=None):
     print(f"wrote {result.outfile}: {result.frames} frames at {result.fps:.3f} fps in "
           f"{result.total_seconds:.1f} s (faces detected {result.faces_detected}, interpolated "
           f"{result.faces_interpolated}, unchanged {result.frames_kept}; generator precision "
-          f"{getattr(predictor.generator, 'precision', 'fp32')})")
+          f"{result.precision})")
     return 0
 
 

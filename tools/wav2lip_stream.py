@@ -47,9 +47,6 @@ def parse_args(argv=None):
     parser.add_argument("--fixed_batch", action="store_true",
                         help="use --wav2lip_batch_size as it is instead of measuring the fastest "
                              "batch up to it on the avatar")
-    parser.add_argument("--encoder", choices=("process", "inline"), default="process",
-                        help="encode the mp4 in a child process, overlapping generation "
-                             "(default), or in this process")
     add_predictor_arguments(parser)
     return parser.parse_args(argv)
 

@@ -7,6 +7,7 @@ import argparse
 from typing import Any, Dict
 
 from ..inference.engine import PRECISIONS
+from .wav2lip_predictor import ENCODERS
 
 
 def true_or_false(text: str) -> bool:
@@ -82,6 +83,9 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                              "bf16 (AVX-512 BF16 / AMX) and falls back to fp32 with one log line "
                              "otherwise; auto times each supported precision on the first frames "
                              "and keeps the fastest within the quality guard; default: %(default)s")
+    parser.add_argument("--encoder", choices=ENCODERS, default="process",
+                        help="process: encode H.264/AAC in a child process while frames are "
+                             "generated; inline: in this process; default: %(default)s")
     return parser
 
 
@@ -95,4 +99,5 @@ def predictor_options(args: argparse.Namespace) -> Dict[str, Any]:
         face_detector_weights=args.face_detector_weights, no_face=args.no_face,
         device="cpu" if args.cpu else args.device, threads=args.threads, blend=args.blend,
         engine=args.engine, face_enhancement=args.face_enhancement,
-        face_enhancement_weights=args.face_enhancement_weights, precision=args.precision)
+        face_enhancement_weights=args.face_enhancement_weights, precision=args.precision,
+        encoder=args.encoder)

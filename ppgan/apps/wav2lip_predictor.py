@@ -30,22 +30,28 @@ from ..faceutils.boxes import pad_box
 from ..faceutils.detector import BoxDetector, FaceDetector, build_detector
 from ..faceutils.track import NO_FACE_POLICIES, FaceTrack, FaceTracker, finalize_track, \
     is_out_of_memory
-from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, crop_face, generator_faces, mel_windows
+from ..data.contract import FACE_SIZE, INFERENCE_MEL_FRAME_OFFSET, MEL_STEP_SIZE, crop_face, generator_faces, \
+    mel_windows
 from ..inference.spec import DEFAULT_FPS
 from ..utils.audio import load_audio, melspectrogram, num_video_frames
 from ..utils.errors import ConfigError, MediaError
 from ..utils.logger import get_logger
 from ..utils.weights_home import find_released_weights, missing_weights_message
+from ..utils.background_writer import BackgroundVideoWriter
 from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, VideoWriter, is_image_file, \
     probe_video, read_image, video_rotation
 from .face_paste import paste_face
 from .frame_io import FrameSource, prepare_frame
 from .generator_loader import load_generator, wrap_generator
+from .still_face import StillFaceGenerator, still_face_generator
 
 if TYPE_CHECKING:  # imported where used: GPEN's module loads only with --face_enhancement
     from .face_enhance import FaceEnhancer
 
 BLEND_MODES = ("feather", "hard")
+# Where H.264/AAC encoding runs: a child process overlapping generation (Paddle Inference holds
+# the GIL, so a thread would not overlap), or inline in the caller's process.
+ENCODERS = ("process", "inline")
 STAGES = ("decode", "detect", "generate", "blend", "enhance", "encode")
 # PaddleGAN's detector names: "sfd" is its name for S3FD.
 DETECTOR_ALIASES: Dict[Optional[str], str] = {"sfd": "s3fd"}
@@ -60,6 +66,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 StageSeconds = Dict[str, float]
 # One output frame waiting for the generator: (output index, face box or None, frame).
 BatchItem = Tuple[int, Optional[np.ndarray], np.ndarray]
+# What ``_render`` writes frames to (same interface, encoding inline or in a child process).
+FrameWriter = Union[VideoWriter, BackgroundVideoWriter]
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 # Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
@@ -74,7 +82,9 @@ class Wav2LipResult:
     frames: output frames written; fps: their rate; source_frames: distinct input frames used;
     faces_detected / faces_interpolated / frames_kept: over those source frames, how many had a
     detected face, a box filled in between detections, or no face (left unchanged);
-    seconds: wall time per stage (decode, detect, generate, blend, encode).
+    seconds: wall time per stage (decode, detect, generate, blend, enhance, encode; with the
+    child-process encoder, "encode" is the hand-over and the final wait); precision: what the
+    generator computed in ("fp32" or "bf16"; what "auto" chose).
     """
 
     outfile: str
@@ -85,6 +95,7 @@ class Wav2LipResult:
     faces_interpolated: int
     frames_kept: int
     seconds: StageSeconds
+    precision: str = "fp32"
 
     @property
     def total_seconds(self) -> float:
@@ -161,8 +172,12 @@ class Wav2LipPredictor:
             S is its ``img_size`` attribute (96 when it has none).
         engine: "auto" (exported program with oneDNN on CPU, dynamic graph elsewhere or if export
             fails), "static" or "dynamic". Default: "auto".
-        precision: "fp32" or "bf16": the inference program's arithmetic (``ppgan.inference``);
-            bf16 falls back to fp32 with one log line where the CPU or Paddle cannot run it.
+        precision: "fp32", "bf16" or "auto": the inference program's arithmetic
+            (``ppgan.inference``); bf16 falls back to fp32 with one log line where the CPU or
+            Paddle cannot run it; auto times each supported precision on the first batch and keeps
+            the fastest within the quality guard (``inference.auto_precision``).
+        encoder: "process" (encode in a child process, overlapping generation) or "inline".
+            Default: "process".
         progress: show progress bars.
         face_enhancement: restore each output face region with GPEN (``apps.face_enhance``).
         face_enhancement_weights: GPEN weights; default: PaddleGAN's ``GPEN-512.pdparams`` where
@@ -178,8 +193,9 @@ class Wav2LipPredictor:
                  threads: Optional[int] = None, blend: str = "feather", mel_frame_offset: Optional[int] = None,
                  generator: Any = None, engine: str = "auto", progress: bool = True,
                  face_enhancement: bool = False, face_enhancement_weights: Optional[str] = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", encoder: str = "process") -> None:
         self.static = bool(static)
+        self.encoder = encoder
         # None until the generator's spec is read: a still face then runs at the training fps.
         self.fps = None if fps is None else float(fps)
         self.pads = _four_ints(pads, "pads")
@@ -233,6 +249,8 @@ class Wav2LipPredictor:
             raise ConfigError(f"no_face must be one of {', '.join(NO_FACE_POLICIES)}, got {self.no_face!r}")
         if self.blend not in BLEND_MODES:
             raise ConfigError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
 
     def _build_detectors(self, name: Optional[str],
                          weights: Optional[str]) -> Tuple[FaceDetector, Optional[FaceDetector]]:
@@ -281,10 +299,12 @@ class Wav2LipPredictor:
             raise MediaError(f"audio {audio} is too short ({wav.size / 16000:.3f} s) for one video "
                              f"frame at {fps:g} fps")
         track = self._track_faces(source, num_frames, seconds)
-        frames = self._render(source, track, mel, wav, fps, num_frames, outfile, seconds)
+        still = self._still_of(source, track, seconds)
+        frames = self._render(source, track, mel, wav, fps, num_frames, outfile, seconds, still)
+        precision = str(getattr(still if still is not None else self.generator, "precision", "fp32"))
         result = Wav2LipResult(outfile=outfile, frames=frames, fps=fps, source_frames=len(track.boxes),
                                faces_detected=track.detected, faces_interpolated=track.interpolated,
-                               frames_kept=track.kept, seconds=seconds)
+                               frames_kept=track.kept, seconds=seconds, precision=precision)
         get_logger().info(
             "wrote %s: %d frames at %.3f fps; faces detected %d, interpolated %d, kept %d of %d "
             "source frames; %s", outfile, frames, fps, track.detected, track.interpolated,
@@ -371,24 +391,38 @@ class Wav2LipPredictor:
         box = pad_box([x1, y1, x2, y2], (0, 0, 0, 0), shape)
         return FaceTrack(boxes=[box] * count, detected=count, interpolated=0, kept=0)
 
+    def _still_of(self, source: FrameSource, track: FaceTrack, seconds: StageSeconds) -> Optional[StillFaceGenerator]:
+        """The still-face generator when ``track`` is one frame with a face (else None)."""
+        if len(track.boxes) != 1 or track.boxes[0] is None:
+            return None
+        started = time.perf_counter()
+        frame = next(iter(source.forward(limit=1)))
+        still = self.still_generator(crop_face(frame, track.boxes[0], self.img_size))
+        seconds["generate"] += time.perf_counter() - started
+        return still
+
     def _render(self, source: FrameSource, track: FaceTrack, mel: np.ndarray, wav: np.ndarray, fps: float,
-                num_frames: int, outfile: str, seconds: StageSeconds) -> int:
-        """Pass 2: generate, paste back and encode ``num_frames`` frames; returns the count."""
+                num_frames: int, outfile: str, seconds: StageSeconds,
+                still: Optional[StillFaceGenerator]) -> int:
+        """Pass 2: generate (``still`` for a cached still face), paste back and encode
+        ``num_frames`` frames; returns the count."""
         folder = os.path.dirname(os.path.abspath(outfile))
         os.makedirs(folder, exist_ok=True)
         bar = self._progress_bar(num_frames, "lip-sync")
-        with VideoWriter(outfile, fps, audio=wav) as writer:
+        shared = len(track.boxes) == 1  # a still: the same array comes back for every frame
+        writer_class = BackgroundVideoWriter if self.encoder == "process" else VideoWriter
+        writer: FrameWriter
+        with writer_class(outfile, fps, audio=wav) as writer:
             batch: List[BatchItem] = []
-            shared = len(track.boxes) == 1  # a still: the same array comes back for every frame
             order = source.pingpong(num_frames, len(track.boxes))
             for index, (source_index, frame) in enumerate(_timed(order, seconds, "decode")):
                 batch.append((index, track.boxes[source_index], frame))
                 if len(batch) == self.batch_size:
-                    self._finish_batch(batch, mel, fps, writer, seconds, shared)
+                    self._finish_batch(batch, mel, fps, writer, seconds, still, shared)
                     bar.update(len(batch))
                     batch = []
             if batch:
-                self._finish_batch(batch, mel, fps, writer, seconds, shared)
+                self._finish_batch(batch, mel, fps, writer, seconds, still, shared)
                 bar.update(len(batch))
             bar.close()
             written = writer.frames_written
@@ -404,15 +438,16 @@ class Wav2LipPredictor:
         return tqdm(total=total, desc=description, unit="frame", leave=False,
                     disable=None if self.progress else True)
 
-    def _finish_batch(self, batch: Sequence[BatchItem], mel: np.ndarray, fps: float, writer: VideoWriter,
-                      seconds: StageSeconds, shared_frames: bool) -> None:
-        """Generate, paste back (and enhance) the faces of ``batch`` and encode its frames."""
+    def _finish_batch(self, batch: Sequence[BatchItem], mel: np.ndarray, fps: float, writer: FrameWriter,
+                      seconds: StageSeconds, still: Optional[StillFaceGenerator], shared_frames: bool) -> None:
+        """Generate (with ``still`` for a cached still face), paste back (and enhance) the faces
+        of ``batch`` and encode its frames."""
         started = time.perf_counter()
         with_face = [(index, box, frame) for index, box, frame in batch if box is not None]
         if with_face:
             crops = np.stack([crop_face(frame, box, self.img_size) for _, box, frame in with_face])
             windows = mel_windows(mel, [index for index, _, _ in with_face], fps, self.mel_frame_offset)
-            faces = self._generate(crops, windows)
+            faces = self._generate(crops, windows, still)
             seconds["generate"] += time.perf_counter() - started
             started = time.perf_counter()
             pasted = {index: paste_face(frame, box, face, self.blend, inplace=not shared_frames)
@@ -430,8 +465,20 @@ class Wav2LipPredictor:
             writer.write(pasted.get(index, frame))
         seconds["encode"] += time.perf_counter() - started
 
-    def _generate(self, crops: np.ndarray, mels: np.ndarray) -> np.ndarray:
-        """Run the generator, halving the batch on out-of-memory.
+    def still_generator(self, crop: np.ndarray) -> Optional[StillFaceGenerator]:
+        """The generator for one fixed face, its face encoder run once (``still_face``); None when
+        the network is not at hand (an exported program or a plain callable was given).
+
+        Args:
+            crop: (S, S, 3) uint8 BGR face.
+        """
+        faces = generator_inputs(crop[None], np.zeros((1, 80, MEL_STEP_SIZE), np.float32))[1]
+        return still_face_generator(self.generator, faces)
+
+    def _generate(self, crops: np.ndarray, mels: np.ndarray,
+                  still: Optional[StillFaceGenerator] = None) -> np.ndarray:
+        """Run the generator (``still`` instead when every crop is its face), halving the batch
+        on out-of-memory.
 
         Args:
             crops: (N, S, S, 3) uint8 BGR faces; mels: (N, 80, 16) windows.
@@ -443,7 +490,10 @@ class Wav2LipPredictor:
         while start < len(crops):
             stop = min(len(crops), start + self.batch_size)
             try:
-                outputs.append(self.generator(*generator_inputs(crops[start:stop], mels[start:stop])))
+                if still is not None:
+                    outputs.append(still(np.ascontiguousarray(mels[start:stop, None], dtype=np.float32)))
+                else:
+                    outputs.append(self.generator(*generator_inputs(crops[start:stop], mels[start:stop])))
             except (MemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc) or self.batch_size == 1:
                     raise

@@ -44,8 +44,8 @@ from ..utils.errors import ConfigError, MediaError
 from ..utils.mel_stream import MelStream
 from .batch_size import measure_batch_size
 from .face_paste import paste_face
-from .still_face import StillFaceGenerator, still_face_generator
-from .wav2lip_predictor import STAGES, Wav2LipPredictor, generator_inputs
+from .still_face import StillFaceGenerator
+from .wav2lip_predictor import STAGES, Wav2LipPredictor
 
 
 @dataclasses.dataclass
@@ -148,8 +148,7 @@ class Wav2LipStream:
         self._still = None
         started = time.perf_counter()
         if self.cache_still_face and len(crops) == 1 and crops[0] is not None:
-            faces = generator_inputs(crops[0][None], np.zeros((1, 80, MEL_STEP_SIZE), np.float32))[1]
-            self._still = still_face_generator(predictor.generator, faces)
+            self._still = predictor.still_generator(crops[0])
         seconds["generate"] += time.perf_counter() - started
         started = time.perf_counter()
         if self.requested_batch_size == "auto":
@@ -320,8 +319,5 @@ class Wav2LipStream:
 
     def _generate(self, crops: np.ndarray, windows: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops + (N, 80, 16) windows -> (N, S, S, 3) float32 faces in [0, 255]."""
-        if self._still is None:
-            return self.predictor._generate(crops, windows)
-        out = self._still(np.ascontiguousarray(windows[:, None], dtype=np.float32))
-        return out.transpose(0, 2, 3, 1) * 255.0
+        return self.predictor._generate(crops, windows, self._still)
 

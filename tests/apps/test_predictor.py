@@ -194,12 +194,17 @@ def test_predictor_runs_the_exported_program_fast_path(media, tmp_path):
     predictor = Wav2LipPredictor(checkpoint_path=media["weights"], box=(60, 200, 60, 200),
                                  engine="static", progress=False)  # export + oneDNN, CPU
     result = predictor.run(media["photo"], media["speech_1s"], tmp_path / "out.mp4")
-    assert result.frames == 25 and predictor.generator.engine == "static"
+    assert result.frames == 25
     dynamic = load_generator(media["weights"], engine="dynamic")
     rng = np.random.default_rng(0)
-    mels, faces = generator_inputs(rng.integers(0, 255, (3, 96, 96, 3), dtype=np.uint8),
-                                   rng.uniform(-4, 4, (3, 80, 16)).astype(np.float32))
+    crops = rng.integers(0, 255, (3, 96, 96, 3), dtype=np.uint8)
+    mels, faces = generator_inputs(crops, rng.uniform(-4, 4, (3, 80, 16)).astype(np.float32))
     np.testing.assert_allclose(predictor.generator(mels, faces), dynamic(mels, faces), atol=1e-4)
+    assert predictor.generator.engine == "static"
+    # A photo runs the still-face network (face encoder once), also exported, with the same faces.
+    still = predictor.still_generator(crops[0])
+    assert still is not None and still.engine == "static"
+    np.testing.assert_allclose(still(mels[:1]), dynamic(mels[:1], faces[:1]), atol=1e-4)
     # An exported program given as the checkpoint is used directly.
     export_generator(dynamic.net, str(tmp_path / "exported"))
     from_program = load_generator(str(tmp_path / "exported.json"))

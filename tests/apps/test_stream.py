@@ -92,6 +92,7 @@ def predictor_frames(predictor, face, audio, out, monkeypatch):
             self.frames_written += 1
 
     monkeypatch.setattr(wav2lip_predictor, "VideoWriter", Capture)
+    monkeypatch.setattr(predictor, "encoder", "inline")  # frames captured in this process
     predictor.run(face, audio, out)
     return captured
 
