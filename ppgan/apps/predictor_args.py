@@ -83,9 +83,10 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                              "bf16 (AVX-512 BF16 / AMX) and falls back to fp32 with one log line "
                              "otherwise; auto times each supported precision on the first frames "
                              "and keeps the fastest within the quality guard; default: %(default)s")
-    parser.add_argument("--encoder", choices=ENCODERS, default="process",
-                        help="process: encode H.264/AAC in a child process while frames are "
-                             "generated; inline: in this process; default: %(default)s")
+    parser.add_argument("--encoder", choices=ENCODERS, default="inline",
+                        help="inline: encode H.264/AAC in this process; process: in a child "
+                             "process while frames are generated (pays off only with cores the "
+                             "generator leaves idle); default: %(default)s")
     return parser
 
 

@@ -49,9 +49,9 @@ if TYPE_CHECKING:  # imported where used: GPEN's module loads only with --face_e
     from .face_enhance import FaceEnhancer
 
 BLEND_MODES = ("feather", "hard")
-# Where H.264/AAC encoding runs: a child process overlapping generation (Paddle Inference holds
-# the GIL, so a thread would not overlap), or inline in the caller's process.
-ENCODERS = ("process", "inline")
+# Where H.264/AAC encoding runs: inline in the caller's process, or a child process overlapping
+# generation (Paddle Inference holds the GIL, so a thread would not overlap).
+ENCODERS = ("inline", "process")
 STAGES = ("decode", "detect", "generate", "blend", "enhance", "encode")
 # PaddleGAN's detector names: "sfd" is its name for S3FD.
 DETECTOR_ALIASES: Dict[Optional[str], str] = {"sfd": "s3fd"}
@@ -176,8 +176,9 @@ class Wav2LipPredictor:
             (``ppgan.inference``); bf16 falls back to fp32 with one log line where the CPU or
             Paddle cannot run it; auto times each supported precision on the first batch and keeps
             the fastest within the quality guard (``inference.auto_precision``).
-        encoder: "process" (encode in a child process, overlapping generation) or "inline".
-            Default: "process".
+        encoder: "inline" (encode in this process) or "process" (in a child process,
+            overlapping generation: faster only where the generator leaves cores idle; on 2 cores
+            the extra frame copies made it slower, benchmarks/BENCHMARKS.md). Default: "inline".
         progress: show progress bars.
         face_enhancement: restore each output face region with GPEN (``apps.face_enhance``).
         face_enhancement_weights: GPEN weights; default: PaddleGAN's ``GPEN-512.pdparams`` where
@@ -193,7 +194,7 @@ class Wav2LipPredictor:
                  threads: Optional[int] = None, blend: str = "feather", mel_frame_offset: Optional[int] = None,
                  generator: Any = None, engine: str = "auto", progress: bool = True,
                  face_enhancement: bool = False, face_enhancement_weights: Optional[str] = None,
-                 precision: str = "fp32", encoder: str = "process") -> None:
+                 precision: str = "fp32", encoder: str = "inline") -> None:
         self.static = bool(static)
         self.encoder = encoder
         # None until the generator's spec is read: a still face then runs at the training fps.

@@ -131,6 +131,22 @@ def test_longer_audio_plays_the_video_forward_and_back(media, tmp_path):
     assert shown[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 8, 7]
 
 
+def test_child_process_encoder_writes_the_same_video(media, tmp_path):
+    video = index_video(tmp_path / "ten.mp4", 10)
+    outputs = {}
+    for encoder in ("inline", "process"):
+        predictor = Wav2LipPredictor(generator=reference_generator, box=(8, 56, 8, 56), progress=False,
+                                     encoder=encoder)
+        result = predictor.run(video, media["speech_1s"], tmp_path / f"{encoder}.mp4")
+        assert result.frames == 25
+        outputs[encoder] = read_video(str(tmp_path / f"{encoder}.mp4"))
+    assert outputs["process"].shape == outputs["inline"].shape == (25, 64, 64, 3)
+    assert np.abs(outputs["process"].astype(int) - outputs["inline"]).max() <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inline.mp4", "process.mp4", "ten.mp4"]
+    with pytest.raises(ConfigError, match="encoder"):
+        Wav2LipPredictor(generator=reference_generator, encoder="thread")
+
+
 def test_29_97_fps_video_keeps_its_rate_and_matches_the_audio_length(tmp_path):
     video = index_video(tmp_path / "ntsc.mp4", 30, fps=30000 / 1001)
     audio = make_speech(tmp_path / "speech.wav", 0.8)
