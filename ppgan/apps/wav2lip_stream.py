@@ -31,6 +31,7 @@ interpolation see later frames).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
 import time
@@ -191,8 +192,10 @@ class Wav2LipStream:
         self._mel_buffer = np.zeros((80, 0), np.float32)  # steps [_mel_start, _mel.steps)
         self._mel_start = 0
         self._next = 0  # next output frame index
-        # Source frames in ping-pong order, for as long as the audio lasts.
-        self._frames = self._source.pingpong(sys.maxsize, len(self._boxes))
+        # Source frames in ping-pong order, for as long as the audio lasts. The first is decoded
+        # now: opening the video and decoding up to it would otherwise delay the first frame.
+        frames = self._source.pingpong(sys.maxsize, len(self._boxes))
+        self._frames = itertools.chain([next(frames)], frames)
         self.seconds = dict.fromkeys(STAGES, 0.0)
 
     # ------------------------------------------------------------------ audio

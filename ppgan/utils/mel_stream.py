@@ -68,6 +68,9 @@ class MelStream:
         self._tail = np.zeros(0, np.float64)  # pre-emphasised samples [_tail_start, samples)
         self._tail_start = 0
         self._head = np.zeros(0, np.float64)  # the first _HALF + 1 pre-emphasised samples
+        # The filter bank now, not at the first push: librosa's first call loads its modules
+        # (0.3-1 s), which would otherwise delay a live stream's first frame.
+        mel_basis()
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Add samples; returns the mel steps they made final, (80, k) float32 (k may be 0).
