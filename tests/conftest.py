@@ -1,5 +1,7 @@
 """Shared pytest fixtures: small synthetic corpora, written once per test session."""
 
+import os
+
 import pytest
 
 from ppgan.corpus_tools.synthetic import make_synthetic_corpus
@@ -25,3 +27,16 @@ def synthetic_corpus_raw(tmp_path_factory):
     make_synthetic_corpus(str(out), speakers=2, clips=2, seed=1, min_frames=40, max_frames=50,
                           raw_videos=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_program_cache(tmp_path_factory):
+    """Exported programs are cached in a folder of this session, never the user's
+    ``~/.cache/ppgan/programs`` (set in ``os.environ`` so tool subprocesses inherit it)."""
+    previous = os.environ.get("PPGAN_PROGRAM_CACHE")
+    os.environ["PPGAN_PROGRAM_CACHE"] = str(tmp_path_factory.mktemp("program_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("PPGAN_PROGRAM_CACHE", None)
+    else:
+        os.environ["PPGAN_PROGRAM_CACHE"] = previous

@@ -328,11 +328,30 @@ def load_static(path_prefix: str, threads: Optional[int] = None, precision: str 
 
 
 def compile_static(layer: paddle.nn.Layer, inputs: InputShapes, threads: Optional[int] = None,
-                   precision: str = "fp32", what: str = "program") -> StaticProgram:
-    """Export ``layer`` to a temporary program and load it in a ``StaticRunner``.
+                   precision: str = "fp32", what: str = "program", cache: bool = False) -> StaticProgram:
+    """Export ``layer`` to a program and load it in a ``StaticRunner``.
 
-    The temporary files are removed at once: the predictor holds the program in memory.
+    With ``cache`` the program comes from the disk cache of ``program_cache`` (exported into it
+    on a miss); otherwise, or when the cache cannot be used, it is exported to a temporary folder
+    whose files are removed at once (the runner holds the program in memory).
     """
+    if cache:
+        from .program_cache import cached_export, forget
+
+        prefix = None
+        try:
+            prefix = cached_export(layer, inputs)
+            if prefix is not None:
+                return load_static(prefix, threads, precision, what)
+        except (OutputError, OSError) as exc:
+            get_logger().warning("%s: program cache unusable (%s); exporting to a temporary folder",
+                                 what, failure_reason(exc))
+        except Exception as exc:  # noqa: BLE001 - a damaged entry: Paddle's loader raises many types
+            if prefix is None:
+                raise  # the export itself failed: as without the cache
+            get_logger().warning("%s: cached program %s unreadable (%s); exporting it again",
+                                 what, prefix, failure_reason(exc))
+            forget(prefix)
     folder = tempfile.mkdtemp(prefix="ppgan-inference-")
     try:
         export_program(layer, os.path.join(folder, "model"), inputs)
@@ -352,7 +371,8 @@ Runner = Union[StaticRunner, AutoPrecisionRunner, DynamicRunner]
 
 
 def build_runner(layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "auto",
-                 threads: Optional[int] = None, precision: str = "fp32", what: str = "network") -> Runner:
+                 threads: Optional[int] = None, precision: str = "fp32", what: str = "network",
+                 cache: bool = False) -> Runner:
     """A callable ``(*ndarrays) -> ndarray`` running ``layer`` by the engine policy.
 
     Args:
@@ -363,6 +383,8 @@ def build_runner(layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "aut
             thread count is left as Paddle set it.
         precision: "fp32", "bf16" or "auto" (module doc).
         what: the component's name for the fall-back warning.
+        cache: reuse the program exported for the same weights by an earlier run
+            (``ppgan.inference.program_cache``).
     Raises:
         ConfigError: unknown engine / precision.
         any export error, with ``engine="static"``.
@@ -371,7 +393,7 @@ def build_runner(layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "aut
     if engine == "dynamic" or (engine == "auto" and not _on_cpu()):
         return DynamicRunner(layer)
     try:
-        return compile_static(layer, inputs, threads, precision, what)
+        return compile_static(layer, inputs, threads, precision, what, cache)
     except Exception as exc:  # noqa: BLE001 - Paddle's export raises many unrelated types
         if engine == "static":
             raise
@@ -388,9 +410,10 @@ class CompileOnFirstUse:
     """
 
     def __init__(self, layer: paddle.nn.Layer, inputs: InputShapes, engine: str = "auto",
-                 threads: Optional[int] = None, precision: str = "fp32", what: str = "network") -> None:
+                 threads: Optional[int] = None, precision: str = "fp32", what: str = "network",
+                 cache: bool = False) -> None:
         check_engine(engine, precision)
-        self.layer, self.inputs, self.requested = layer, inputs, engine
+        self.layer, self.inputs, self.requested, self.cache = layer, inputs, engine, cache
         self.threads, self.requested_precision, self.what = threads, precision, what
         self.engine: Optional[str] = None
         self._run: Optional[Runner] = None
@@ -403,6 +426,6 @@ class CompileOnFirstUse:
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         if self._run is None:
             self._run = build_runner(self.layer, self.inputs, self.requested, self.threads,
-                                     self.requested_precision, self.what)
+                                     self.requested_precision, self.what, self.cache)
             self.engine = "dynamic" if isinstance(self._run, DynamicRunner) else "static"
         return self._run(*arrays)

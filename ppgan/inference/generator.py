@@ -138,8 +138,9 @@ class GeneratorOnFirstUse(CompileOnFirstUse):
 
     def __init__(self, net: paddle.nn.Layer, engine: str = "auto", threads: Optional[int] = None,
                  precision: str = "fp32") -> None:
+        # Cached on disk by weights: the CLI and streams then skip the export after the first run.
         super().__init__(net, generator_inputs(net_img_size(net)), engine, threads, precision,
-                         what="generator")
+                         what="generator", cache=True)
         self.net = net
         self.img_size = net_img_size(net)
 
