@@ -1,16 +1,16 @@
 """Generator for one fixed face (a still avatar): the face encoder runs once.
 
 The generator's face encoder sees only the face input, which for a still avatar is the same for
-every frame; its seven outputs (the decoder's skip connections) are computed once and stored in
-a network that takes only the mel windows. With the published generator that skips 0.62 of its
+every frame; its seven outputs (the decoder's skip connections) are computed once and fed, with
+each batch of mel windows, to a network made of the audio encoder and the decoder. With the published generator that skips 0.62 of its
 7.93 GFLOP per frame. The dynamic graph gives bit-identical faces; on CPU the network is
-exported as its own inference program (``ppgan.inference``), whose results differ from the
-full program's only by float rounding.
+exported as its own inference program (``ppgan.inference``, cached on disk per weights), whose
+results differ from the full program's only by float rounding.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,30 +18,48 @@ if TYPE_CHECKING:
     import paddle
 
 
-def _still_layer(net: paddle.nn.Layer, faces: np.ndarray) -> paddle.nn.Layer:
-    """A ``paddle.nn.Layer`` mapping mel windows (N, 1, 80, 16) to faces (N, 3, S, S) for the
-    fixed ``faces`` (1, 6, S, S) input of ``net`` (a Wav2Lip)."""
+def face_activations(net: paddle.nn.Layer, faces: np.ndarray) -> List[np.ndarray]:
+    """The face encoder's block outputs for ``faces`` (1, 6, S, S): the decoder's skip inputs,
+    each (1, C_k, S_k, S_k) float32."""
+    import paddle
+
+    outputs, x = [], paddle.to_tensor(faces)
+    with paddle.no_grad():
+        for block in net.face_encoder_blocks:
+            x = block(x)
+            outputs.append(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+    return outputs
+
+
+def _still_layer(net: paddle.nn.Layer, shapes: Sequence[Tuple[int, ...]]) -> paddle.nn.Layer:
+    """A ``paddle.nn.Layer`` mapping mel windows (N, 1, 80, 16) and one face's encoder
+    activations, flattened and concatenated into (1, sum of their sizes), to faces (N, 3, S, S)
+    through ``net`` (a Wav2Lip). ``shapes`` are the activations' (C, H, W).
+
+    The activations are an input, not buffers: the exported program then depends only on the
+    weights, so the disk cache (``inference.program_cache``) serves every face of a checkpoint.
+    One flat input because Paddle's export takes a fixed argument list and the number of
+    activations grows with the face size.
+    """
     import paddle
 
     class StillFace(paddle.nn.Layer):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
-            skips, x = [], paddle.to_tensor(faces)
-            with paddle.no_grad():
-                for block in net.face_encoder_blocks:
-                    x = block(x)
-                    skips.append(x)
-            # Buffers, so an exported program carries them as parameters.
-            for index, skip in enumerate(skips):
-                self.register_buffer(f"skip{index}", skip, persistable=True)
-            self.num_skips = len(skips)
 
-        def forward(self, audio: paddle.Tensor) -> paddle.Tensor:
+        def forward(self, audio: paddle.Tensor, flat_skips: paddle.Tensor) -> paddle.Tensor:
             count = paddle.shape(audio)[0]
+            skips, start = [], 0
+            for channels, height, width in shapes:
+                size = channels * height * width
+                # Row 0 only: callers that tile every input to a batch (the auto-precision probe)
+                # may send copies of the same row.
+                skips.append(paddle.reshape(flat_skips[0:1, start:start + size], [1, channels, height, width]))
+                start += size
             x = self.net.audio_encoder(audio)
             for k, block in enumerate(self.net.face_decoder_blocks):
-                skip = getattr(self, f"skip{self.num_skips - 1 - k}")
+                skip = skips[len(skips) - 1 - k]
                 wide = paddle.expand(skip, [count, skip.shape[1], skip.shape[2], skip.shape[3]])
                 x = paddle.concat([block(x), wide], axis=1)
             return self.net.output_block(x)
@@ -72,8 +90,12 @@ class StillFaceGenerator:
         if faces.ndim != 4 or faces.shape[:2] != (1, 6):
             raise ValueError(f"expected one (1, 6, S, S) face input, got {faces.shape}")
         self.img_size = faces.shape[-1]
-        self._run = build_runner(_still_layer(net, faces), {"mel": (1, 80, 16)}, engine, threads,
-                                 precision, what="still-face generator")
+        skips = face_activations(net, faces)
+        self._flat_skips = np.concatenate([skip.reshape(1, -1) for skip in skips], axis=1)
+        shapes = [tuple(int(v) for v in skip.shape[1:]) for skip in skips]
+        inputs = {"mel": (1, 80, 16), "skips": (self._flat_skips.shape[1],)}
+        self._run = build_runner(_still_layer(net, shapes), inputs, engine, threads, precision,
+                                 what="still-face generator", cache=True)
         self.engine = "dynamic" if isinstance(self._run, DynamicRunner) else "static"
 
     @property
@@ -85,7 +107,7 @@ class StillFaceGenerator:
         mels = np.ascontiguousarray(mels, dtype=np.float32)
         if mels.ndim != 4 or mels.shape[1:] != (1, 80, 16):
             raise ValueError(f"expected mels (N, 1, 80, 16), got {mels.shape}")
-        return self._run(mels)
+        return self._run(mels, self._flat_skips)
 
 
 def still_face_generator(generator: object, faces: np.ndarray) -> Optional[StillFaceGenerator]:

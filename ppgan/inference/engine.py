@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -34,22 +34,15 @@ from ..utils.errors import ConfigError, OutputError, WeightsError
 from ..utils.logger import get_logger
 from .auto_precision import AutoPrecisionRunner
 from .precision import log_precision_fallback, precision_support
+from .program_files import INFO_SUFFIX, PARAMS_SUFFIX, PROGRAM_SUFFIX, InputShapes
 from .rewrite import direct_convolutions
 
 if TYPE_CHECKING:  # paddle is imported where it runs: importing this module stays cheap
     import paddle
 
-# ``{input name: per-sample shape}``, in the order the network's forward takes the inputs.
-InputShapes = Mapping[str, Sequence[int]]
-
 ENGINES = ("auto", "static", "dynamic")
 RUNNER_PRECISIONS = ("fp32", "bf16")  # what one program runs in
 PRECISIONS = RUNNER_PRECISIONS + ("auto",)
-PROGRAM_SUFFIX = ".json"      # what paddle.jit.save writes in Paddle 3.x (PIR programs)
-PARAMS_SUFFIX = ".pdiparams"
-# JSON beside the program: its input shapes (Paddle Inference does not report them before a run)
-# and whatever the exporter adds (the generator's inference spec and training config).
-INFO_SUFFIX = ".info.json"
 # oneDNN caches primitives per input shape; a video yields at most a few batch sizes (full
 # batches and the last one), so a small cap keeps memory bounded without recompiling.
 ONEDNN_SHAPE_CACHE = 8
@@ -340,7 +333,7 @@ def compile_static(layer: paddle.nn.Layer, inputs: InputShapes, threads: Optiona
 
         prefix = None
         try:
-            prefix = cached_export(layer, inputs)
+            prefix = cached_export(layer, inputs, export_program)
             if prefix is not None:
                 return load_static(prefix, threads, precision, what)
         except (OutputError, OSError) as exc:

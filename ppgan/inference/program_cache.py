@@ -17,13 +17,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..utils.logger import get_logger
-from .engine import INFO_SUFFIX, PARAMS_SUFFIX, PROGRAM_SUFFIX, InputShapes, export_program
+from .program_files import INFO_SUFFIX, PARAMS_SUFFIX, PROGRAM_SUFFIX, InputShapes
 
 if TYPE_CHECKING:
     import paddle
+
+# ``engine.export_program``: (layer, path prefix, inputs) -> written files. Passed in by the
+# engine, which imports this module: the cache itself does not import the engine.
+Exporter = Callable[[Any, str, InputShapes], Any]
 
 CACHE_VARIABLE = "PPGAN_PROGRAM_CACHE"
 DISABLED = ("off", "0", "false", "no")
@@ -75,8 +79,9 @@ def _evict(folder: str, keep: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def cached_export(layer: paddle.nn.Layer, inputs: InputShapes) -> Optional[str]:
-    """The path prefix of ``layer``'s exported program in the cache, exporting it on a miss.
+def cached_export(layer: paddle.nn.Layer, inputs: InputShapes, export: Exporter) -> Optional[str]:
+    """The path prefix of ``layer``'s exported program in the cache, exporting it with
+    ``export`` (``engine.export_program``) on a miss.
 
     Returns None when the cache is disabled or cannot be written (the caller then exports to a
     temporary folder as before). Export errors propagate, as from ``export_program``.
@@ -96,6 +101,6 @@ def cached_export(layer: paddle.nn.Layer, inputs: InputShapes) -> Optional[str]:
         get_logger().warning("program cache %s not writable (%s); exporting to a temporary folder",
                              folder, exc.strerror or exc)
         return None
-    export_program(layer, prefix, inputs)
+    export(layer, prefix, inputs)
     _evict(folder, key)
     return prefix

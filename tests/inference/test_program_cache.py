@@ -35,7 +35,6 @@ def cache(tmp_path, monkeypatch):
         exported.append(prefix)
         return real(layer, prefix, inputs, info)
 
-    monkeypatch.setattr(program_cache, "export_program", counting)
     monkeypatch.setattr(engine, "export_program", counting)
     return exported
 
@@ -59,13 +58,13 @@ def test_the_same_weights_are_exported_once(cache):
 def test_least_recently_used_entries_are_evicted(cache, monkeypatch):
     monkeypatch.setattr(program_cache, "MAX_PROGRAMS", 2)
     for seed in (0, 1, 2):
-        cached_export(Affine(seed), INPUTS)
+        cached_export(Affine(seed), INPUTS, engine.export_program)
     kept = sorted(os.listdir(cache_folder()))
     assert len(kept) == 2 and program_key(Affine(0), INPUTS) not in kept
 
 
 def test_a_damaged_entry_is_exported_again(cache):
-    prefix = cached_export(Affine(0), INPUTS)
+    prefix = cached_export(Affine(0), INPUTS, engine.export_program)
     with open(prefix + engine.PARAMS_SUFFIX, "wb") as handle:
         handle.write(b"not parameters")
     output, expected = run(Affine(0))
@@ -76,6 +75,6 @@ def test_a_damaged_entry_is_exported_again(cache):
 
 def test_off_disables_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PPGAN_PROGRAM_CACHE", "off")
-    assert cache_folder() is None and cached_export(Affine(0), INPUTS) is None
+    assert cache_folder() is None and cached_export(Affine(0), INPUTS, engine.export_program) is None
     output, expected = run(Affine(0))
     np.testing.assert_allclose(output, expected, atol=1e-5)
