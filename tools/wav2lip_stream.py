@@ -85,8 +85,8 @@ def stdin_chunks(stream, chunk, pcm_format):
 def main(argv=None, stdin=None):
     args = parse_args(argv)
     from ppgan.apps.wav2lip_stream import Wav2LipStream
-    from ppgan.utils.background_writer import BackgroundVideoWriter
-    from ppgan.utils.video import CONTAINER_FORMATS, VideoWriter
+    from ppgan.utils.background_writer import open_video_writer
+    from ppgan.utils.video import CONTAINER_FORMATS
 
     if os.path.splitext(args.outfile)[1].lower() not in CONTAINER_FORMATS:
         raise ConfigError(f"cannot write {args.outfile}: use one of {', '.join(CONTAINER_FORMATS)}")
@@ -110,8 +110,7 @@ def main(argv=None, stdin=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.outfile)), exist_ok=True)
     first_chunk = first_frame = last_frame = None
     samples = frames = 0
-    writer_class = BackgroundVideoWriter if args.encoder == "process" else VideoWriter
-    with writer_class(args.outfile, avatar.fps, live_audio=True) as writer:
+    with open_video_writer(args.encoder, args.outfile, avatar.fps, live_audio=True) as writer:
         def write(out):
             nonlocal first_frame, last_frame, frames
             if not out:

@@ -7,7 +7,7 @@ import argparse
 from typing import Any, Dict
 
 from ..inference.engine import PRECISIONS
-from .wav2lip_predictor import ENCODERS
+from ..utils.background_writer import ENCODERS
 
 
 def true_or_false(text: str) -> bool:

@@ -2,10 +2,11 @@
 
 The generator's face encoder sees only the face input, which for a still avatar is the same for
 every frame; its seven outputs (the decoder's skip connections) are computed once and fed, with
-each batch of mel windows, to a network made of the audio encoder and the decoder. With the published generator that skips 0.62 of its
-7.93 GFLOP per frame. The dynamic graph gives bit-identical faces; on CPU the network is
-exported as its own inference program (``ppgan.inference``, cached on disk per weights), whose
-results differ from the full program's only by float rounding.
+each batch of mel windows, to a network made of the audio encoder and the decoder. With the
+published generator that skips 0.62 of its 7.93 GFLOP per frame. The dynamic graph gives
+bit-identical faces; on CPU the network is exported as its own inference program
+(``ppgan.inference``, cached on disk per weights), whose results differ from the full program's
+only by float rounding.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ from ..utils.audio import load_audio, melspectrogram, num_video_frames
 from ..utils.errors import ConfigError, MediaError
 from ..utils.logger import get_logger
 from ..utils.weights_home import find_released_weights, missing_weights_message
-from ..utils.background_writer import BackgroundVideoWriter
-from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, VideoWriter, is_image_file, \
+from ..utils.background_writer import ENCODERS, FrameWriter, open_video_writer
+from ..utils.video import CONTAINER_FORMATS, IMAGE_EXTENSIONS, is_image_file, \
     probe_video, read_image, video_rotation
 from .face_paste import paste_face
 from .frame_io import FrameSource, prepare_frame
@@ -49,9 +49,6 @@ if TYPE_CHECKING:  # imported where used: GPEN's module loads only with --face_e
     from .face_enhance import FaceEnhancer
 
 BLEND_MODES = ("feather", "hard")
-# Where H.264/AAC encoding runs: inline in the caller's process, or a child process overlapping
-# generation (Paddle Inference holds the GIL, so a thread would not overlap).
-ENCODERS = ("inline", "process")
 STAGES = ("decode", "detect", "generate", "blend", "enhance", "encode")
 # PaddleGAN's detector names: "sfd" is its name for S3FD.
 DETECTOR_ALIASES: Dict[Optional[str], str] = {"sfd": "s3fd"}
@@ -66,8 +63,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 StageSeconds = Dict[str, float]
 # One output frame waiting for the generator: (output index, face box or None, frame).
 BatchItem = Tuple[int, Optional[np.ndarray], np.ndarray]
-# What ``_render`` writes frames to (same interface, encoding inline or in a child process).
-FrameWriter = Union[VideoWriter, BackgroundVideoWriter]
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 # Image types FFmpeg cannot decode here; anything else unknown is tried as a video.
@@ -411,9 +406,7 @@ class Wav2LipPredictor:
         os.makedirs(folder, exist_ok=True)
         bar = self._progress_bar(num_frames, "lip-sync")
         shared = len(track.boxes) == 1  # a still: the same array comes back for every frame
-        writer_class = BackgroundVideoWriter if self.encoder == "process" else VideoWriter
-        writer: FrameWriter
-        with writer_class(outfile, fps, audio=wav) as writer:
+        with open_video_writer(self.encoder, outfile, fps, audio=wav) as writer:
             batch: List[BatchItem] = []
             order = source.pingpong(num_frames, len(track.boxes))
             for index, (source_index, frame) in enumerate(_timed(order, seconds, "decode")):

@@ -34,6 +34,7 @@ from ..utils.errors import ConfigError, OutputError, WeightsError
 from ..utils.logger import get_logger
 from .auto_precision import AutoPrecisionRunner
 from .precision import log_precision_fallback, precision_support
+from .program_cache import cached_export, forget
 from .program_files import INFO_SUFFIX, PARAMS_SUFFIX, PROGRAM_SUFFIX, InputShapes
 from .rewrite import direct_convolutions
 
@@ -329,8 +330,6 @@ def compile_static(layer: paddle.nn.Layer, inputs: InputShapes, threads: Optiona
     whose files are removed at once (the runner holds the program in memory).
     """
     if cache:
-        from .program_cache import cached_export, forget
-
         prefix = None
         try:
             prefix = cached_export(layer, inputs, export_program)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .errors import MediaError
 from .video import CloseOrAbort, VideoWriter
 
 _JOIN_SECONDS = 60
+# Where H.264/AAC encoding runs: inline in the caller's process, or a child process overlapping
+# the caller's work (Paddle Inference holds the GIL, so a thread would not overlap).
+ENCODERS = ("inline", "process")
 
 
 def _serve(path: str, fps: float, options: Dict[str, Any], inbox: Any, outbox: Any) -> None:
@@ -150,3 +153,17 @@ class BackgroundVideoWriter(CloseOrAbort):
             raise MediaError(f"cannot write {self.path}: the encoding process did not answer") from None
         self._process.join(_JOIN_SECONDS)
         return result
+
+
+# Either writer: the same interface, encoding inline or in a child process.
+FrameWriter = Union[VideoWriter, BackgroundVideoWriter]
+
+
+def open_video_writer(encoder: str, path: str, fps: float, **options: Any) -> FrameWriter:
+    """A ``VideoWriter`` (``encoder`` "inline") or ``BackgroundVideoWriter`` ("process") for
+    ``path``; ``options`` as ``VideoWriter``'s."""
+    if encoder == "process":
+        return BackgroundVideoWriter(path, fps, **options)
+    if encoder == "inline":
+        return VideoWriter(path, fps, **options)
+    raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")

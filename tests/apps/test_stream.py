@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ppgan.apps import Wav2LipPredictor, Wav2LipStream
-from ppgan.apps import wav2lip_predictor
+from ppgan.utils import background_writer
 from ppgan.utils.audio import load_audio, mel_index, melspectrogram, num_video_frames, to_pcm16
 from ppgan.utils.cli import run_main
 from ppgan.utils.errors import MediaError
@@ -91,7 +91,7 @@ def predictor_frames(predictor, face, audio, out, monkeypatch):
             captured.append(np.array(frame))
             self.frames_written += 1
 
-    monkeypatch.setattr(wav2lip_predictor, "VideoWriter", Capture)
+    monkeypatch.setattr(background_writer, "VideoWriter", Capture)
     monkeypatch.setattr(predictor, "encoder", "inline")  # frames captured in this process
     predictor.run(face, audio, out)
     return captured
