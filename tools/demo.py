@@ -49,9 +49,9 @@ def parse_args(argv=None):
                         help="expert iterations (per-process batch from configs/demo/syncnet.yaml)")
     parser.add_argument("--judge-iters", type=int, default=500,
                         help="independent judge iterations (configs/demo/syncnet_judge.yaml)")
-    parser.add_argument("--generator-iters", type=int, default=720,
+    parser.add_argument("--generator-iters", type=int, default=1300,
                         help="generator iterations (per-process batch from configs/demo/wav2lip.yaml)")
-    parser.add_argument("--hq-iters", type=int, default=20, help="HQ generator iterations")
+    parser.add_argument("--hq-iters", type=int, default=10, help="HQ generator iterations")
     parser.add_argument("--eval-clips", type=int, default=None,
                         help="evaluate on at most this many test clips (default: all)")
     parser.add_argument("--nproc", type=int, default=min(2, os.cpu_count() or 1),
@@ -279,7 +279,7 @@ def main(argv=None):
     # faster than from N(0, 0.02) weights (L1 0.12 against 0.20 after 120 steps).
     gen_opts = corpus_overrides(corpus, small + ["model.syncnet_weights=" + expert_weights,
                                                  "model.init_type=kaiming",
-                                                 *schedule(args.generator_iters, evaluations=5),
+                                                 *schedule(args.generator_iters, evaluations=2),
                                                  *decay_schedule(args.generator_iters)])
     run_tool("generator training", ["-c", "configs/demo/wav2lip.yaml", "--output-dir", generator_dir,
                                     "-o", *gen_opts], args.nproc, os.path.join(out, "logs", "wav2lip"))

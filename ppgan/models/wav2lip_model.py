@@ -1,7 +1,8 @@
 """Training the Wav2Lip generator against the frozen lip-sync expert (``wav2lip_train.py``).
 
 Batches hold ``x`` (B, 6, T, H, W) = masked target frames + reference frames, ``indiv_mels``
-(B, T, 1, 80, 16), ``mel`` (B, 1, 80, 16) and the target frames ``y`` (B, 3, T, H, W), T = 5.
+(B, T, 1, 80, 16), ``mel`` (B, 1, 80, 16) and the target frames ``y`` (B, 3, T, H, W): T = 5
+(``dataset.syncnet_T``) whenever the sync loss is computed; an L1-only run may train on T = 1.
 
 Loss: ``w * sync + (1 - w) * L1``. The sync-loss weight ``w`` is a schedule: it starts at
 ``syncnet_wt`` and, the first time the eval sync loss (averaged over all ranks) falls below
@@ -16,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import paddle
 
-from ..data.contract import lower_half_stack
+from ..data.contract import SYNC_T, lower_half_stack
 from ..utils.config_paths import resolve_config_path
 from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
@@ -98,7 +99,17 @@ class Wav2LipModel(BaseModel):
         self.y = to_tensor(batch["y"])
 
     def expert_sync_loss(self, faces: paddle.Tensor) -> paddle.Tensor:
-        """Sync loss of generated (B, 3, T, H, W) faces against the batch's mel window."""
+        """Sync loss of generated (B, 3, T, H, W) faces against the batch's mel window.
+
+        Raises:
+            ConfigError: the windows are not the expert's ``SYNC_T`` frames (single-frame
+                training windows can train the L1 term only).
+        """
+        if faces.shape[2] != SYNC_T:
+            raise ConfigError(f"the expert's sync loss needs {SYNC_T}-frame windows but this batch "
+                              f"has {faces.shape[2]}: dataset.test.syncnet_T must stay {SYNC_T}, and "
+                              f"shorter training windows (dataset.train.syncnet_T) need "
+                              f"model.syncnet_wt and model.syncnet_wt_target of 0 (L1 only)")
         audio_emb, face_emb = self.nets[self.expert_name](self.mel, lower_half_stack(faces))
         return self.sync_loss(audio_emb.astype("float32"), face_emb.astype("float32"))
 

@@ -135,6 +135,24 @@ def test_wav2lip_inference_offset_option(synthetic_corpus):
     np.testing.assert_allclose(item["indiv_mels"][0, 0], item["mel"][0])
 
 
+def test_wav2lip_single_frame_windows(synthetic_corpus):
+    # syncnet_T: 1 (the demo's L1-only recipe): every frame of a clip is a window of its own, with
+    # its own mel window and a reference frame from elsewhere in the clip.
+    five = Wav2LipDataset(str(synthetic_corpus), "train", mel_frame_offset=0)
+    data = Wav2LipDataset(str(synthetic_corpus), "train", syncnet_T=1, mel_frame_offset=0)
+    assert len(data) > len(five)
+    clip, start = data.window(3)
+    item = data[3]
+    assert item["x"].shape == (6, 1, 96, 96) and item["y"].shape == (3, 1, 96, 96)
+    assert item["indiv_mels"].shape == (1, 1, 80, 16)
+    np.testing.assert_allclose(item["y"][:, 0], frames_of(data.clip_dirs[clip], start, 1)[0].transpose(2, 0, 1),
+                               atol=1e-6)
+    mel = np.load(os.path.join(data.clip_dirs[clip], "mel.npy"))
+    begin = mel_index(start, 25)
+    np.testing.assert_allclose(item["indiv_mels"][0, 0], mel[:, begin:begin + 16])
+    assert not np.allclose(item["x"][3:], item["y"])
+
+
 def test_samples_reproducible_from_seed_and_epoch(synthetic_corpus):
     a = Wav2LipDataset(str(synthetic_corpus), "train", seed=3)
     b = Wav2LipDataset(str(synthetic_corpus), "train", seed=3)

@@ -122,6 +122,22 @@ def test_weight_zero_for_good_skips_the_expert_but_keeps_the_update(expert_file,
         np.testing.assert_array_equal(value, updated[0.01][name])
 
 
+def test_single_frame_windows_train_l1_only(expert_file):
+    # T = 1 windows (dataset.train.syncnet_T: 1): the L1 step runs, and a sync loss, which needs
+    # the expert's 5 frames, fails with a config error instead of a shape error.
+    model, optimizers = make_model(expert_file, syncnet_wt=0.0, syncnet_wt_target=0.0)
+    batch = {key: value[:, :, :1] if key in ("x", "y") else value[:, :1] if key == "indiv_mels"
+             else value for key, value in g_batch().items()}
+    model.setup_input(batch)
+    before = snapshot(model.net("netG"))
+    assert set(model.train_iter(optimizers)) == {"l1_loss", "syncnet_wt"}
+    assert len(changed(before, model.net("netG"))) > 100
+    synced, optimizers = make_model(expert_file, syncnet_wt=0.5)
+    synced.setup_input(batch)
+    with pytest.raises(ConfigError, match="syncnet_T"):
+        synced.train_iter(optimizers)
+
+
 def test_expert_is_never_data_parallel_and_has_no_optimizer(expert_file):
     model, _ = make_model(expert_file)
     assert set(model.trained_nets()) == {"netG"} and model.frozen == {"netD"}
