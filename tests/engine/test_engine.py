@@ -156,6 +156,7 @@ def test_sync_weight_switch_survives_resume(synthetic_corpus, tmp_path):
     common = [f"model.syncnet_weights={expert}", "model.discriminator.width_mult=0.125",
               "dataset.train.batch_size=2", "dataset.test.batch_size=2",
               "model.syncnet_wt=0.0", "model.syncnet_wt_target=0.01",  # the reference schedule
+              "dataset.train.syncnet_T=5",                  # its 5-frame windows (the demo trains on 1)
               "model.syncnet_wt_threshold=100.0",           # any eval loss switches it on
               "validate.interval=2", "snapshot_config.interval=2", "log_config.visual_interval=2"]
     first, path = demo_config("wav2lip", synthetic_corpus, str(tmp_path / "g"),
