@@ -60,6 +60,9 @@ class Wav2LipModel(BaseModel):
         init_type: generator init, 'normal' / 'kaiming' / None. Default: 'normal'.
         config_dir: folder of the config file, to resolve a relative ``syncnet_weights`` (working
             directory, then beside the config: ``ppgan.utils.config_paths``).
+        l1_lower_weight: weight of the lower half's pixels (where the mouth is drawn) in the
+            training L1 against the upper half's, which the masked input already shows
+            (``L1Loss``); evaluation always reports the plain L1. Default: 1.0 (plain L1).
     """
 
     optimizer_keys: Tuple[str, ...] = ("optimizer_G",)
@@ -70,7 +73,8 @@ class Wav2LipModel(BaseModel):
     def __init__(self, generator: Mapping[str, Any], discriminator: Mapping[str, Any],
                  syncnet_weights: Optional[str] = None, syncnet_net_name: Optional[str] = None,
                  syncnet_wt: float = 0.0, syncnet_wt_target: float = 0.01, syncnet_wt_threshold: float = 0.75,
-                 init_type: Optional[str] = "normal", config_dir: Optional[str] = None) -> None:
+                 init_type: Optional[str] = "normal", config_dir: Optional[str] = None,
+                 l1_lower_weight: float = 1.0) -> None:
         super().__init__()
         for key, value in (("syncnet_wt", syncnet_wt), ("syncnet_wt_target", syncnet_wt_target)):
             if not 0.0 <= float(value) <= 1.0:
@@ -86,6 +90,10 @@ class Wav2LipModel(BaseModel):
         self.syncnet_wt = float(syncnet_wt)
         self.syncnet_wt_target = float(syncnet_wt_target)
         self.syncnet_wt_threshold = float(syncnet_wt_threshold)
+        if not float(l1_lower_weight) > 0:
+            raise ConfigError(f"model.l1_lower_weight must be positive, got {l1_lower_weight}")
+        # Training loss only: evaluation keeps the plain L1, comparable across runs.
+        self.train_l1_loss = L1Loss(lower_weight=float(l1_lower_weight))
         self.l1_loss = L1Loss()
         self.sync_loss = SyncLoss()
         self.sums = MetricSums()
@@ -116,7 +124,7 @@ class Wav2LipModel(BaseModel):
     def generator_losses(self) -> Tuple[paddle.Tensor, Dict[str, paddle.Tensor]]:
         """Forward netG; returns (generated (B, 3, T, H, W), {'l1_loss', 'sync_loss'} tensors)."""
         g = self.nets["netG"](self.indiv_mels, self.x)
-        losses = {"l1_loss": self.l1_loss(g.astype("float32"), self.y)}
+        losses = {"l1_loss": self.train_l1_loss(g.astype("float32"), self.y)}
         if self.syncnet_wt > 0:
             losses["sync_loss"] = self.expert_sync_loss(g)
         elif self.syncnet_wt_target > 0:

@@ -9,7 +9,7 @@ import pytest
 from ppgan.models import SyncNetModel, Wav2LipModel, Wav2LipModelHq  # noqa: F401
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.generators.wav2lip import Wav2Lip
-from ppgan.models.losses import GANLoss, SyncLoss
+from ppgan.models.losses import GANLoss, L1Loss, SyncLoss
 from ppgan.models.wav2lip_hq_model import split_real_fake
 from ppgan.solver import build_optimizers
 from ppgan.utils.errors import ConfigError, WeightsError
@@ -71,6 +71,45 @@ def test_sync_loss_is_bce_of_the_cosine():
     half = paddle.to_tensor([[math.sqrt(0.5), math.sqrt(0.5)]])
     assert float(loss(half, paddle.to_tensor([[0.0, 1.0]]), paddle.zeros([1, 1]))) == \
         pytest.approx(-math.log(1 - math.sqrt(0.5)), abs=1e-5)
+
+
+def test_l1_lower_weight_weights_the_lower_rows():
+    rng = np.random.RandomState(0)
+    prediction, target = rng.rand(2, 3, 1, 5, 4).astype("float32"), rng.rand(2, 3, 1, 5, 4).astype("float32")
+    error = np.abs(prediction - target)
+    plain = L1Loss()(paddle.to_tensor(prediction), paddle.to_tensor(target))
+    assert float(plain) == pytest.approx(error.mean(), rel=1e-6)
+    # Odd height 5: rows 0-1 are the upper half, rows 2-4 the lower (where the mouth is).
+    p = paddle.to_tensor(prediction, stop_gradient=False)
+    weighted = L1Loss(lower_weight=3.0)(p, paddle.to_tensor(target))
+    per_pixel = np.ones_like(error)
+    per_pixel[..., 2:, :] = 3.0
+    assert float(weighted) == pytest.approx((error * per_pixel).sum() / per_pixel.sum(), rel=1e-6)
+    weighted.backward()
+    grad = np.abs(p.grad.numpy())
+    np.testing.assert_allclose(grad[..., 2:, :], 3 * grad[0, 0, 0, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(grad[..., :2, :], grad[0, 0, 0, 0, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="lower_weight"):
+        L1Loss(lower_weight=0.0)
+
+
+def test_l1_lower_weight_trains_and_leaves_eval_l1_plain(expert_file):
+    with pytest.raises(ConfigError, match="model.l1_lower_weight"):
+        make_model(expert_file, l1_lower_weight=-1.0)
+    model, optimizers = make_model(expert_file, syncnet_wt_target=0.0, l1_lower_weight=4.0)
+    batch = g_batch()
+    batch["y"][..., 48:, :] = 0.0  # a black lower half: its error differs from the upper half's
+    model.setup_input(batch)
+    with paddle.no_grad():  # the step's own forward: same weights, same batch statistics
+        before = model.net("netG")(model.indiv_mels, model.x)
+    expected = float(L1Loss(lower_weight=4.0)(before, model.y))
+    assert expected != pytest.approx(float(L1Loss()(before, model.y)), rel=1e-3)
+    assert model.train_iter(optimizers)["l1_loss"] == pytest.approx(expected, rel=1e-5)
+    model.eval()
+    model.test_iter()
+    with paddle.no_grad():
+        after = model.net("netG")(model.indiv_mels, model.x)
+    assert model.eval_metrics()["l1_loss"] == pytest.approx(float(L1Loss()(after, model.y)), rel=1e-5)
 
 
 def test_gan_loss_targets():
