@@ -131,11 +131,67 @@ def preemphasis(wav: np.ndarray, coef: float = PREEMPHASIS) -> np.ndarray:
     return out
 
 
+# Slaney's mel scale (librosa's default, htk=False): linear up to 1 kHz, logarithmic above.
+_LINEAR_HZ_PER_MEL = 200.0 / 3
+_LOG_START_HZ = 1000.0
+_LOG_START_MEL = _LOG_START_HZ / _LINEAR_HZ_PER_MEL
+_LOG_STEP = np.log(6.4) / 27.0
+
+
+def hz_to_mel(hz: Union[float, np.ndarray]) -> np.ndarray:
+    """Slaney mel of frequencies in Hz (float64, any shape)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _LINEAR_HZ_PER_MEL
+    logarithmic = _LOG_START_MEL + np.log(np.maximum(hz, _LOG_START_HZ) / _LOG_START_HZ) / _LOG_STEP
+    return np.where(hz >= _LOG_START_HZ, logarithmic, linear)
+
+
+def mel_to_hz(mel: Union[float, np.ndarray]) -> np.ndarray:
+    """Frequencies in Hz of Slaney mels (float64, any shape): the inverse of ``hz_to_mel``."""
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = _LINEAR_HZ_PER_MEL * mel
+    logarithmic = _LOG_START_HZ * np.exp(_LOG_STEP * (mel - _LOG_START_MEL))
+    return np.where(mel >= _LOG_START_MEL, logarithmic, linear)
+
+
 @functools.lru_cache(maxsize=None)
 def mel_basis() -> np.ndarray:
-    """(80, 401) Slaney mel filter bank (area-normalised), computed once."""
-    import librosa
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=NUM_MELS, fmin=FMIN, fmax=FMAX)
+    """(80, 401) float32 Slaney mel filter bank (area-normalised), computed once.
+
+    Triangles between mel-spaced edge frequencies, each scaled by 2 / its width in Hz, in the
+    order and precision of ``librosa.filters.mel`` (each row rounded to float32, then scaled), so
+    the bank is the one the reference features were computed with; numpy only, because importing
+    librosa (numba, scipy.signal) costs about a second at every start of the CLI.
+    """
+    fft_hz = np.fft.rfftfreq(N_FFT, d=1.0 / SAMPLE_RATE)                       # (401,)
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(FMIN), hz_to_mel(FMAX), NUM_MELS + 2))
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]                                # (82, 401)
+    rising, falling = -ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # computed in float64, stored float32
+    return weights
+
+
+def hann_window(size: int = WIN_SIZE) -> np.ndarray:
+    """(size,) float64 periodic Hann window, as ``scipy.signal.get_window("hann", size)``
+    evaluates it (the window librosa's stft uses)."""
+    angles = np.linspace(-np.pi, np.pi, size + 1)
+    return (0.5 + 0.5 * np.cos(angles))[:size]
+
+
+def stft_magnitude(wav: np.ndarray) -> np.ndarray:
+    """|STFT| of a 1-D signal: frames centred on every 200th sample (reflect-padded by 400),
+    Hann window, 800-point real FFT.
+
+    Args:
+        wav: (N,) float64 samples (pre-emphasised).
+    Returns:
+        (401, 1 + N // 200) float64 magnitudes.
+    """
+    padded = np.pad(wav, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_SIZE]   # (T, 800)
+    return np.abs(np.fft.rfft(frames * _WINDOW, n=N_FFT, axis=1)).T
 
 
 def melspectrogram(wav: np.ndarray) -> np.ndarray:
@@ -145,18 +201,24 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
         wav: (N,) float array at 16 kHz.
     Returns:
         (80, num_mel_steps(N)) float32 array with values in [-4, 4] (silence gives -4).
+    Raises:
+        MediaError: not a non-empty 1-D array.
     """
-    import librosa
-
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1 or wav.size == 0:
         raise MediaError(f"melspectrogram needs a non-empty 1-D waveform, got shape {wav.shape}")
-    spec = np.abs(librosa.stft(preemphasis(wav), n_fft=N_FFT, hop_length=HOP_SIZE,
-                               win_length=WIN_SIZE, window="hann", center=True, pad_mode="reflect"))
-    mel = np.dot(mel_basis(), spec)
+    return normalised_mel(np.dot(mel_basis(), stft_magnitude(preemphasis(wav))))
+
+
+def normalised_mel(mel: np.ndarray) -> np.ndarray:
+    """Mel magnitudes (80, T) -> the network's features: dB (floor 1e-5, minus 20 dB),
+    scaled symmetrically and clipped to [-4, 4], float32."""
     db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
     normalised = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
     return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+
+
+_WINDOW = hann_window()
 
 
 def num_mel_steps(num_samples: int) -> int:

@@ -17,17 +17,11 @@ from typing import Optional
 
 import numpy as np
 
-from .audio import HOP_SIZE, MAX_ABS_VALUE, MIN_LEVEL_DB, N_FFT, NUM_MELS, PREEMPHASIS, \
-    REF_LEVEL_DB, WIN_SIZE, mel_basis, num_mel_steps
+from .audio import HOP_SIZE, N_FFT, NUM_MELS, PREEMPHASIS, hann_window, mel_basis, \
+    normalised_mel, num_mel_steps
 from .errors import MediaError
 
 _HALF = N_FFT // 2  # centring pad of the STFT: 400 samples
-
-
-def _window() -> np.ndarray:
-    """The periodic Hann window librosa's stft uses (float64)."""
-    from scipy.signal import get_window
-    return get_window("hann", WIN_SIZE, fftbins=True).astype(np.float64)
 
 
 def mel_columns(frames: np.ndarray) -> np.ndarray:
@@ -43,12 +37,10 @@ def mel_columns(frames: np.ndarray) -> np.ndarray:
     # One matrix-vector product per step: a matrix product over several steps may sum in another
     # order depending on how many there are, and streamed steps must not depend on chunking.
     mel = np.stack([basis @ row for row in spec], axis=1) if len(spec) else np.zeros((NUM_MELS, 0))
-    db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
-    normalised = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
-    return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+    return normalised_mel(mel)
 
 
-_WINDOW = _window()
+_WINDOW = hann_window()
 
 
 class MelStream:
@@ -68,9 +60,7 @@ class MelStream:
         self._tail = np.zeros(0, np.float64)  # pre-emphasised samples [_tail_start, samples)
         self._tail_start = 0
         self._head = np.zeros(0, np.float64)  # the first _HALF + 1 pre-emphasised samples
-        # The filter bank now, not at the first push: librosa's first call loads its modules
-        # (0.3-1 s), which would otherwise delay a live stream's first frame.
-        mel_basis()
+        mel_basis()  # built once per process: now, not in the first push of a live stream
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Add samples; returns the mel steps they made final, (80, k) float32 (k may be 0).

@@ -266,3 +266,24 @@ def test_bad_audio_through_a_tool_exits_2_with_one_line(tmp_path, name, content)
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and name in lines[0]
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- librosa parity
+def test_mel_equals_librosa_pipeline_without_importing_it():
+    """The published networks were trained on librosa's features: ours, computed with numpy only
+    (importing librosa costs the CLI about a second), must match them to float32 rounding."""
+    librosa = pytest.importorskip("librosa")
+    from ppgan.utils.audio import mel_basis, preemphasis
+    np.testing.assert_allclose(mel_basis(), librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=NUM_MELS,
+                                                                fmin=FMIN, fmax=FMAX), rtol=1e-6, atol=1e-9)
+    for wav in (_speech_like(1.3), _tone(440, 0.3) + 0.2, _speech_like(0.02, seed=3)):
+        spec = np.abs(librosa.stft(preemphasis(wav), n_fft=N_FFT, hop_length=HOP, win_length=N_FFT,
+                                   window="hann", center=True, pad_mode="reflect"))
+        db = 20 * np.log10(np.maximum(1e-5, np.dot(mel_basis(), spec))) - 20
+        expected = np.clip(8 * (db + 100) / 100 - 4, -4, 4).astype(np.float32)
+        assert np.abs(melspectrogram(wav) - expected).max() < 1e-5
+    code = ("import sys, numpy as np; from ppgan.utils.audio import melspectrogram; "
+            "melspectrogram(np.zeros(4000, np.float32)); "
+            "print(sorted(m for m in ('librosa', 'scipy.signal', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
