@@ -90,10 +90,11 @@ class Wav2LipModel(BaseModel):
         self.syncnet_wt = float(syncnet_wt)
         self.syncnet_wt_target = float(syncnet_wt_target)
         self.syncnet_wt_threshold = float(syncnet_wt_threshold)
-        if not float(l1_lower_weight) > 0:
-            raise ConfigError(f"model.l1_lower_weight must be positive, got {l1_lower_weight}")
         # Training loss only: evaluation keeps the plain L1, comparable across runs.
-        self.train_l1_loss = L1Loss(lower_weight=float(l1_lower_weight))
+        try:
+            self.train_l1_loss = L1Loss(lower_weight=float(l1_lower_weight))
+        except ValueError as exc:  # the loss owns the rule; the config gets its key named
+            raise ConfigError(f"model.l1_lower_weight: {exc}") from None
         self.l1_loss = L1Loss()
         self.sync_loss = SyncLoss()
         self.sums = MetricSums()

@@ -191,7 +191,12 @@ def stft_magnitude(wav: np.ndarray) -> np.ndarray:
     """
     padded = np.pad(wav, N_FFT // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_SIZE]   # (T, 800)
-    return np.abs(np.fft.rfft(frames * _WINDOW, n=N_FFT, axis=1)).T
+    return frame_magnitudes(frames).T
+
+
+def frame_magnitudes(frames: np.ndarray) -> np.ndarray:
+    """(T, 800) float64 samples, one STFT frame per row -> (T, 401) |FFT| of the Hann-windowed rows."""
+    return np.abs(np.fft.rfft(frames * _WINDOW, n=N_FFT, axis=1))
 
 
 def melspectrogram(wav: np.ndarray) -> np.ndarray:

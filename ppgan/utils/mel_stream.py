@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from .audio import HOP_SIZE, N_FFT, NUM_MELS, PREEMPHASIS, hann_window, mel_basis, \
+from .audio import HOP_SIZE, N_FFT, NUM_MELS, PREEMPHASIS, frame_magnitudes, mel_basis, \
     normalised_mel, num_mel_steps
 from .errors import MediaError
 
@@ -32,15 +32,13 @@ def mel_columns(frames: np.ndarray) -> np.ndarray:
     Returns:
         (80, T) float32 normalised mel in [-4, 4].
     """
-    spec = np.abs(np.fft.rfft(frames * _WINDOW, n=N_FFT, axis=1))   # (T, 401)
+    spec = frame_magnitudes(frames)   # (T, 401)
     basis = mel_basis().astype(np.float64)
     # One matrix-vector product per step: a matrix product over several steps may sum in another
     # order depending on how many there are, and streamed steps must not depend on chunking.
     mel = np.stack([basis @ row for row in spec], axis=1) if len(spec) else np.zeros((NUM_MELS, 0))
     return normalised_mel(mel)
 
-
-_WINDOW = hann_window()
 
 
 class MelStream:
