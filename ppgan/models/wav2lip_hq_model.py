@@ -53,13 +53,13 @@ class Wav2LipModelHq(Wav2LipModel):
                  syncnet_wt_target: float = 0.03, syncnet_wt_threshold: float = 0.75,
                  disc_wt: float = 0.07, init_type: Optional[str] = "kaiming",
                  disc_init_type: Optional[str] = "kaiming", config_dir: Optional[str] = None,
-                 l1_lower_weight: float = 1.0) -> None:
+                 recon_loss: str = "l1", recon_lower_weight: float = 1.0) -> None:
         if not 0.0 <= float(disc_wt) <= 1.0 or float(disc_wt) + float(syncnet_wt_target) > 1.0:
             raise ConfigError(f"model.disc_wt must be in [0, 1] with disc_wt + syncnet_wt_target "
                               f"<= 1, got {disc_wt} and {syncnet_wt_target}")
         super().__init__(generator, discriminator_sync, syncnet_weights, syncnet_net_name,
                          syncnet_wt, syncnet_wt_target, syncnet_wt_threshold, init_type,
-                         config_dir, l1_lower_weight)
+                         config_dir, recon_loss, recon_lower_weight)
         netDH = build_discriminator(discriminator_hq, where="model.discriminator_hq")
         check_same_face_size(self.net("netG"), netDH, "model.discriminator_hq")
         self.add_net("netDH", apply_init(netDH, disc_init_type, where="model.disc_init_type"))
@@ -74,7 +74,7 @@ class Wav2LipModelHq(Wav2LipModel):
             # leaves are local and thrown away below, never all-reduced.
             losses["perceptual_loss"] = self.gan_loss(self.net("netDH")(g).astype("float32"), True)
         loss_g = (self.sync_term(losses) + dw * losses["perceptual_loss"]
-                  + (1.0 - w - dw) * losses["l1_loss"])
+                  + (1.0 - w - dw) * losses[self.recon_loss.name])
         self.backward_and_step(loss_g, optimizers, "optimizer_G")
         optimizers["optimizer_DH"].clear_grad()
 

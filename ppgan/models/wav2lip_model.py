@@ -2,9 +2,9 @@
 
 Batches hold ``x`` (B, 6, T, H, W) = masked target frames + reference frames, ``indiv_mels``
 (B, T, 1, 80, 16), ``mel`` (B, 1, 80, 16) and the target frames ``y`` (B, 3, T, H, W): T = 5
-(``dataset.syncnet_T``) whenever the sync loss is computed; an L1-only run may train on T = 1.
+(``dataset.syncnet_T``) whenever the sync loss is computed; a pixel-loss-only run may train on T = 1.
 
-Loss: ``w * sync + (1 - w) * L1``. The sync-loss weight ``w`` is a schedule: it starts at
+Loss: ``w * sync + (1 - w) * pixel``, the pixel loss L1 unless ``model.recon_loss`` is ``mse``. The sync-loss weight ``w`` is a schedule: it starts at
 ``syncnet_wt`` and, the first time the eval sync loss (averaged over all ranks) falls below
 ``syncnet_wt_threshold``, jumps to ``syncnet_wt_target`` for good: the training loop calls
 ``update_schedules`` after each evaluation (``eval_metrics`` itself changes nothing). It is part of the model
@@ -23,7 +23,7 @@ from ..utils.errors import ConfigError
 from ..utils.logger import get_logger
 from .base_model import Batch, BaseModel, MetricSums, Optimizers, apply_init, to_tensor
 from .builder import MODELS, build_discriminator, build_generator
-from .losses import L1Loss, SyncLoss
+from .losses import ReconLoss, SyncLoss
 
 
 def psnr(prediction: paddle.Tensor, target: paddle.Tensor) -> float:
@@ -46,7 +46,7 @@ def check_same_face_size(generator: paddle.nn.Layer, other: paddle.nn.Layer, whe
 
 @MODELS.register()
 class Wav2LipModel(BaseModel):
-    """Generator ``netG`` trained with L1 + sync loss through the frozen expert ``netD``.
+    """Generator ``netG`` trained with a pixel loss (L1) + sync loss through the frozen expert ``netD``.
 
     Args:
         generator: network block, e.g. ``{name: Wav2Lip, width_mult: 1.0}``.
@@ -60,9 +60,12 @@ class Wav2LipModel(BaseModel):
         init_type: generator init, 'normal' / 'kaiming' / None. Default: 'normal'.
         config_dir: folder of the config file, to resolve a relative ``syncnet_weights`` (working
             directory, then beside the config: ``ppgan.utils.config_paths``).
-        l1_lower_weight: weight of the lower half's pixels (where the mouth is drawn) in the
-            training L1 against the upper half's, which the masked input already shows
-            (``L1Loss``); evaluation always reports the plain L1. Default: 1.0 (plain L1).
+        recon_loss: the training pixel loss, ``l1`` (the reference's) or ``mse`` (``ReconLoss``).
+            Default: 'l1'.
+        recon_lower_weight: weight of the lower half's pixels (where the mouth is drawn) in the
+            training pixel loss against the upper half's, which the masked input already shows.
+            Default: 1.0 (plain mean). Evaluation always reports the plain L1, whatever the
+            training loss, so runs stay comparable.
     """
 
     optimizer_keys: Tuple[str, ...] = ("optimizer_G",)
@@ -74,7 +77,7 @@ class Wav2LipModel(BaseModel):
                  syncnet_weights: Optional[str] = None, syncnet_net_name: Optional[str] = None,
                  syncnet_wt: float = 0.0, syncnet_wt_target: float = 0.01, syncnet_wt_threshold: float = 0.75,
                  init_type: Optional[str] = "normal", config_dir: Optional[str] = None,
-                 l1_lower_weight: float = 1.0) -> None:
+                 recon_loss: str = "l1", recon_lower_weight: float = 1.0) -> None:
         super().__init__()
         for key, value in (("syncnet_wt", syncnet_wt), ("syncnet_wt_target", syncnet_wt_target)):
             if not 0.0 <= float(value) <= 1.0:
@@ -92,10 +95,10 @@ class Wav2LipModel(BaseModel):
         self.syncnet_wt_threshold = float(syncnet_wt_threshold)
         # Training loss only: evaluation keeps the plain L1, comparable across runs.
         try:
-            self.train_l1_loss = L1Loss(lower_weight=float(l1_lower_weight))
-        except ValueError as exc:  # the loss owns the rule; the config gets its key named
-            raise ConfigError(f"model.l1_lower_weight: {exc}") from None
-        self.l1_loss = L1Loss()
+            self.recon_loss = ReconLoss(str(recon_loss), lower_weight=float(recon_lower_weight))
+        except ValueError as exc:  # the loss owns the rules; the config gets its keys named
+            raise ConfigError(f"model.recon_loss / model.recon_lower_weight: {exc}") from None
+        self.l1_loss = ReconLoss()
         self.sync_loss = SyncLoss()
         self.sums = MetricSums()
         self.visuals: Dict[str, paddle.Tensor] = {}
@@ -123,9 +126,10 @@ class Wav2LipModel(BaseModel):
         return self.sync_loss(audio_emb.astype("float32"), face_emb.astype("float32"))
 
     def generator_losses(self) -> Tuple[paddle.Tensor, Dict[str, paddle.Tensor]]:
-        """Forward netG; returns (generated (B, 3, T, H, W), {'l1_loss', 'sync_loss'} tensors)."""
+        """Forward netG; returns (generated (B, 3, T, H, W), {pixel loss ('l1_loss' or
+        'mse_loss', ``self.recon_loss.name``), 'sync_loss'} tensors)."""
         g = self.nets["netG"](self.indiv_mels, self.x)
-        losses = {"l1_loss": self.train_l1_loss(g.astype("float32"), self.y)}
+        losses = {self.recon_loss.name: self.recon_loss(g.astype("float32"), self.y)}
         if self.syncnet_wt > 0:
             losses["sync_loss"] = self.expert_sync_loss(g)
         elif self.syncnet_wt_target > 0:
@@ -145,7 +149,7 @@ class Wav2LipModel(BaseModel):
         with self.autocast():
             g, losses = self.generator_losses()
         w = self.syncnet_wt
-        loss_g = self.sync_term(losses) + (1.0 - w) * losses["l1_loss"]
+        loss_g = self.sync_term(losses) + (1.0 - w) * losses[self.recon_loss.name]
         self.backward_and_step(loss_g, optimizers, "optimizer_G")
         self.keep_visuals(g)
         logged = {name: float(value) for name, value in losses.items()}

@@ -9,7 +9,7 @@ import pytest
 from ppgan.models import SyncNetModel, Wav2LipModel, Wav2LipModelHq  # noqa: F401
 from ppgan.models.discriminators.syncnet import SyncNetColor
 from ppgan.models.generators.wav2lip import Wav2Lip
-from ppgan.models.losses import GANLoss, L1Loss, SyncLoss
+from ppgan.models.losses import GANLoss, ReconLoss, SyncLoss
 from ppgan.models.wav2lip_hq_model import split_real_fake
 from ppgan.solver import build_optimizers
 from ppgan.utils.errors import ConfigError, WeightsError
@@ -73,43 +73,56 @@ def test_sync_loss_is_bce_of_the_cosine():
         pytest.approx(-math.log(1 - math.sqrt(0.5)), abs=1e-5)
 
 
-def test_l1_lower_weight_weights_the_lower_rows():
+@pytest.mark.parametrize("norm", ["l1", "mse"])
+def test_recon_loss_weights_the_lower_rows(norm):
     rng = np.random.RandomState(0)
     prediction, target = rng.rand(2, 3, 1, 5, 4).astype("float32"), rng.rand(2, 3, 1, 5, 4).astype("float32")
-    error = np.abs(prediction - target)
-    plain = L1Loss()(paddle.to_tensor(prediction), paddle.to_tensor(target))
+    difference = prediction - target
+    error = np.abs(difference) if norm == "l1" else difference ** 2
+    plain = ReconLoss(norm)(paddle.to_tensor(prediction), paddle.to_tensor(target))
     assert float(plain) == pytest.approx(error.mean(), rel=1e-6)
     # Odd height 5: rows 0-1 are the upper half, rows 2-4 the lower (where the mouth is).
     p = paddle.to_tensor(prediction, stop_gradient=False)
-    weighted = L1Loss(lower_weight=3.0)(p, paddle.to_tensor(target))
+    weighted = ReconLoss(norm, lower_weight=3.0)(p, paddle.to_tensor(target))
     per_pixel = np.ones_like(error)
     per_pixel[..., 2:, :] = 3.0
     assert float(weighted) == pytest.approx((error * per_pixel).sum() / per_pixel.sum(), rel=1e-6)
     weighted.backward()
-    grad = np.abs(p.grad.numpy())
-    np.testing.assert_allclose(grad[..., 2:, :], 3 * grad[0, 0, 0, 0, 0], rtol=1e-5)
-    np.testing.assert_allclose(grad[..., :2, :], grad[0, 0, 0, 0, 0], rtol=1e-5)
+    # d/dp of the weighted mean: weight * sign(difference) for L1, weight * 2 * difference for MSE
+    slope = np.sign(difference) if norm == "l1" else 2 * difference
+    np.testing.assert_allclose(p.grad.numpy(), per_pixel * slope / per_pixel.sum(), rtol=1e-5, atol=1e-9)
+
+
+def test_recon_loss_rejects_bad_settings():
     with pytest.raises(ValueError, match="lower_weight"):
-        L1Loss(lower_weight=0.0)
+        ReconLoss(lower_weight=0.0)
+    with pytest.raises(ValueError, match="l1, mse"):
+        ReconLoss("l2")
 
 
-def test_l1_lower_weight_trains_and_leaves_eval_l1_plain(expert_file):
-    with pytest.raises(ConfigError, match="model.l1_lower_weight"):
-        make_model(expert_file, l1_lower_weight=-1.0)
-    model, optimizers = make_model(expert_file, syncnet_wt_target=0.0, l1_lower_weight=4.0)
+@pytest.mark.parametrize("norm", ["l1", "mse"])
+def test_recon_loss_trains_and_leaves_eval_l1_plain(expert_file, norm):
+    with pytest.raises(ConfigError, match="model.recon_loss / model.recon_lower_weight"):
+        make_model(expert_file, recon_lower_weight=-1.0)
+    with pytest.raises(ConfigError, match="model.recon_loss"):
+        make_model(expert_file, recon_loss="huber")
+    model, optimizers = make_model(expert_file, syncnet_wt_target=0.0, recon_loss=norm,
+                                   recon_lower_weight=4.0)
     batch = g_batch()
     batch["y"][..., 48:, :] = 0.0  # a black lower half: its error differs from the upper half's
     model.setup_input(batch)
     with paddle.no_grad():  # the step's own forward: same weights, same batch statistics
         before = model.net("netG")(model.indiv_mels, model.x)
-    expected = float(L1Loss(lower_weight=4.0)(before, model.y))
-    assert expected != pytest.approx(float(L1Loss()(before, model.y)), rel=1e-3)
-    assert model.train_iter(optimizers)["l1_loss"] == pytest.approx(expected, rel=1e-5)
+    expected = float(ReconLoss(norm, lower_weight=4.0)(before, model.y))
+    assert expected != pytest.approx(float(ReconLoss(norm)(before, model.y)), rel=1e-3)
+    logged = model.train_iter(optimizers)
+    assert set(logged) == {f"{norm}_loss", "syncnet_wt"}
+    assert logged[f"{norm}_loss"] == pytest.approx(expected, rel=1e-5)
     model.eval()
     model.test_iter()
     with paddle.no_grad():
         after = model.net("netG")(model.indiv_mels, model.x)
-    assert model.eval_metrics()["l1_loss"] == pytest.approx(float(L1Loss()(after, model.y)), rel=1e-5)
+    assert model.eval_metrics()["l1_loss"] == pytest.approx(float(ReconLoss()(after, model.y)), rel=1e-5)
 
 
 def test_gan_loss_targets():
