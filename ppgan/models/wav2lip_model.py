@@ -4,11 +4,12 @@ Batches hold ``x`` (B, 6, T, H, W) = masked target frames + reference frames, ``
 (B, T, 1, 80, 16), ``mel`` (B, 1, 80, 16) and the target frames ``y`` (B, 3, T, H, W): T = 5
 (``dataset.syncnet_T``) whenever the sync loss is computed; a pixel-loss-only run may train on T = 1.
 
-Loss: ``w * sync + (1 - w) * pixel``, the pixel loss L1 unless ``model.recon_loss`` is ``mse``. The sync-loss weight ``w`` is a schedule: it starts at
-``syncnet_wt`` and, the first time the eval sync loss (averaged over all ranks) falls below
-``syncnet_wt_threshold``, jumps to ``syncnet_wt_target`` for good: the training loop calls
-``update_schedules`` after each evaluation (``eval_metrics`` itself changes nothing). It is part of the model
-state, so checkpoints carry it and a resumed run continues with the same weight.
+Loss: ``w * sync + (1 - w) * pixel``, the pixel loss L1 unless ``model.recon_loss`` is ``mse``.
+The sync-loss weight ``w`` is a schedule: it starts at ``syncnet_wt`` and, the first time the eval
+sync loss (averaged over all ranks) falls below ``syncnet_wt_threshold``, jumps to
+``syncnet_wt_target`` for good: the training loop calls ``update_schedules`` after each evaluation
+(``eval_metrics`` itself changes nothing). It is part of the model state, so checkpoints carry it
+and a resumed run continues with the same weight.
 """
 
 from __future__ import annotations

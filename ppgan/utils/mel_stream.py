@@ -40,7 +40,6 @@ def mel_columns(frames: np.ndarray) -> np.ndarray:
     return normalised_mel(mel)
 
 
-
 class MelStream:
     """Push 16 kHz mono samples in chunks of any length; read mel steps as they become final.
 
